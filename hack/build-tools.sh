@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Builds the stack's Go tools from the Go module proxy and caches the binaries
+# under $CACHE_DIR/bin/<tool>-<version>/. A cached binary is never rebuilt.
+#
+#   hack/build-tools.sh [kube|etcd|helm|all]
+#
+# Caveats: a cold kube build takes many minutes and ~2 GiB of memory on 2 cores.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+GO_ENV=(
+  CGO_ENABLED=0
+  GOMODCACHE="$CACHE_DIR/go/mod"
+  GOCACHE="$CACHE_DIR/go/build"
+  GOFLAGS="${GOFLAGS:-} -mod=mod"
+)
+
+require_go() {
+  have go || die "Go is missing: install Go ≥ 1.24 (Debian: apt-get install golang) or put it on PATH, then run again."
+}
+
+kube_bin_dir() { echo "$CACHE_DIR/bin/kube-$KUBE_VERSION"; }
+etcd_bin_dir() { echo "$CACHE_DIR/bin/etcd-$ETCD_VERSION"; }
+helm_bin_dir() { echo "$CACHE_DIR/bin/helm-$HELM_VERSION"; }
+
+# lock NAME: holds an exclusive lock for the rest of the calling build, so two
+# stacks starting at once build each tool once (the second waits, then finds it).
+lock() {
+  mkdir -p "$CACHE_DIR"
+  exec {LOCK_FD}>"$CACHE_DIR/.build-$1.lock"
+  flock "$LOCK_FD"
+}
+unlock() { exec {LOCK_FD}>&-; }
+
+# Builds into a temporary directory and renames it into place, so an interrupted
+# build never leaves a half-filled cache entry behind.
+publish() {
+  local tmp=$1 dest=$2
+  rm -rf "$dest"
+  mkdir -p "$(dirname "$dest")"
+  mv "$tmp" "$dest"
+}
+
+# k8s.io/kubernetes requires its staging modules at v0.0.0 with local replaces, so
+# it cannot be built with `go install`. A wrapper module requires it and replaces
+# every staging module with its published v0.Y.Z tag. The staging list is read from
+# the pinned go.mod because it changes between releases.
+build_kube_locked() {
+  local dest; dest=$(kube_bin_dir)
+  if [ -x "$dest/kube-apiserver" ] && [ -x "$dest/kubectl" ] && [ -x "$dest/kube-controller-manager" ]; then
+    log "kube $KUBE_VERSION: cached in $dest"; return 0
+  fi
+  require_go
+  local work="$CACHE_DIR/src/kube-$KUBE_VERSION"
+  local staging_tag="v0.${KUBE_VERSION#v1.}"
+  mkdir -p "$work"
+  log "kube $KUBE_VERSION: resolving staging modules"
+  local gomod
+  gomod=$(cd "$work" && env "${GO_ENV[@]}" go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" \
+    | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
+  [ -f "$gomod" ] || die "could not download k8s.io/kubernetes@$KUBE_VERSION from the Go module proxy ($(go env GOPROXY))."
+  {
+    echo "module ctfleet.local/kube-build"
+    echo
+    echo "go $(go env GOVERSION | sed 's/^go\([0-9]*\.[0-9]*\).*/\1/')"
+    echo
+    echo "require k8s.io/kubernetes $KUBE_VERSION"
+    echo
+    echo "replace ("
+    grep -E '^\s*k8s\.io/[^ ]+ => \./staging/' "$gomod" | awk -v tag="$staging_tag" '{print "\t" $1 " => " $1 " " tag}'
+    echo ")"
+  } > "$work/go.mod"
+  log "kube $KUBE_VERSION: $(grep -c ' => ' "$work/go.mod") staging modules replaced"
+  local minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
+  local ldflags="-s -w"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  local tmp="$dest.tmp.$$"
+  mkdir -p "$tmp"
+  (
+    cd "$work"
+    for cmd in kube-apiserver kube-controller-manager kubectl; do
+      local pkg="k8s.io/kubernetes/cmd/$cmd"
+      log "kube $KUBE_VERSION: building $cmd"
+      env "${GO_ENV[@]}" go build -trimpath -tags selinux,notest -ldflags "$ldflags" -o "$tmp/$cmd" "$pkg"
+    done
+  )
+  publish "$tmp" "$dest"
+  log "kube $KUBE_VERSION: built into $dest"
+}
+
+# etcd's server module has local replaces too; a wrapper main calling etcdmain.Main
+# at a tagged release builds cleanly.
+build_etcd_locked() {
+  local dest; dest=$(etcd_bin_dir)
+  if [ -x "$dest/etcd" ]; then log "etcd $ETCD_VERSION: cached in $dest"; return 0; fi
+  require_go
+  local work="$CACHE_DIR/src/etcd-$ETCD_VERSION"
+  mkdir -p "$work"
+  cat > "$work/go.mod" <<MOD
+module ctfleet.local/etcd-build
+
+go $(go env GOVERSION | sed 's/^go\([0-9]*\.[0-9]*\).*/\1/')
+
+require go.etcd.io/etcd/server/v3 $ETCD_VERSION
+MOD
+  cat > "$work/main.go" <<'SRC'
+// Command etcd runs etcd's own entry point; it exists only so the server can be
+// built from the Go module proxy at a pinned tag.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+SRC
+  local tmp="$dest.tmp.$$"
+  mkdir -p "$tmp"
+  log "etcd $ETCD_VERSION: building"
+  (cd "$work" && env "${GO_ENV[@]}" go build -trimpath \
+    -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=ctfleet" -o "$tmp/etcd" .)
+  publish "$tmp" "$dest"
+  log "etcd $ETCD_VERSION: built into $dest"
+}
+
+build_helm_locked() {
+  local dest; dest=$(helm_bin_dir)
+  if [ -x "$dest/helm" ]; then log "helm $HELM_VERSION: cached in $dest"; return 0; fi
+  require_go
+  local work="$CACHE_DIR/src/helm-$HELM_VERSION"
+  mkdir -p "$work"
+  cat > "$work/go.mod" <<MOD
+module ctfleet.local/helm-build
+
+go $(go env GOVERSION | sed 's/^go\([0-9]*\.[0-9]*\).*/\1/')
+
+require helm.sh/helm/v3 $HELM_VERSION
+MOD
+  local minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
+  local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
+  ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
+  local tmp="$dest.tmp.$$"
+  mkdir -p "$tmp"
+  log "helm $HELM_VERSION: building"
+  (cd "$work" && env "${GO_ENV[@]}" go build -trimpath -ldflags "$ldflags" -o "$tmp/helm" helm.sh/helm/v3/cmd/helm)
+  publish "$tmp" "$dest"
+  log "helm $HELM_VERSION: built into $dest"
+}
+
+build_kube() {
+  lock kube
+  local rc=0
+  build_kube_locked || rc=$?
+  unlock
+  return "$rc"
+}
+
+build_etcd() {
+  lock etcd
+  local rc=0
+  build_etcd_locked || rc=$?
+  unlock
+  return "$rc"
+}
+
+build_helm() {
+  lock helm
+  local rc=0
+  build_helm_locked || rc=$?
+  unlock
+  return "$rc"
+}
+
+main() {
+  case "${1:-all}" in
+    kube) timed "build kube $KUBE_VERSION" build_kube ;;
+    etcd) timed "build etcd $ETCD_VERSION" build_etcd ;;
+    helm) timed "build helm $HELM_VERSION" build_helm ;;
+    all)
+      timed "build etcd $ETCD_VERSION" build_etcd
+      timed "build kube $KUBE_VERSION" build_kube
+      timed "build helm $HELM_VERSION" build_helm ;;
+    *) die "unknown tool '$1' (expected kube, etcd, helm or all)" ;;
+  esac
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

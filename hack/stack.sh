@@ -1,0 +1,397 @@
+#!/usr/bin/env bash
+# The local stack every ctfleet demo, test, CI run and benchmark shares: etcd +
+# kube-apiserver (+ a kube-controller-manager running only the namespace,
+# garbage-collector and service-account controllers), redis-server and a Docker
+# engine, plus kubectl, helm and the test challenge images.
+#
+#   hack/stack.sh up       start whatever is not running (idempotent, reuses what is)
+#   hack/stack.sh down     stop what the stack started, and nothing else
+#   hack/stack.sh status   say what is up
+#   hack/stack.sh env      print `export …` lines for kubectl, helm, redis-cli, docker
+#
+# Settings (environment):
+#   CTFLEET_STATE_DIR            where pids, logs, certificates and data live (.stack/)
+#   CTFLEET_CACHE_DIR            where built binaries are cached (~/.cache/ctfleet)
+#   CTFLEET_USE_EXISTING_CLUSTER=true with KUBECONFIG set: use that cluster instead
+#   CTFLEET_REDIS_PASSWORD       require this password on the stack's Redis
+#   CTFLEET_{ETCD,APISERVER,REDIS}_PORT   preferred ports (the next free one is used
+#                                if taken by something that is not the stack's)
+#
+# Guarantees: `up` never leaves a half-started stack behind (what it started in a
+# failed run is stopped again); `down` only signals processes whose pid file and
+# command line both say the stack started them.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$ROOT/hack/build-tools.sh"
+
+PKI="$STATE_DIR/pki"
+PIDS="$STATE_DIR/pids"
+LOGS="$STATE_DIR/logs"
+PORTS_FILE="$STATE_DIR/ports.env"
+KUBECONFIG_FILE="$STATE_DIR/kubeconfig"
+DOCKER_SOCK=/var/run/docker.sock
+
+use_existing_cluster() { [ "${CTFLEET_USE_EXISTING_CLUSTER:-false}" = "true" ]; }
+
+# ---------------------------------------------------------------- processes
+
+pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
+
+# is_running NAME BINARY: the pid file names a live process running BINARY. A pid
+# file left by a dead process, or whose pid now belongs to something else, is stale.
+is_running() {
+  local pid; pid=$(pid_of "$1")
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+  tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "$2"
+}
+
+STARTED_NOW=()
+
+# spawn NAME BINARY ARGS...: starts a daemon in its own session so it outlives the
+# calling shell, with its log under $LOGS.
+spawn() {
+  local name=$1; shift
+  mkdir -p "$PIDS" "$LOGS"
+  rm -f "$PIDS/$name.pid"
+  # The child records its own pid before exec, so the pid file is right whether or
+  # not setsid had to fork.
+  setsid bash -c 'echo $$ > "$0"; exec "$@"' "$PIDS/$name.pid" "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
+  for _ in $(seq 1 50); do [ -s "$PIDS/$name.pid" ] && break; sleep 0.05; done
+  STARTED_NOW+=("$name")
+}
+
+stop_process() {
+  local name=$1 binary=$2
+  if is_running "$name" "$binary"; then
+    local pid; pid=$(pid_of "$name")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+    [ -d "/proc/$pid" ] && kill -9 "$pid" 2>/dev/null || true
+    log "stopped $name (pid $pid)"
+  fi
+  rm -f "$PIDS/$name.pid"
+}
+
+# wait_for LABEL SECONDS LOGNAME CMD...: polls CMD until it succeeds; on timeout
+# prints the tail of the component's log and fails.
+wait_for() {
+  local label=$1 secs=$2 logname=$3; shift 3
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      [ -f "$LOGS/$logname.log" ] && tail -n 15 "$LOGS/$logname.log" >&2
+      die "$label did not become ready within ${secs}s (log: $LOGS/$logname.log)"
+    fi
+    sleep 0.3
+  done
+}
+
+on_failed_up() {
+  local rc=$?
+  [ "$rc" -eq 0 ] && return
+  if [ "${#STARTED_NOW[@]}" -gt 0 ]; then
+    log "up failed: stopping what this run started (${STARTED_NOW[*]})"
+    local name
+    for ((i=${#STARTED_NOW[@]}-1; i>=0; i--)); do
+      name=${STARTED_NOW[i]}
+      stop_process "$name" "$(binary_of "$name")"
+    done
+  fi
+  exit "$rc"
+}
+
+binary_of() {
+  case "$1" in
+    etcd) echo "$(etcd_bin_dir)/etcd" ;;
+    kube-apiserver|kube-controller-manager) echo "$(kube_bin_dir)/$1" ;;
+    redis) echo "redis-server" ;;
+    dockerd) echo "dockerd" ;;
+  esac
+}
+
+# ---------------------------------------------------------------- ports
+
+port_in_use() { [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]; }
+
+load_ports() {
+  ETCD_PORT=${CTFLEET_ETCD_PORT:-23790}
+  APISERVER_PORT=${CTFLEET_APISERVER_PORT:-26443}
+  REDIS_PORT=${CTFLEET_REDIS_PORT:-26379}
+  # shellcheck disable=SC1090
+  [ -f "$PORTS_FILE" ] && source "$PORTS_FILE"
+  return 0
+}
+
+save_ports() {
+  mkdir -p "$STATE_DIR"
+  printf 'ETCD_PORT=%s\nAPISERVER_PORT=%s\nREDIS_PORT=%s\n' "$ETCD_PORT" "$APISERVER_PORT" "$REDIS_PORT" > "$PORTS_FILE"
+}
+
+# pick_port CURRENT: CURRENT if free, else the next free port above it. Only called
+# for a component that is not running, so a taken port belongs to someone else.
+pick_port() {
+  local p=$1
+  while port_in_use "$p" || { [ "$2" = peer ] && port_in_use $((p + 10)); }; do
+    p=$((p + 1))
+    [ "$p" -lt $(( $1 + 100 )) ] || die "no free port in $1..$((p - 1)) on 127.0.0.1"
+  done
+  [ "$p" = "$1" ] || log "port $1 is taken by another program; using $p"
+  echo "$p"
+}
+
+# ---------------------------------------------------------------- prerequisites
+
+APT_UPDATED=false
+apt_install() {
+  is_root || die "$1 is missing and the stack is not running as root: install Debian's ${*:2} (apt-get install ${*:2}) or put $1 on PATH, then run again."
+  have apt-get || die "$1 is missing and there is no apt-get here: install $1 yourself, then run again."
+  log "installing ${*:2} with apt-get"
+  if [ "$APT_UPDATED" = false ]; then
+    apt-get update -qq >"$LOGS/apt.log" 2>&1 || die "apt-get update failed (no network to Debian's package mirror?); see $LOGS/apt.log, or install ${*:2} yourself."
+    APT_UPDATED=true
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${@:2}" >>"$LOGS/apt.log" 2>&1 \
+    || die "apt-get install ${*:2} failed; see $LOGS/apt.log, or install them yourself."
+}
+
+require_cmd() { have "$1" || apt_install "$@"; }
+
+# ---------------------------------------------------------------- kubernetes
+
+ensure_pki() {
+  mkdir -p "$PKI"
+  [ -f "$PKI/ca.crt" ] && [ -f "$PKI/apiserver.crt" ] && [ -f "$PKI/sa.key" ] && [ -f "$PKI/token" ] && return 0
+  require_cmd openssl openssl
+  log "generating CA, serving certificate, service-account key and admin token in $PKI"
+  (
+    cd "$PKI"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=ctfleet-local-ca" \
+      -keyout ca.key -out ca.crt 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" -keyout apiserver.key -out apiserver.csr 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:10.0.0.1\nextendedKeyUsage=serverAuth\n' > apiserver.ext
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile apiserver.ext -out apiserver.crt 2>/dev/null
+    openssl genrsa -out sa.key 2048 2>/dev/null
+    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+    head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > token
+    printf '%s,ctfleet-admin,ctfleet-admin,"system:masters"\n' "$(cat token)" > tokens.csv
+    chmod 600 ./*.key token tokens.csv
+  )
+}
+
+write_kubeconfig() {
+  local ca; ca=$(base64 -w0 < "$PKI/ca.crt")
+  cat > "$KUBECONFIG_FILE.tmp" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: ctfleet-local
+  cluster:
+    server: https://127.0.0.1:$APISERVER_PORT
+    certificate-authority-data: $ca
+users:
+- name: ctfleet-admin
+  user:
+    token: $(cat "$PKI/token")
+contexts:
+- name: ctfleet-local
+  context: { cluster: ctfleet-local, user: ctfleet-admin }
+current-context: ctfleet-local
+EOF
+  chmod 600 "$KUBECONFIG_FILE.tmp"
+  mv "$KUBECONFIG_FILE.tmp" "$KUBECONFIG_FILE"
+}
+
+etcd_healthy() { curl -sf --max-time 2 "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
+
+up_etcd() {
+  local bin; bin="$(etcd_bin_dir)/etcd"
+  if is_running etcd "$bin" && etcd_healthy; then log "etcd: running on 127.0.0.1:$ETCD_PORT"; return 0; fi
+  stop_process etcd "$bin"
+  ETCD_PORT=$(pick_port "$ETCD_PORT" peer)
+  save_ports
+  mkdir -p "$STATE_DIR/etcd"
+  spawn etcd "$bin" --name ctfleet --data-dir "$STATE_DIR/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 10))" --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 10))" \
+    --initial-cluster "ctfleet=http://127.0.0.1:$((ETCD_PORT + 10))" \
+    --listen-metrics-urls "" --unsafe-no-fsync --quota-backend-bytes 4294967296 --log-level warn
+  wait_for "etcd" 30 etcd etcd_healthy
+  log "etcd: started on 127.0.0.1:$ETCD_PORT"
+}
+
+apiserver_ready() {
+  curl -sf --max-time 2 --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(cat "$PKI/token")" \
+    "https://127.0.0.1:$APISERVER_PORT/readyz" | grep -q '^ok$'
+}
+
+up_apiserver() {
+  local bin; bin="$(kube_bin_dir)/kube-apiserver"
+  if is_running kube-apiserver "$bin" && apiserver_ready; then
+    log "kube-apiserver: running on https://127.0.0.1:$APISERVER_PORT"; write_kubeconfig; return 0
+  fi
+  stop_process kube-apiserver "$bin"
+  APISERVER_PORT=$(pick_port "$APISERVER_PORT" single)
+  save_ports
+  write_kubeconfig
+  spawn kube-apiserver "$bin" \
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+    --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+    --client-ca-file "$PKI/ca.crt" --token-auth-file "$PKI/tokens.csv" \
+    --authorization-mode RBAC \
+    --service-cluster-ip-range 10.0.0.0/24 \
+    --service-account-issuer https://kubernetes.default.svc \
+    --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+    --allow-privileged=true --disable-admission-plugins ServiceAccount \
+    --cert-dir "$PKI/generated" --v 1
+  wait_for "kube-apiserver" 90 kube-apiserver apiserver_ready
+  log "kube-apiserver: started on https://127.0.0.1:$APISERVER_PORT"
+}
+
+# Without a controller-manager, namespaces stay Terminating forever and owner
+# references are never garbage-collected; tests and Helm uninstall need both.
+up_controller_manager() {
+  local bin; bin="$(kube_bin_dir)/kube-controller-manager"
+  if is_running kube-controller-manager "$bin"; then log "kube-controller-manager: running"; return 0; fi
+  stop_process kube-controller-manager "$bin"
+  spawn kube-controller-manager "$bin" --kubeconfig "$KUBECONFIG_FILE" \
+    --controllers namespace,garbagecollector,serviceaccount,serviceaccount-token \
+    --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
+    --leader-elect=false --secure-port 0 --v 1
+  sleep 1
+  is_running kube-controller-manager "$bin" || { tail -n 15 "$LOGS/kube-controller-manager.log" >&2; die "kube-controller-manager exited at start (log: $LOGS/kube-controller-manager.log)"; }
+  log "kube-controller-manager: started"
+}
+
+# ---------------------------------------------------------------- redis
+
+redis_cli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ${REDIS_PASSWORD:+--no-auth-warning -a "$REDIS_PASSWORD"} "$@"; }
+redis_ready() { [ "$(redis_cli ping 2>/dev/null)" = PONG ]; }
+
+up_redis() {
+  require_cmd redis-server redis-server
+  REDIS_PASSWORD=${CTFLEET_REDIS_PASSWORD:-$(cat "$STATE_DIR/redis-password" 2>/dev/null || true)}
+  if [ -n "$REDIS_PASSWORD" ]; then (umask 077; printf '%s' "$REDIS_PASSWORD" > "$STATE_DIR/redis-password"); else rm -f "$STATE_DIR/redis-password"; fi
+  if is_running redis redis-server && redis_ready; then log "redis: running on 127.0.0.1:$REDIS_PORT"; return 0; fi
+  stop_process redis redis-server
+  REDIS_PORT=$(pick_port "$REDIS_PORT" single)
+  save_ports
+  mkdir -p "$STATE_DIR/redis"
+  spawn redis "$(command -v redis-server)" --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$STATE_DIR/redis" \
+    --maxmemory-policy noeviction --save "" --appendonly no --daemonize no --protected-mode yes \
+    ${REDIS_PASSWORD:+--requirepass "$REDIS_PASSWORD"}
+  wait_for "redis" 20 redis redis_ready
+  log "redis: started on 127.0.0.1:$REDIS_PORT"
+}
+
+# ---------------------------------------------------------------- docker
+
+docker_host() { echo "${DOCKER_HOST:-unix://$DOCKER_SOCK}"; }
+docker_ready() { DOCKER_HOST=$(docker_host) docker info >/dev/null 2>&1; }
+
+up_docker() {
+  if docker_ready; then
+    if is_running dockerd dockerd; then log "docker: started by the stack, running"; else log "docker: using the running engine at $(docker_host)"; fi
+    return 0
+  fi
+  [ -z "${DOCKER_HOST:-}" ] || die "DOCKER_HOST=$DOCKER_HOST does not answer: start that engine or unset DOCKER_HOST so the stack starts its own."
+  have dockerd || apt_install dockerd docker.io
+  have docker || apt_install docker docker.io
+  is_root || die "no Docker engine is reachable and starting dockerd needs root: start one yourself or set DOCKER_HOST."
+  stop_process dockerd dockerd
+  spawn dockerd "$(command -v dockerd)" --host "unix://$DOCKER_SOCK" --pidfile "$STATE_DIR/dockerd.own.pid"
+  wait_for "dockerd" 60 dockerd docker_ready
+  log "docker: started dockerd (log: $LOGS/dockerd.log)"
+}
+
+# ---------------------------------------------------------------- commands
+
+cmd_up() {
+  mkdir -p "$STATE_DIR" "$PIDS" "$LOGS"
+  trap on_failed_up EXIT
+  load_ports
+  require_cmd curl curl
+  require_cmd ss iproute2
+  if use_existing_cluster; then
+    [ -n "${KUBECONFIG:-}" ] || die "CTFLEET_USE_EXISTING_CLUSTER=true needs KUBECONFIG pointing at that cluster."
+    log "kubernetes: using the existing cluster in KUBECONFIG=$KUBECONFIG"
+  else
+    timed "etcd $ETCD_VERSION binary" build_etcd
+    timed "kube $KUBE_VERSION binaries" build_kube
+    ensure_pki
+    timed "etcd up" up_etcd
+    timed "kube-apiserver up" up_apiserver
+    timed "kube-controller-manager up" up_controller_manager
+  fi
+  timed "helm $HELM_VERSION binary" build_helm
+  timed "redis up" up_redis
+  timed "docker up" up_docker
+  timed "test images" env DOCKER_HOST="$(docker_host)" bash "$ROOT/hack/images/build.sh"
+  trap - EXIT
+  cmd_status
+}
+
+cmd_down() {
+  load_ports
+  stop_process kube-controller-manager "$(kube_bin_dir)/kube-controller-manager"
+  stop_process kube-apiserver "$(kube_bin_dir)/kube-apiserver"
+  stop_process etcd "$(etcd_bin_dir)/etcd"
+  stop_process redis redis-server
+  if is_running dockerd dockerd; then
+    stop_process dockerd dockerd
+  else
+    log "docker: not started by the stack, left alone"
+  fi
+}
+
+cmd_env() {
+  load_ports
+  local kubeconfig=$KUBECONFIG_FILE
+  use_existing_cluster && kubeconfig=$KUBECONFIG
+  local pw; pw=$(cat "$STATE_DIR/redis-password" 2>/dev/null || true)
+  local path="$(kube_bin_dir):$(helm_bin_dir)"
+  [ -x "$(node_dir)/bin/node" ] && path="$(node_dir)/bin:$path"
+  printf 'export KUBECONFIG=%q\n' "$kubeconfig"
+  printf 'export REDIS_URL=%q\n' "redis://${pw:+:$pw@}127.0.0.1:$REDIS_PORT/0"
+  printf 'export DOCKER_HOST=%q\n' "$(docker_host)"
+  printf 'export PATH=%q:"$PATH"\n' "$path"
+}
+
+status_line() { printf '  %-24s %s\n' "$1" "$2"; }
+
+cmd_status() {
+  load_ports
+  REDIS_PASSWORD=$(cat "$STATE_DIR/redis-password" 2>/dev/null || true)
+  local ok=0
+  echo "ctfleet local stack (state: $STATE_DIR)"
+  if use_existing_cluster; then
+    status_line kubernetes "existing cluster (KUBECONFIG=$KUBECONFIG)"
+  else
+    if is_running etcd "$(etcd_bin_dir)/etcd" && etcd_healthy; then status_line etcd "up   127.0.0.1:$ETCD_PORT ($ETCD_VERSION)"; else status_line etcd down; ok=1; fi
+    if [ -f "$PKI/ca.crt" ] && apiserver_ready; then
+      local v; v=$(curl -sf --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(cat "$PKI/token")" "https://127.0.0.1:$APISERVER_PORT/version" | sed -n 's/.*"gitVersion": "\([^"]*\)".*/\1/p')
+      status_line kube-apiserver "up   https://127.0.0.1:$APISERVER_PORT ($v)"
+    else status_line kube-apiserver down; ok=1; fi
+    if is_running kube-controller-manager "$(kube_bin_dir)/kube-controller-manager"; then status_line kube-controller-manager up; else status_line kube-controller-manager down; ok=1; fi
+  fi
+  if have redis-cli && redis_ready; then status_line redis "up   127.0.0.1:$REDIS_PORT$([ -n "$REDIS_PASSWORD" ] && echo ' (password)')"; else status_line redis down; ok=1; fi
+  if docker_ready; then
+    status_line docker "up   $(docker_host) ($(DOCKER_HOST=$(docker_host) docker version --format '{{.Server.Version}}' 2>/dev/null))$(is_running dockerd dockerd && echo ', started by the stack')"
+  else status_line docker down; ok=1; fi
+  [ -x "$(kube_bin_dir)/kubectl" ] && status_line kubectl "$(kube_bin_dir)/kubectl" || status_line kubectl "not built"
+  [ -x "$(helm_bin_dir)/helm" ] && status_line helm "$(helm_bin_dir)/helm" || status_line helm "not built"
+  return "$ok"
+}
+
+main() {
+  case "${1:-}" in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    env) cmd_env ;;
+    status) cmd_status ;;
+    *) echo "usage: hack/stack.sh up|down|status|env" >&2; exit 2 ;;
+  esac
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the whole test suite — unit, integration and end-to-end — against the real
+# local stack, which it starts (or reuses) first. Installs what it needs itself.
+#   hack/test.sh                  everything
+#   hack/test.sh test/unit/...    only the given test files (stack still started)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+timed "node $NODE_VERSION" ensure_node
+timed "npm dependencies" ensure_deps
+bash hack/stack.sh up
+eval "$(bash hack/stack.sh env)"
+timed "typecheck, lint, import cycles" npm run --silent check
+
+if [ "$#" -eq 0 ]; then set -- "test/**/*.test.ts"; fi
+# One runner invocation, so its closing summary counts every tier. Files run one
+# at a time: integration and end-to-end tests share one Docker engine and API server.
+# The outer timeout turns a hung test process into a clear failure well inside CI's limit.
+timeout --kill-after=30s "${CTFLEET_TEST_TIMEOUT:-50m}" node --test --test-concurrency=1 --test-timeout=600000 --test-reporter=spec "$@"

@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ConfigError, loadConnectionConfig } from '../../src/config/config.ts';
+
+describe('loadConnectionConfig', () => {
+  test('an empty environment gives the documented defaults', () => {
+    assert.deepEqual(loadConnectionConfig({}), {
+      kubeconfigPath: undefined,
+      redis: { url: 'redis://127.0.0.1:6379/0', prefix: '{ctfleet}' },
+      docker: { kind: 'socket', socketPath: '/var/run/docker.sock' },
+    });
+  });
+
+  const valid: [string, Record<string, string>, unknown][] = [
+    ['a unix DOCKER_HOST becomes a socket path', { DOCKER_HOST: 'unix:///run/user/docker.sock' }, { kind: 'socket', socketPath: '/run/user/docker.sock' }],
+    ['a tcp DOCKER_HOST keeps host and port', { DOCKER_HOST: 'tcp://127.0.0.1:2375' }, { kind: 'tcp', protocol: 'http', host: '127.0.0.1', port: 2375 }],
+    ['an https DOCKER_HOST defaults to port 2376', { DOCKER_HOST: 'https://127.0.0.1' }, { kind: 'tcp', protocol: 'https', host: '127.0.0.1', port: 2376 }],
+  ];
+  for (const [name, env, docker] of valid) {
+    test(name, () => {
+      assert.deepEqual(loadConnectionConfig(env).docker, docker);
+    });
+  }
+
+  test('the first file of a KUBECONFIG list is used', () => {
+    assert.equal(loadConnectionConfig({ KUBECONFIG: '/a/config:/b/config' }).kubeconfigPath, '/a/config');
+  });
+
+  test('every invalid variable is named with its rule, all at once', () => {
+    assert.throws(
+      () => loadConnectionConfig({ REDIS_URL: 'http://127.0.0.1:6379', DOCKER_HOST: 'npipe:////./pipe/docker', CTFLEET_REDIS_PREFIX: 'ctfleet' }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(error.code, 'ConfigInvalid');
+        assert.deepEqual(error.problems, [
+          'REDIS_URL: must be a redis:// or rediss:// URL with a host, e.g. redis://127.0.0.1:6379/0',
+          'CTFLEET_REDIS_PREFIX: must contain a {hash tag} so every key lands on one Redis Cluster slot',
+          'DOCKER_HOST: must be unix:///absolute/path or tcp://host:port',
+        ]);
+        return true;
+      },
+    );
+  });
+
+  test('a prefix with a colon is refused, because BullMQ separates keys with it', () => {
+    assert.throws(() => loadConnectionConfig({ CTFLEET_REDIS_PREFIX: '{ctf}:x' }), /CTFLEET_REDIS_PREFIX: may hold only/);
+  });
+});
