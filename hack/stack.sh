@@ -14,6 +14,7 @@
 #   CTFLEET_CACHE_DIR            where built binaries are cached (~/.cache/ctfleet)
 #   CTFLEET_USE_EXISTING_CLUSTER=true with KUBECONFIG set: use that cluster instead
 #   CTFLEET_REDIS_PASSWORD       require this password on the stack's Redis
+#   CTFLEET_APISERVER_FLAGS      extra kube-apiserver flags (e.g. --feature-gates=…)
 #   CTFLEET_{ETCD,APISERVER,REDIS}_PORT   preferred ports (the next free one is used
 #                                if taken by something that is not the stack's)
 #
@@ -37,12 +38,34 @@ use_existing_cluster() { [ "${CTFLEET_USE_EXISTING_CLUSTER:-false}" = "true" ]; 
 
 pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
 
-# is_running NAME BINARY: the pid file names a live process running BINARY. A pid
-# file left by a dead process, or whose pid now belongs to something else, is stale.
+# pid_matches PID BINARY: PID is alive and runs BINARY.
+pid_matches() {
+  [ -n "$1" ] && [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' < "/proc/$1/cmdline" | grep -q -- "$2"
+}
+
+# adopt NAME BINARY: finds a process of this stack (its command line or working
+# directory names $STATE_DIR) running BINARY and records it in NAME's pid file.
+# Repairs a pid file that was lost or overwritten while the daemon kept running.
+adopt() {
+  local pid
+  for pid in $(pgrep -f -- "$2" || true); do
+    [ "$pid" != "$$" ] || continue
+    if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$STATE_DIR/" \
+      || [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$STATE_DIR/$1" ]; then
+      mkdir -p "$PIDS"
+      echo "$pid" > "$PIDS/$1.pid"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# is_running NAME BINARY: a process of this stack runs BINARY for NAME. A pid file
+# left by a dead process, or whose pid now belongs to something else, is stale and
+# is replaced by the stack's real process if there is one.
 is_running() {
-  local pid; pid=$(pid_of "$1")
-  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "$2"
+  pid_matches "$(pid_of "$1")" "$2" && return 0
+  adopt "$1" "$2" && pid_matches "$(pid_of "$1")" "$2"
 }
 
 STARTED_NOW=()
@@ -53,6 +76,8 @@ spawn() {
   local name=$1; shift
   mkdir -p "$PIDS" "$LOGS"
   rm -f "$PIDS/$name.pid"
+  # One log per start; the previous one is kept beside it for a post-mortem.
+  [ -f "$LOGS/$name.log" ] && mv "$LOGS/$name.log" "$LOGS/$name.previous.log"
   # The child records its own pid before exec, so the pid file is right whether or
   # not setsid had to fork.
   setsid bash -c 'echo $$ > "$0"; exec "$@"' "$PIDS/$name.pid" "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
@@ -66,22 +91,38 @@ stop_process() {
     local pid; pid=$(pid_of "$name")
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
-    [ -d "/proc/$pid" ] && kill -9 "$pid" 2>/dev/null || true
+    if [ -d "/proc/$pid" ]; then
+      kill -9 "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+    fi
     log "stopped $name (pid $pid)"
   fi
   rm -f "$PIDS/$name.pid"
 }
 
-# wait_for LABEL SECONDS LOGNAME CMD...: polls CMD until it succeeds; on timeout
-# prints the tail of the component's log and fails.
+# wait_for LABEL SECONDS NAME CMD...: polls CMD until it succeeds. Fails at once if
+# NAME's process exits, or after SECONDS, printing the end of its log either way.
 wait_for() {
-  local label=$1 secs=$2 logname=$3; shift 3
-  local deadline=$((SECONDS + secs))
+  local label=$1 secs=$2 name=$3; shift 3
+  local deadline=$((SECONDS + secs)) pid; pid=$(pid_of "$name")
   until "$@" >/dev/null 2>&1; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      [ -f "$LOGS/$logname.log" ] && tail -n 15 "$LOGS/$logname.log" >&2
-      die "$label did not become ready within ${secs}s (log: $LOGS/$logname.log)"
+    if [ -n "$pid" ] && [ ! -d "/proc/$pid" ]; then
+      tail -n 15 "$LOGS/$name.log" >&2 2>/dev/null || true
+      die "$label exited during start-up (log: $LOGS/$name.log)"
     fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      tail -n 15 "$LOGS/$name.log" >&2 2>/dev/null || true
+      die "$label did not become ready within ${secs}s (log: $LOGS/$name.log)"
+    fi
+    sleep 0.3
+  done
+}
+
+# becomes_ready SECONDS CHECK: CHECK passes now or within SECONDS.
+becomes_ready() {
+  local deadline=$((SECONDS + $1))
+  until "$2" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
     sleep 0.3
   done
 }
@@ -206,17 +247,17 @@ etcd_healthy() { curl -sf --max-time 2 "http://127.0.0.1:$ETCD_PORT/health" | gr
 
 up_etcd() {
   local bin; bin="$(etcd_bin_dir)/etcd"
-  if is_running etcd "$bin" && etcd_healthy; then log "etcd: running on 127.0.0.1:$ETCD_PORT"; return 0; fi
+  if is_running etcd "$bin" && becomes_ready 5 etcd_healthy; then log "etcd: running on 127.0.0.1:$ETCD_PORT"; return 0; fi
   stop_process etcd "$bin"
   ETCD_PORT=$(pick_port "$ETCD_PORT" peer)
-  save_ports
-  mkdir -p "$STATE_DIR/etcd"
+  mkdir -p "$STATE_DIR/etcd" && chmod 700 "$STATE_DIR/etcd"
   spawn etcd "$bin" --name ctfleet --data-dir "$STATE_DIR/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
     --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 10))" --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 10))" \
     --initial-cluster "ctfleet=http://127.0.0.1:$((ETCD_PORT + 10))" \
     --listen-metrics-urls "" --unsafe-no-fsync --quota-backend-bytes 4294967296 --log-level warn
   wait_for "etcd" 30 etcd etcd_healthy
+  save_ports
   log "etcd: started on 127.0.0.1:$ETCD_PORT"
 }
 
@@ -227,12 +268,12 @@ apiserver_ready() {
 
 up_apiserver() {
   local bin; bin="$(kube_bin_dir)/kube-apiserver"
-  if is_running kube-apiserver "$bin" && apiserver_ready; then
+  # A running apiserver whose etcd was just restarted needs a moment to reconnect.
+  if is_running kube-apiserver "$bin" && becomes_ready 20 apiserver_ready; then
     log "kube-apiserver: running on https://127.0.0.1:$APISERVER_PORT"; write_kubeconfig; return 0
   fi
   stop_process kube-apiserver "$bin"
   APISERVER_PORT=$(pick_port "$APISERVER_PORT" single)
-  save_ports
   write_kubeconfig
   spawn kube-apiserver "$bin" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
@@ -244,8 +285,9 @@ up_apiserver() {
     --service-account-issuer https://kubernetes.default.svc \
     --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
     --allow-privileged=true --disable-admission-plugins ServiceAccount \
-    --cert-dir "$PKI/generated" --v 1
+    --cert-dir "$PKI/generated" --v 1 ${CTFLEET_APISERVER_FLAGS:-}
   wait_for "kube-apiserver" 90 kube-apiserver apiserver_ready
+  save_ports
   log "kube-apiserver: started on https://127.0.0.1:$APISERVER_PORT"
 }
 
@@ -253,7 +295,10 @@ up_apiserver() {
 # references are never garbage-collected; tests and Helm uninstall need both.
 up_controller_manager() {
   local bin; bin="$(kube_bin_dir)/kube-controller-manager"
-  if is_running kube-controller-manager "$bin"; then log "kube-controller-manager: running"; return 0; fi
+  # It reads the kubeconfig once, so it follows an apiserver started by this run.
+  if is_running kube-controller-manager "$bin" && [[ " ${STARTED_NOW[*]} " != *" kube-apiserver "* ]]; then
+    log "kube-controller-manager: running"; return 0
+  fi
   stop_process kube-controller-manager "$bin"
   spawn kube-controller-manager "$bin" --kubeconfig "$KUBECONFIG_FILE" \
     --controllers namespace,garbagecollector,serviceaccount,serviceaccount-token \
@@ -273,15 +318,15 @@ up_redis() {
   require_cmd redis-server redis-server
   REDIS_PASSWORD=${CTFLEET_REDIS_PASSWORD:-$(cat "$STATE_DIR/redis-password" 2>/dev/null || true)}
   if [ -n "$REDIS_PASSWORD" ]; then (umask 077; printf '%s' "$REDIS_PASSWORD" > "$STATE_DIR/redis-password"); else rm -f "$STATE_DIR/redis-password"; fi
-  if is_running redis redis-server && redis_ready; then log "redis: running on 127.0.0.1:$REDIS_PORT"; return 0; fi
+  if is_running redis redis-server && becomes_ready 3 redis_ready; then log "redis: running on 127.0.0.1:$REDIS_PORT"; return 0; fi
   stop_process redis redis-server
   REDIS_PORT=$(pick_port "$REDIS_PORT" single)
-  save_ports
   mkdir -p "$STATE_DIR/redis"
   spawn redis "$(command -v redis-server)" --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$STATE_DIR/redis" \
     --maxmemory-policy noeviction --save "" --appendonly no --daemonize no --protected-mode yes \
     ${REDIS_PASSWORD:+--requirepass "$REDIS_PASSWORD"}
   wait_for "redis" 20 redis redis_ready
+  save_ports
   log "redis: started on 127.0.0.1:$REDIS_PORT"
 }
 
