@@ -1,0 +1,220 @@
+import {
+  findCondition,
+  type ChallengeInstance,
+  type Condition,
+  type ConditionStatus,
+  type LastJob,
+  type Phase,
+} from '../domain/challenge-instance.ts';
+import { jobIdFor, type JobAction, type JobState } from '../domain/jobs.ts';
+import { FINALIZER } from '../domain/names.ts';
+import { isPermanentReason, READY_REASONS } from '../domain/reasons.ts';
+
+/**
+ * What the controller knows of the last job it enqueued for an instance, read from
+ * the queue. `missing` means the queue no longer has it (completed and cleaned up,
+ * or Redis lost its keys).
+ */
+export interface JobObservation {
+  id: string;
+  state: JobState | 'missing';
+  failedReason?: string;
+  attempts?: number;
+}
+
+/** A side effect the reconciler must carry out. */
+export type Action =
+  | { type: 'AddFinalizer' }
+  | { type: 'RemoveFinalizer' }
+  | { type: 'Enqueue'; action: JobAction; jobId: string; generation: number; node: string | undefined };
+
+/** The status fields the controller owns (the worker owns node, endpoints, Ready…). */
+export interface ControllerStatus {
+  phase: Phase;
+  reason: string;
+  message: string;
+  observedGeneration: number;
+  conditions: Condition[];
+  lastJob?: LastJob;
+}
+
+export interface PlannedEvent {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+}
+
+export interface Plan {
+  actions: Action[];
+  /** Undefined when the object is gone for good (finalizer removed): nothing to write. */
+  status: ControllerStatus | undefined;
+  events: PlannedEvent[];
+  requeueAfterMs: number;
+}
+
+/** How soon to look again, by how settled the instance is. */
+export const REQUEUE = {
+  /** Something is in flight; its completion also wakes us, this is the safety net. */
+  busy: 5_000,
+  /** Nothing to do: a periodic resync repairs anything missed. */
+  settled: 5 * 60_000,
+} as const;
+
+/**
+ * Decides what an instance needs, from the newest object and the state of the last
+ * job enqueued for it. Pure: no I/O, no clock but `now`, no logging.
+ *
+ * Guarantees: applying the returned actions and status, then planning again with
+ * the same observations, yields no actions and the same status (idempotent).
+ */
+export function plan(instance: ChallengeInstance, lastJob: JobObservation | undefined, now: Date): Plan {
+  const { metadata, spec } = instance;
+  const status = instance.status ?? {};
+  const generation = metadata.generation;
+  const hasFinalizer = metadata.finalizers?.includes(FINALIZER) ?? false;
+  const ready = findCondition(status, 'Ready');
+  const known = status.lastJob;
+  const job = known !== undefined && lastJob?.id === known.id ? lastJob : undefined;
+  const hasContainer = status.containerId !== undefined && status.containerId !== '';
+
+  const decide = (
+    phase: Phase,
+    reason: string,
+    message: string,
+    actions: Action[] = [],
+    lastJobStatus: LastJob | undefined = known === undefined ? undefined : withState(known, job),
+  ): Plan => {
+    const scheduled = scheduledCondition(phase, reason, message, generation);
+    const conditions = [mergeCondition(findCondition(status, 'Scheduled'), scheduled, now)];
+    const next: ControllerStatus = { phase, reason, message, observedGeneration: generation, conditions };
+    if (lastJobStatus !== undefined) next.lastJob = lastJobStatus;
+    const events: PlannedEvent[] =
+      status.phase === phase && (status.reason ?? '') === reason
+        ? []
+        : [{ type: phase === 'Failed' ? 'Warning' : 'Normal', reason: eventReason(phase, reason), message }];
+    const settled = actions.length === 0 && ['Running', 'Stopped', 'Failed'].includes(phase);
+    return { actions, status: next, events, requeueAfterMs: settled ? REQUEUE.settled : REQUEUE.busy };
+  };
+
+  const enqueue = (action: JobAction, node: string | undefined, phase: Phase, reason: string, message: string): Plan => {
+    const jobId = jobIdFor(metadata.uid, generation, action);
+    return decide(phase, reason, message, [{ type: 'Enqueue', action, jobId, generation, node }], {
+      id: jobId,
+      action,
+      state: 'waiting',
+    });
+  };
+
+  // A job counts as ours when the status records it and the queue still knows it,
+  // or it finished; a job the queue lost is as good as never enqueued.
+  const isPending = (action: JobAction): boolean =>
+    known?.action === action &&
+    known.id === jobIdFor(metadata.uid, generation, action) &&
+    job !== undefined &&
+    job.state !== 'missing' &&
+    job.state !== 'failed' &&
+    job.state !== 'completed';
+  const hasFailed = (action: JobAction): boolean =>
+    known?.id === jobIdFor(metadata.uid, generation, action) && job?.state === 'failed';
+
+  // ---- deletion
+  if (metadata.deletionTimestamp !== undefined) {
+    if (!hasFinalizer) return { actions: [], status: undefined, events: [], requeueAfterMs: REQUEUE.settled };
+    const deleteDone =
+      known?.action === 'delete' && known.id === jobIdFor(metadata.uid, generation, 'delete') && job?.state === 'completed';
+    if (!hasContainer || deleteDone) {
+      // A start job still in the queue is skipped by the worker once it sees the
+      // deletion; wait for it so it cannot leave a container behind.
+      if (isPending('start')) return decide('Terminating', 'WaitingForStartJob', 'Waiting for the in-flight start job to finish before cleanup.');
+      return {
+        actions: [{ type: 'RemoveFinalizer' }],
+        status: undefined,
+        events: [{ type: 'Normal', reason: 'Deleted', message: `Removed container and finalizer of ChallengeInstance ${metadata.namespace}/${metadata.name}` }],
+        requeueAfterMs: REQUEUE.settled,
+      };
+    }
+    if (isPending('delete')) return decide('Terminating', 'RemovingContainer', `Removing the container on node ${status.node ?? 'unknown'}.`);
+    if (hasFailed('delete')) {
+      return decide('Terminating', 'CleanupFailed', `Removing the container failed: ${job?.failedReason ?? 'unknown error'}; retrying.`, [
+        { type: 'Enqueue', action: 'delete', jobId: jobIdFor(metadata.uid, generation, 'delete'), generation, node: status.node },
+      ]);
+    }
+    return enqueue('delete', status.node, 'Terminating', 'RemovingContainer', `Removing the container on node ${status.node ?? 'unknown'}.`);
+  }
+
+  // ---- finalizer first: nothing runs until cleanup is guaranteed
+  if (!hasFinalizer) {
+    return { actions: [{ type: 'AddFinalizer' }], status: undefined, events: [], requeueAfterMs: REQUEUE.busy };
+  }
+
+  const readyForThisGeneration = ready !== undefined && ready.observedGeneration === generation;
+
+  // ---- desired: Stopped
+  if (spec.desiredState === 'Stopped') {
+    if (!hasContainer || (readyForThisGeneration && ready.status === 'False' && ready.reason === READY_REASONS.stopped)) {
+      return decide('Stopped', 'Stopped', 'The instance is stopped as requested.');
+    }
+    if (isPending('stop')) return decide('Stopping', 'StoppingContainer', `Stopping the container on node ${status.node ?? 'unknown'}.`);
+    if (hasFailed('stop')) return decide('Failed', 'StopFailed', `Stopping the container failed: ${job?.failedReason ?? 'unknown error'}.`);
+    return enqueue('stop', status.node, 'Stopping', 'StoppingContainer', `Stopping the container on node ${status.node ?? 'unknown'}.`);
+  }
+
+  // ---- desired: Running
+  if (readyForThisGeneration && ready.status === 'True') {
+    return decide('Running', 'ContainerReady', ready.message);
+  }
+  if (readyForThisGeneration && ready.status === 'False' && isPermanentReason(ready.reason)) {
+    return decide('Failed', ready.reason, ready.message);
+  }
+  if (isPending('start')) {
+    const active = job?.state === 'active';
+    return decide(
+      active ? 'Starting' : 'Scheduled',
+      active ? 'StartingContainer' : 'WaitingForWorker',
+      active ? 'A worker is starting the container.' : 'Queued a start job; waiting for a worker to take it.',
+    );
+  }
+  if (hasFailed('start')) {
+    const reason = reasonOfFailure(job?.failedReason);
+    return decide('Failed', reason, job?.failedReason ?? 'The start job failed.');
+  }
+  // Sticky placement: a container that exists stays on its node, where the worker
+  // replaces it in place (and keeps its ports when it can).
+  return enqueue('start', hasContainer ? status.node : undefined, 'Scheduled', 'WaitingForWorker', 'Queued a start job; waiting for a worker to take it.');
+}
+
+function withState(known: LastJob, job: JobObservation | undefined): LastJob {
+  if (job === undefined) return known;
+  const next: LastJob = { ...known, state: job.state };
+  if (job.attempts !== undefined) next.attempts = job.attempts;
+  return next;
+}
+
+/**
+ * Failed jobs carry `Reason: message` (see the worker); an unstructured failure is
+ * reported as JobFailed.
+ */
+function reasonOfFailure(failedReason: string | undefined): string {
+  const match = failedReason === undefined ? null : /^([A-Z][A-Za-z]+): /.exec(failedReason);
+  return match?.[1] ?? 'JobFailed';
+}
+
+function scheduledCondition(phase: Phase, reason: string, message: string, generation: number): Omit<Condition, 'lastTransitionTime'> {
+  let status: ConditionStatus;
+  if (phase === 'Pending') status = 'False';
+  else if (phase === 'Failed' && reason !== 'StopFailed') status = 'Unknown';
+  else status = 'True';
+  return { type: 'Scheduled', status, reason, message, observedGeneration: generation };
+}
+
+/** Keeps lastTransitionTime unless the condition's status flips (Kubernetes convention). */
+export function mergeCondition(previous: Condition | undefined, next: Omit<Condition, 'lastTransitionTime'>, now: Date): Condition {
+  const lastTransitionTime =
+    previous !== undefined && previous.status === next.status ? previous.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return { ...next, lastTransitionTime };
+}
+
+function eventReason(phase: Phase, reason: string): string {
+  if (phase === 'Failed') return reason;
+  return phase;
+}

@@ -1,0 +1,118 @@
+/**
+ * The ChallengeInstance resource as ctfleet's core sees it. These types mirror the
+ * CRD in manifests/crds/; the API server has already applied its schema and
+ * defaults, so fields the schema defaults are required here.
+ */
+
+export type Protocol = 'TCP' | 'UDP';
+export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
+export type DesiredState = 'Running' | 'Stopped';
+
+export type Phase =
+  | 'Pending'
+  | 'Scheduled'
+  | 'Starting'
+  | 'Running'
+  | 'Stopping'
+  | 'Stopped'
+  | 'Failed'
+  | 'Expired'
+  | 'Terminating';
+
+export interface PortSpec {
+  name: string;
+  containerPort: number;
+  protocol: Protocol;
+}
+
+export interface EnvVar {
+  name: string;
+  value?: string;
+}
+
+export interface ResourceLimits {
+  cpu?: string;
+  memory?: string;
+  pids?: number;
+}
+
+export interface InstanceSpec {
+  team: string;
+  challenge: string;
+  image: string;
+  imagePullPolicy: PullPolicy;
+  ports: PortSpec[];
+  env?: EnvVar[];
+  command?: string[];
+  args?: string[];
+  resources?: ResourceLimits;
+  ttlSeconds?: number;
+  desiredState: DesiredState;
+  priority: number;
+}
+
+export interface Endpoint {
+  name: string;
+  host: string;
+  port: number;
+  protocol: Protocol;
+  url?: string;
+}
+
+export type ConditionStatus = 'True' | 'False' | 'Unknown';
+
+export interface Condition {
+  type: string;
+  status: ConditionStatus;
+  reason: string;
+  message: string;
+  lastTransitionTime: string;
+  observedGeneration?: number;
+}
+
+export interface LastJob {
+  id: string;
+  action: string;
+  state: string;
+  attempts?: number;
+}
+
+export interface InstanceStatus {
+  phase?: Phase;
+  reason?: string;
+  message?: string;
+  observedGeneration?: number;
+  node?: string;
+  containerId?: string;
+  endpoints?: Endpoint[];
+  startedAt?: string;
+  expiresAt?: string;
+  conditions?: Condition[];
+  lastJob?: LastJob;
+}
+
+export interface InstanceMeta {
+  namespace: string;
+  name: string;
+  uid: string;
+  generation: number;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  finalizers?: string[];
+  resourceVersion?: string;
+}
+
+export interface ChallengeInstance {
+  metadata: InstanceMeta;
+  spec: InstanceSpec;
+  status?: InstanceStatus;
+}
+
+/** `namespace/name`: the work-queue key of an instance. */
+export function instanceKey(instance: { metadata: { namespace: string; name: string } }): string {
+  return `${instance.metadata.namespace}/${instance.metadata.name}`;
+}
+
+export function findCondition(status: InstanceStatus | undefined, type: string): Condition | undefined {
+  return status?.conditions?.find((condition) => condition.type === type);
+}

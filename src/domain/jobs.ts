@@ -1,0 +1,82 @@
+import { z } from 'zod';
+import type { InstanceSpec } from './challenge-instance.ts';
+
+/** What a job asks a worker to do with an instance's container. */
+export type JobAction = 'start' | 'stop' | 'delete';
+
+/** BullMQ's job states as the controller reads them. */
+export type JobState = 'waiting' | 'delayed' | 'prioritized' | 'waiting-children' | 'active' | 'completed' | 'failed' | 'unknown';
+
+/** Identifies the exact object a job was made for; a worker skips jobs for another uid or an older generation. */
+export interface JobTarget {
+  namespace: string;
+  name: string;
+  uid: string;
+  generation: number;
+}
+
+export interface InstanceJob {
+  /** Payload format version, so a worker refuses payloads it does not understand. */
+  v: 1;
+  action: JobAction;
+  target: JobTarget;
+  /** The spec to run; start jobs only. */
+  spec?: InstanceSpec;
+}
+
+/**
+ * Deterministic job id: the same need never queues twice while its job exists.
+ * BullMQ forbids `:` in custom ids and all-digit ids; uids are hex and dashes, and
+ * the `.` separators keep the id from ever being all digits.
+ */
+export function jobIdFor(uid: string, generation: number, action: JobAction): string {
+  return action === 'delete' ? `${uid}.delete` : `${uid}.${generation}.${action}`;
+}
+
+/** Queue for start jobs any worker may take. */
+export const SHARED_QUEUE = 'start';
+
+/** Queue of one node: stop and delete jobs, and start jobs for containers already placed there. */
+export function nodeQueue(node: string): string {
+  return `node.${node}`;
+}
+
+const dnsLabel = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).max(63);
+const quantity = z.string().max(32);
+
+const specSchema = z.object({
+  team: dnsLabel,
+  challenge: dnsLabel,
+  image: z.string().min(1).max(512),
+  imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']),
+  ports: z
+    .array(z.object({ name: z.string().min(1).max(15), containerPort: z.number().int().min(1).max(65535), protocol: z.enum(['TCP', 'UDP']) }))
+    .min(1)
+    .max(16),
+  env: z.array(z.object({ name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), value: z.string().optional() })).max(64).optional(),
+  command: z.array(z.string()).max(64).optional(),
+  args: z.array(z.string()).max(64).optional(),
+  resources: z.object({ cpu: quantity.optional(), memory: quantity.optional(), pids: z.number().int().min(8).max(65536).optional() }).optional(),
+  ttlSeconds: z.number().int().positive().optional(),
+  desiredState: z.enum(['Running', 'Stopped']),
+  priority: z.number().int().min(0).max(1000),
+});
+
+const jobSchema = z
+  .object({
+    v: z.literal(1),
+    action: z.enum(['start', 'stop', 'delete']),
+    target: z.object({ namespace: dnsLabel, name: z.string().min(1).max(253), uid: z.string().regex(/^[0-9a-f-]{8,64}$/), generation: z.number().int().min(1) }),
+    spec: specSchema.optional(),
+  })
+  .refine((job) => job.action !== 'start' || job.spec !== undefined, { message: 'a start job needs a spec', path: ['spec'] });
+
+/**
+ * Validates a job payload taken from the queue: the queue is never trusted.
+ * Returns the job, or a one-line description of every problem with its field.
+ */
+export function parseJob(data: unknown): { ok: true; job: InstanceJob } | { ok: false; problems: string } {
+  const parsed = jobSchema.safeParse(data);
+  if (parsed.success) return { ok: true, job: parsed.data };
+  return { ok: false, problems: parsed.error.issues.map((issue) => `${issue.path.join('.') || '(payload)'}: ${issue.message}`).join('; ') };
+}

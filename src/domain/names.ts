@@ -1,0 +1,38 @@
+/** API group, version and resource names of ctfleet's custom resource. Defined once. */
+export const GROUP = 'ctfleet.io';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const KIND = 'ChallengeInstance';
+export const PLURAL = 'challengeinstances';
+
+/** Finalizer that keeps an instance until its container is confirmed gone. */
+export const FINALIZER = `${GROUP}/cleanup`;
+
+/** Labels on every container (and object) ctfleet manages. */
+export const LABELS = {
+  managedBy: 'app.kubernetes.io/managed-by',
+  uid: `${GROUP}/uid`,
+  namespace: `${GROUP}/namespace`,
+  name: `${GROUP}/name`,
+  team: `${GROUP}/team`,
+  challenge: `${GROUP}/challenge`,
+  generation: `${GROUP}/generation`,
+  specHash: `${GROUP}/spec-hash`,
+} as const;
+
+export const MANAGED_BY = 'ctfleet';
+
+/** Field managers for server-side apply: each writer owns distinct status fields. */
+export const FIELD_MANAGERS = {
+  controller: 'ctfleet-controller',
+  worker: 'ctfleet-worker',
+} as const;
+
+/**
+ * Docker container name of an instance: deterministic, so create is idempotent.
+ * `_` separates namespace and name because neither may contain it: with `-`,
+ * namespace "a-b" name "c" and namespace "a" name "b-c" would share a container.
+ */
+export function containerName(namespace: string, name: string): string {
+  return `ctfleet-${namespace}_${name}`;
+}

@@ -1,0 +1,249 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { plan, REQUEUE, type Action, type JobObservation, type Plan } from '../../src/controller/plan.ts';
+import type { ChallengeInstance, Condition, InstanceStatus } from '../../src/domain/challenge-instance.ts';
+import { jobIdFor } from '../../src/domain/jobs.ts';
+import { FINALIZER } from '../../src/domain/names.ts';
+
+const NOW = new Date('2026-11-21T12:00:00.000Z');
+const UID = '3f1c9a2e-0000-4000-8000-000000000001';
+
+function instance(overrides: { generation?: number; status?: InstanceStatus; finalizers?: string[]; deleting?: boolean; desiredState?: 'Running' | 'Stopped' } = {}): ChallengeInstance {
+  const result: ChallengeInstance = {
+    metadata: {
+      namespace: 'ctf',
+      name: 'web-101-team-7',
+      uid: UID,
+      generation: overrides.generation ?? 1,
+      finalizers: overrides.finalizers ?? [FINALIZER],
+    },
+    spec: {
+      team: 'team-7',
+      challenge: 'web-101',
+      image: 'ctfleet-test/web:1',
+      imagePullPolicy: 'IfNotPresent',
+      ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }],
+      desiredState: overrides.desiredState ?? 'Running',
+      priority: 0,
+    },
+  };
+  if (overrides.status !== undefined) result.status = overrides.status;
+  if (overrides.deleting === true) result.metadata.deletionTimestamp = '2026-11-21T11:59:00Z';
+  return result;
+}
+
+function ready(status: 'True' | 'False', reason: string, generation: number, message = 'detail'): Condition {
+  return { type: 'Ready', status, reason, message, lastTransitionTime: '2026-11-21T11:00:00Z', observedGeneration: generation };
+}
+
+/** Status as it stands after a worker ran generation `generation` on node-a. */
+function running(generation: number, extra: InstanceStatus = {}): InstanceStatus {
+  return {
+    node: 'node-a',
+    containerId: 'c0ffee',
+    endpoints: [{ name: 'http', host: '127.0.0.1', port: 31234, protocol: 'TCP' }],
+    conditions: [ready('True', 'ContainerReady', generation, 'Container is ready on node node-a.')],
+    lastJob: { id: jobIdFor(UID, generation, 'start'), action: 'start', state: 'waiting' },
+    ...extra,
+  };
+}
+
+function job(action: 'start' | 'stop' | 'delete', generation: number, state: JobObservation['state'], failedReason?: string): JobObservation {
+  const observation: JobObservation = { id: jobIdFor(UID, generation, action), state };
+  if (failedReason !== undefined) observation.failedReason = failedReason;
+  return observation;
+}
+
+function enqueued(result: Plan): Action[] {
+  return result.actions.filter((action) => action.type === 'Enqueue');
+}
+
+/** Applies a plan's controller-owned status to the instance, as the reconciler's write would. */
+function applyStatus(subject: ChallengeInstance, result: Plan): ChallengeInstance {
+  if (result.status === undefined) return subject;
+  const workerConditions = (subject.status?.conditions ?? []).filter((condition) => condition.type === 'Ready');
+  return { ...subject, status: { ...subject.status, ...result.status, conditions: [...workerConditions, ...result.status.conditions] } };
+}
+
+describe('plan', () => {
+  const cases: {
+    name: string;
+    subject: ChallengeInstance;
+    job?: JobObservation;
+    phase?: string;
+    reason?: string;
+    actions: Action[];
+  }[] = [
+    {
+      name: 'a new instance without the finalizer gets it first, and nothing else',
+      subject: instance({ finalizers: [] }),
+      actions: [{ type: 'AddFinalizer' }],
+    },
+    {
+      name: 'an instance with the finalizer and no job queues a start job on the shared queue',
+      subject: instance(),
+      phase: 'Scheduled',
+      reason: 'WaitingForWorker',
+      actions: [{ type: 'Enqueue', action: 'start', jobId: jobIdFor(UID, 1, 'start'), generation: 1, node: undefined }],
+    },
+    {
+      name: 'a queued start job is waited for, not queued again',
+      subject: instance({ status: { lastJob: { id: jobIdFor(UID, 1, 'start'), action: 'start', state: 'waiting' } } }),
+      job: job('start', 1, 'waiting'),
+      phase: 'Scheduled',
+      reason: 'WaitingForWorker',
+      actions: [],
+    },
+    {
+      name: 'an active start job shows the instance as Starting',
+      subject: instance({ status: { lastJob: { id: jobIdFor(UID, 1, 'start'), action: 'start', state: 'waiting' } } }),
+      job: job('start', 1, 'active'),
+      phase: 'Starting',
+      reason: 'StartingContainer',
+      actions: [],
+    },
+    {
+      name: 'a start job that Redis lost is queued again',
+      subject: instance({ status: { lastJob: { id: jobIdFor(UID, 1, 'start'), action: 'start', state: 'waiting' } } }),
+      job: job('start', 1, 'missing'),
+      phase: 'Scheduled',
+      actions: [{ type: 'Enqueue', action: 'start', jobId: jobIdFor(UID, 1, 'start'), generation: 1, node: undefined }],
+    },
+    {
+      name: 'a container ready for the current generation is Running',
+      subject: instance({ status: running(1) }),
+      job: job('start', 1, 'completed'),
+      phase: 'Running',
+      reason: 'ContainerReady',
+      actions: [],
+    },
+    {
+      name: 'a spec change replaces the container on the node it already runs on',
+      subject: instance({ generation: 2, status: running(1) }),
+      job: job('start', 1, 'completed'),
+      phase: 'Scheduled',
+      actions: [{ type: 'Enqueue', action: 'start', jobId: jobIdFor(UID, 2, 'start'), generation: 2, node: 'node-a' }],
+    },
+    {
+      name: 'a permanent failure reported by the worker fails the instance until the spec changes',
+      subject: instance({ status: { ...running(1), conditions: [ready('False', 'ImagePullFailed', 1, 'pull access denied')] } }),
+      job: job('start', 1, 'failed', 'ImagePullFailed: pull access denied'),
+      phase: 'Failed',
+      reason: 'ImagePullFailed',
+      actions: [],
+    },
+    {
+      name: 'a start job that failed without a report fails the instance with the job reason',
+      subject: instance({ status: { lastJob: { id: jobIdFor(UID, 1, 'start'), action: 'start', state: 'waiting' } } }),
+      job: job('start', 1, 'failed', 'InvalidJob: spec.ports: Required'),
+      phase: 'Failed',
+      reason: 'InvalidJob',
+      actions: [],
+    },
+    {
+      name: 'desiredState Stopped stops a running container on its node',
+      subject: instance({ generation: 2, desiredState: 'Stopped', status: running(1) }),
+      job: job('start', 1, 'completed'),
+      phase: 'Stopping',
+      actions: [{ type: 'Enqueue', action: 'stop', jobId: jobIdFor(UID, 2, 'stop'), generation: 2, node: 'node-a' }],
+    },
+    {
+      name: 'a stopped container for the current generation is Stopped',
+      subject: instance({ generation: 2, desiredState: 'Stopped', status: { ...running(1), conditions: [ready('False', 'ContainerStopped', 2)] } }),
+      phase: 'Stopped',
+      actions: [],
+    },
+    {
+      name: 'an instance asked to stop before any container exists is Stopped at once',
+      subject: instance({ desiredState: 'Stopped' }),
+      phase: 'Stopped',
+      actions: [],
+    },
+    {
+      name: 'deleting an instance with a container queues a delete job on its node',
+      subject: instance({ deleting: true, status: running(1) }),
+      job: job('start', 1, 'completed'),
+      phase: 'Terminating',
+      actions: [{ type: 'Enqueue', action: 'delete', jobId: jobIdFor(UID, 1, 'delete'), generation: 1, node: 'node-a' }],
+    },
+    {
+      name: 'a completed delete job releases the finalizer',
+      subject: instance({ deleting: true, status: { ...running(1), lastJob: { id: jobIdFor(UID, 1, 'delete'), action: 'delete', state: 'waiting' } } }),
+      job: job('delete', 1, 'completed'),
+      actions: [{ type: 'RemoveFinalizer' }],
+    },
+    {
+      name: 'deleting an instance that never ran releases the finalizer at once',
+      subject: instance({ deleting: true }),
+      actions: [{ type: 'RemoveFinalizer' }],
+    },
+    {
+      name: 'deleting while a start job is queued waits for that job first',
+      subject: instance({ deleting: true, status: { lastJob: { id: jobIdFor(UID, 1, 'start'), action: 'start', state: 'waiting' } } }),
+      job: job('start', 1, 'waiting'),
+      phase: 'Terminating',
+      reason: 'WaitingForStartJob',
+      actions: [],
+    },
+    {
+      name: 'an object already without our finalizer needs nothing at all',
+      subject: instance({ deleting: true, finalizers: ['other.io/keep'] }),
+      actions: [],
+    },
+  ];
+
+  for (const { name, subject, job: observation, phase, reason, actions } of cases) {
+    test(name, () => {
+      const result = plan(subject, observation, NOW);
+      assert.deepEqual(result.actions, actions);
+      if (phase !== undefined) assert.equal(result.status?.phase, phase);
+      if (reason !== undefined) assert.equal(result.status?.reason, reason);
+      if (result.status !== undefined) assert.equal(result.status.observedGeneration, subject.metadata.generation);
+    });
+  }
+
+  test('re-planning after applying a plan has nothing left to do (idempotency)', () => {
+    for (const { name, subject, job: observation } of cases) {
+      const first = plan(subject, observation, NOW);
+      if (enqueued(first).length === 0) continue;
+      const afterWrite = applyStatus(subject, first);
+      const queued = enqueued(first)[0];
+      assert.ok(queued?.type === 'Enqueue');
+      const second = plan(afterWrite, { id: queued.jobId, state: 'waiting' }, new Date(NOW.getTime() + 1_000));
+      assert.deepEqual(second.actions, [], `${name}: second pass enqueued again`);
+      assert.deepEqual(second.status, first.status, `${name}: second pass changed the status`);
+      assert.deepEqual(second.events, [], `${name}: second pass emitted an event`);
+    }
+  });
+
+  test('the Scheduled condition keeps its lastTransitionTime while its status does not flip', () => {
+    const first = plan(instance(), undefined, NOW);
+    const afterWrite = applyStatus(instance(), first);
+    const later = new Date(NOW.getTime() + 60_000);
+    const workerReport = running(1);
+    const conditions = [...(afterWrite.status?.conditions ?? []), ...(workerReport.conditions ?? [])];
+    const second = plan({ ...afterWrite, status: { ...afterWrite.status, ...workerReport, conditions } }, job('start', 1, 'completed'), later);
+    assert.equal(second.status?.phase, 'Running');
+    const before = first.status?.conditions.find((c) => c.type === 'Scheduled');
+    const after = second.status.conditions.find((c) => c.type === 'Scheduled');
+    assert.ok(before !== undefined && after !== undefined);
+    assert.equal(before.status, 'True');
+    assert.equal(after.lastTransitionTime, before.lastTransitionTime);
+    assert.equal(after.reason, 'ContainerReady');
+  });
+
+  test('a phase change emits one event; failures are warnings', () => {
+    const failed = plan(
+      instance({ status: { conditions: [ready('False', 'ContainerExited', 1, 'exited with code 3')] } }),
+      undefined,
+      NOW,
+    );
+    assert.deepEqual(failed.events, [{ type: 'Warning', reason: 'ContainerExited', message: 'exited with code 3' }]);
+    assert.equal(failed.requeueAfterMs, REQUEUE.settled);
+  });
+
+  test('an instance with work in flight is looked at again soon; a settled one rarely', () => {
+    assert.equal(plan(instance(), undefined, NOW).requeueAfterMs, REQUEUE.busy);
+    assert.equal(plan(instance({ status: running(1) }), job('start', 1, 'completed'), NOW).requeueAfterMs, REQUEUE.settled);
+  });
+});
