@@ -340,7 +340,11 @@ up_docker() {
     if is_running dockerd dockerd; then log "docker: started by the stack, running"; else log "docker: using the running engine at $(docker_host)"; fi
     return 0
   fi
-  [ -z "${DOCKER_HOST:-}" ] || die "DOCKER_HOST=$DOCKER_HOST does not answer: start that engine or unset DOCKER_HOST so the stack starts its own."
+  # DOCKER_HOST naming the default socket is the same as not setting it: the stack
+  # may start the engine there. Any other address is the user's engine to start.
+  if [ -n "${DOCKER_HOST:-}" ] && [ "$DOCKER_HOST" != "unix://$DOCKER_SOCK" ]; then
+    die "DOCKER_HOST=$DOCKER_HOST does not answer: start that engine or unset DOCKER_HOST so the stack starts its own."
+  fi
   have dockerd || apt_install dockerd docker.io
   have docker || apt_install docker docker.io
   is_root || die "no Docker engine is reachable and starting dockerd needs root: start one yourself or set DOCKER_HOST."

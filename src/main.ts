@@ -1,23 +1,34 @@
 #!/usr/bin/env node
+import { runRole } from './app/run.ts';
 import { runDoctor } from './cli/doctor.ts';
 import { parseOutputFormat, UsageError } from './cli/output.ts';
-import { ConfigError, loadConnectionConfig } from './config/config.ts';
+import { ConfigError, loadConnectionConfig, loadRuntimeConfig } from './config/config.ts';
 import { describeError } from './health/dependency-check.ts';
 import { VERSION } from './version.ts';
 
 const USAGE = `Usage: ctfleet <command> [flags]
 
 Commands:
+  controller               run the ChallengeInstance controller
+  worker                   run a worker on this Docker node
+  all                      run controller and worker in one process (demo, small events)
   doctor [-o table|json]   check that Kubernetes, Redis and Docker answer
   version                  print ctfleet's version
   help                     print this text
 
-Environment: KUBECONFIG, REDIS_URL, CTFLEET_REDIS_PREFIX, DOCKER_HOST
-(\`eval "$(hack/stack.sh env)"\` points them at the local stack).`;
+Environment: KUBECONFIG, REDIS_URL, CTFLEET_REDIS_PREFIX, DOCKER_HOST, CTFLEET_LOG_LEVEL,
+CTFLEET_CONTROLLER_CONCURRENCY, CTFLEET_NODE_NAME, CTFLEET_ADVERTISE_ADDRESS,
+CTFLEET_BIND_ADDRESS, CTFLEET_PORT_RANGE, CTFLEET_WORKER_CONCURRENCY,
+CTFLEET_READINESS_TIMEOUT_SECONDS (see docs/configuration.md).
+\`eval "$(hack/stack.sh env)"\` points the connections at the local stack.`;
 
 async function main(argv: readonly string[]): Promise<number> {
   const [command, ...args] = argv;
   switch (command) {
+    case 'controller':
+    case 'worker':
+    case 'all':
+      return runRole(command, loadRuntimeConfig(process.env));
     case 'doctor':
       return runDoctor(loadConnectionConfig(process.env), parseOutputFormat(args));
     case 'version':

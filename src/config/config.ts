@@ -1,4 +1,7 @@
+import { hostname } from 'node:os';
 import { z } from 'zod';
+import { parsePortRange, type PortRange } from '../worker/port-range.ts';
+import type { LogLevel } from '../observability/logger.ts';
 
 /**
  * Where ctfleet finds the three systems it works with. Parsed once at start-up
@@ -75,6 +78,75 @@ const environmentSchema = z.object({
   CTFLEET_REDIS_PREFIX: prefix.default('{ctfleet}'),
   DOCKER_HOST: dockerHost.prefault('unix:///var/run/docker.sock'),
 });
+
+export interface RuntimeConfig extends ConnectionConfig {
+  logLevel: LogLevel;
+  controller: { concurrency: number };
+  worker: {
+    node: string;
+    advertiseAddress: string;
+    bindAddress: string;
+    portRange: PortRange;
+    concurrency: number;
+    readinessTimeoutMs: number;
+  };
+}
+
+const positiveInt = (max: number) => z.coerce.number().int().min(1).max(max);
+
+const runtimeSchema = z.object({
+  CTFLEET_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  CTFLEET_CONTROLLER_CONCURRENCY: positiveInt(256).default(16),
+  CTFLEET_NODE_NAME: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS subdomain (lower-case letters, digits, - and .), as Kubernetes node names are')
+    .max(253)
+    .default(hostname().toLowerCase()),
+  CTFLEET_ADVERTISE_ADDRESS: z.string().min(1).default('127.0.0.1'),
+  CTFLEET_BIND_ADDRESS: z.union([z.ipv4(), z.ipv6()], 'must be an IP address to publish ports on, e.g. 0.0.0.0 or 127.0.0.1').default('0.0.0.0'),
+  CTFLEET_PORT_RANGE: z
+    .string()
+    .default('30000-32767')
+    .transform((value, ctx) => {
+      try {
+        return parsePortRange(value);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message });
+        return z.NEVER;
+      }
+    }),
+  CTFLEET_WORKER_CONCURRENCY: positiveInt(256).default(8),
+  CTFLEET_READINESS_TIMEOUT_SECONDS: positiveInt(600).default(30),
+});
+
+/** Reads everything a ctfleet process needs; throws {@link ConfigError} listing every problem. */
+export function loadRuntimeConfig(env: Record<string, string | undefined>): RuntimeConfig {
+  const problems: string[] = [];
+  let connection: ConnectionConfig | undefined;
+  try {
+    connection = loadConnectionConfig(env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    problems.push(...error.problems);
+  }
+  const parsed = runtimeSchema.safeParse(env);
+  if (!parsed.success) problems.push(...parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`));
+  if (problems.length > 0 || connection === undefined || !parsed.success) throw new ConfigError(problems);
+  const value = parsed.data;
+  return {
+    ...connection,
+    logLevel: value.CTFLEET_LOG_LEVEL,
+    controller: { concurrency: value.CTFLEET_CONTROLLER_CONCURRENCY },
+    worker: {
+      node: value.CTFLEET_NODE_NAME,
+      advertiseAddress: value.CTFLEET_ADVERTISE_ADDRESS,
+      bindAddress: value.CTFLEET_BIND_ADDRESS,
+      portRange: value.CTFLEET_PORT_RANGE,
+      concurrency: value.CTFLEET_WORKER_CONCURRENCY,
+      readinessTimeoutMs: value.CTFLEET_READINESS_TIMEOUT_SECONDS * 1000,
+    },
+  };
+}
 
 /**
  * Reads the connection settings from an environment map. Throws {@link ConfigError}

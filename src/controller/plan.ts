@@ -6,6 +6,7 @@ import {
   type LastJob,
   type Phase,
 } from '../domain/challenge-instance.ts';
+import { mergeCondition } from '../domain/conditions.ts';
 import { jobIdFor, type JobAction, type JobState } from '../domain/jobs.ts';
 import { FINALIZER } from '../domain/names.ts';
 import { isPermanentReason, READY_REASONS } from '../domain/reasons.ts';
@@ -205,13 +206,6 @@ function scheduledCondition(phase: Phase, reason: string, message: string, gener
   else if (phase === 'Failed' && reason !== 'StopFailed') status = 'Unknown';
   else status = 'True';
   return { type: 'Scheduled', status, reason, message, observedGeneration: generation };
-}
-
-/** Keeps lastTransitionTime unless the condition's status flips (Kubernetes convention). */
-export function mergeCondition(previous: Condition | undefined, next: Omit<Condition, 'lastTransitionTime'>, now: Date): Condition {
-  const lastTransitionTime =
-    previous !== undefined && previous.status === next.status ? previous.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, 'Z');
-  return { ...next, lastTransitionTime };
 }
 
 function eventReason(phase: Phase, reason: string): string {

@@ -74,6 +74,8 @@ export interface LastJob {
   id: string;
   action: string;
   state: string;
+  /** The queue the job went to: `start` (any worker) or `node.<name>`. */
+  queue?: string;
   attempts?: number;
 }
 

@@ -1,0 +1,300 @@
+import type Docker from 'dockerode';
+import { CtfleetError, notFound, permanent, transient } from '../../domain/errors.ts';
+import type { Protocol, PullPolicy } from '../../domain/challenge-instance.ts';
+import { LABELS, MANAGED_BY } from '../../domain/names.ts';
+
+/** Label listing a container's host ports, so port use is known without inspecting each container. */
+export const HOST_PORTS_LABEL = 'ctfleet.io/host-ports';
+
+export interface PortBinding {
+  containerPort: number;
+  protocol: Protocol;
+  hostPort: number;
+}
+
+export interface ContainerDefinition {
+  name: string;
+  image: string;
+  env: string[];
+  command?: string[];
+  args?: string[];
+  labels: Record<string, string>;
+  bindAddress: string;
+  ports: PortBinding[];
+  nanoCpus?: number;
+  memoryBytes?: number;
+  pidsLimit?: number;
+}
+
+export interface ContainerInfo {
+  id: string;
+  name: string;
+  running: boolean;
+  exitCode: number | undefined;
+  labels: Record<string, string>;
+  hostPorts: number[];
+  /** Address on Docker's bridge network, when the container has one (inspect only). */
+  ipAddress?: string;
+}
+
+/** The Docker operations a worker needs. Errors are {@link CtfleetError}s with stable codes. */
+export interface ContainerRuntime {
+  ensureImage(image: string, policy: PullPolicy): Promise<void>;
+  find(name: string): Promise<ContainerInfo | undefined>;
+  /** Creates and starts; fails with code `NameInUse` when the name is taken. */
+  createAndStart(definition: ContainerDefinition): Promise<ContainerInfo>;
+  start(id: string): Promise<void>;
+  /** Stopping a stopped or missing container succeeds. */
+  stop(id: string): Promise<void>;
+  /** Removing a missing container succeeds. */
+  remove(id: string): Promise<void>;
+  listManaged(): Promise<ContainerInfo[]>;
+  /** The last lines the container wrote, for failure messages. */
+  logTail(id: string, lines: number): Promise<string>;
+}
+
+interface DockerHttpError {
+  statusCode?: number;
+  json?: { message?: string };
+  message?: string;
+}
+
+function dockerMessage(error: unknown): string {
+  const e = error as DockerHttpError;
+  return (e.json?.message ?? e.message ?? String(error)).replace(/^\(HTTP code \d+\) [a-z ]+ - /, '').trim();
+}
+
+function statusOf(error: unknown): number | undefined {
+  return (error as DockerHttpError).statusCode;
+}
+
+/** {@link ContainerRuntime} over dockerode. */
+export class DockerRuntime implements ContainerRuntime {
+  private readonly docker: Docker;
+
+  constructor(docker: Docker) {
+    this.docker = docker;
+  }
+
+  async ensureImage(image: string, policy: PullPolicy): Promise<void> {
+    const present = await this.docker
+      .getImage(image)
+      .inspect()
+      .then(() => true)
+      .catch((error: unknown) => {
+        if (statusOf(error) === 404) return false;
+        throw transient('DockerUnavailable', `inspect image ${image}: ${dockerMessage(error)}`, error);
+      });
+    if (policy === 'Never') {
+      if (!present) throw permanent('ImageNotPresent', `Image ${image} is not present on the node and imagePullPolicy is Never.`);
+      return;
+    }
+    if (present && policy === 'IfNotPresent') return;
+    await this.pull(image);
+  }
+
+  /**
+   * `docker.pull` resolves when the stream starts; failures arrive inside the
+   * progress events, so the whole stream is followed and checked.
+   */
+  private async pull(image: string): Promise<void> {
+    let stream: NodeJS.ReadableStream;
+    try {
+      stream = (await this.docker.pull(image)) as NodeJS.ReadableStream;
+    } catch (error) {
+      const status = statusOf(error);
+      if (status === 404 || status === 400 || status === 403 || status === 401) {
+        throw permanent('ImagePullFailed', `Pulling image ${image} failed: ${dockerMessage(error)}`, error);
+      }
+      throw transient('ImagePullFailed', `Pulling image ${image} failed: ${dockerMessage(error)}`, error);
+    }
+    await new Promise<void>((resolve, reject) => {
+      this.docker.modem.followProgress(
+        stream,
+        (error: Error | null, events: { error?: string; errorDetail?: { message?: string } }[]) => {
+          const failed = events.find((event) => event.error !== undefined || event.errorDetail !== undefined);
+          if (error !== null || failed !== undefined) {
+            const detail = failed?.errorDetail?.message ?? failed?.error ?? error?.message ?? 'unknown error';
+            reject(permanent('ImagePullFailed', `Pulling image ${image} failed: ${detail}`, error ?? undefined));
+          } else {
+            resolve();
+          }
+        },
+      );
+    });
+  }
+
+  async find(name: string): Promise<ContainerInfo | undefined> {
+    try {
+      const inspected = await this.docker.getContainer(name).inspect();
+      return {
+        id: inspected.Id,
+        name: inspected.Name.replace(/^\//, ''),
+        running: inspected.State.Running,
+        exitCode: inspected.State.Running ? undefined : inspected.State.ExitCode,
+        labels: inspected.Config.Labels,
+        hostPorts: parseHostPorts(inspected.Config.Labels[HOST_PORTS_LABEL]),
+        ipAddress: bridgeAddress(inspected),
+      };
+    } catch (error) {
+      if (statusOf(error) === 404) return undefined;
+      throw transient('DockerUnavailable', `inspect container ${name}: ${dockerMessage(error)}`, error);
+    }
+  }
+
+  async createAndStart(definition: ContainerDefinition): Promise<ContainerInfo> {
+    const exposed: Record<string, object> = {};
+    const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
+    for (const port of definition.ports) {
+      const key = `${port.containerPort}/${port.protocol.toLowerCase()}`;
+      exposed[key] = {};
+      bindings[key] = [{ HostIp: definition.bindAddress, HostPort: String(port.hostPort) }];
+    }
+    const labels = {
+      ...definition.labels,
+      [LABELS.managedBy]: MANAGED_BY,
+      [HOST_PORTS_LABEL]: definition.ports.map((port) => port.hostPort).join(','),
+    };
+    let container: Docker.Container;
+    try {
+      const options: Docker.ContainerCreateOptions = {
+        name: definition.name,
+        Image: definition.image,
+        Env: definition.env,
+        Labels: labels,
+        ExposedPorts: exposed,
+        HostConfig: {
+          PortBindings: bindings,
+          RestartPolicy: { Name: 'no' },
+          Init: false,
+        },
+      };
+      if (definition.command !== undefined && definition.command.length > 0) options.Entrypoint = definition.command;
+      if (definition.args !== undefined && definition.args.length > 0) options.Cmd = definition.args;
+      const host = options.HostConfig ?? {};
+      if (definition.nanoCpus !== undefined) host.NanoCpus = definition.nanoCpus;
+      if (definition.memoryBytes !== undefined) {
+        host.Memory = definition.memoryBytes;
+        host.MemorySwap = definition.memoryBytes;
+      }
+      if (definition.pidsLimit !== undefined) host.PidsLimit = definition.pidsLimit;
+      container = await this.docker.createContainer(options);
+    } catch (error) {
+      const status = statusOf(error);
+      if (status === 409) throw new CtfleetError('NameInUse', 'conflict', `Container name ${definition.name} is in use.`, { cause: error });
+      if (status === 404) throw permanent('ImageNotPresent', `Image ${definition.image} is not present on the node.`, error);
+      if (status === 400) throw permanent('ContainerCreateFailed', `Docker refused the container: ${dockerMessage(error)}`, error);
+      throw transient('DockerUnavailable', `create container ${definition.name}: ${dockerMessage(error)}`, error);
+    }
+    try {
+      await container.start();
+    } catch (error) {
+      const message = dockerMessage(error);
+      await container.remove({ force: true }).catch(() => undefined);
+      if (/port is already allocated|address already in use/i.test(message)) {
+        throw new CtfleetError('PortConflict', 'conflict', `A host port of ${definition.name} is taken: ${message}`, { cause: error });
+      }
+      if (statusOf(error) === 400 || statusOf(error) === 500) {
+        throw permanent('ContainerCreateFailed', `Starting container ${definition.name} failed: ${message}`, error);
+      }
+      throw transient('DockerUnavailable', `start container ${definition.name}: ${message}`, error);
+    }
+    return {
+      id: container.id,
+      name: definition.name,
+      running: true,
+      exitCode: undefined,
+      labels,
+      hostPorts: definition.ports.map((port) => port.hostPort),
+    };
+  }
+
+  async start(id: string): Promise<void> {
+    try {
+      await this.docker.getContainer(id).start();
+    } catch (error) {
+      const status = statusOf(error);
+      if (status === 304) return;
+      if (status === 404) throw notFound('ContainerGone', `container ${id} is gone`, error);
+      const message = dockerMessage(error);
+      if (/port is already allocated|address already in use/i.test(message)) {
+        throw new CtfleetError('PortConflict', 'conflict', `A host port of container ${id} is taken: ${message}`, { cause: error });
+      }
+      throw transient('DockerUnavailable', `start container ${id}: ${message}`, error);
+    }
+  }
+
+  async stop(id: string): Promise<void> {
+    try {
+      await this.docker.getContainer(id).stop({ t: 5 });
+    } catch (error) {
+      const status = statusOf(error);
+      if (status === 304 || status === 404) return;
+      throw transient('DockerUnavailable', `stop container ${id}: ${dockerMessage(error)}`, error);
+    }
+  }
+
+  async remove(id: string): Promise<void> {
+    try {
+      await this.docker.getContainer(id).remove({ force: true });
+    } catch (error) {
+      const status = statusOf(error);
+      if (status === 404) return;
+      // 409 "removal already in progress" ends in the state we want.
+      if (status === 409 && /already in progress/i.test(dockerMessage(error))) return;
+      throw transient('DockerUnavailable', `remove container ${id}: ${dockerMessage(error)}`, error);
+    }
+  }
+
+  async listManaged(): Promise<ContainerInfo[]> {
+    try {
+      const containers = await this.docker.listContainers({ all: true, filters: { label: [`${LABELS.managedBy}=${MANAGED_BY}`] } });
+      return containers.map((container) => ({
+        id: container.Id,
+        name: (container.Names[0] ?? '').replace(/^\//, ''),
+        running: container.State === 'running',
+        exitCode: undefined,
+        labels: container.Labels,
+        hostPorts: parseHostPorts(container.Labels[HOST_PORTS_LABEL]),
+      }));
+    } catch (error) {
+      throw transient('DockerUnavailable', `list containers: ${dockerMessage(error)}`, error);
+    }
+  }
+
+  async logTail(id: string, lines: number): Promise<string> {
+    try {
+      const buffer = (await this.docker.getContainer(id).logs({ stdout: true, stderr: true, tail: lines, follow: false })) as unknown as Buffer;
+      return demultiplex(buffer).trim();
+    } catch {
+      return '';
+    }
+  }
+}
+
+function bridgeAddress(inspected: Docker.ContainerInspectInfo): string | undefined {
+  const first = Object.values(inspected.NetworkSettings.Networks).find((network) => network.IPAddress !== '');
+  return first?.IPAddress;
+}
+
+function parseHostPorts(value: string | undefined): number[] {
+  if (value === undefined || value === '') return [];
+  return value.split(',').map(Number).filter((port) => Number.isInteger(port) && port > 0);
+}
+
+/**
+ * Non-TTY logs come multiplexed: 8-byte frame headers (stream, 0, 0, 0, size BE32).
+ * Falls back to the raw text if the buffer is not framed.
+ */
+export function demultiplex(buffer: Buffer): string {
+  const parts: string[] = [];
+  let offset = 0;
+  while (offset + 8 <= buffer.length) {
+    const stream = buffer[offset];
+    if (stream !== 0 && stream !== 1 && stream !== 2) return buffer.toString('utf8');
+    const size = buffer.readUInt32BE(offset + 4);
+    parts.push(buffer.subarray(offset + 8, offset + 8 + size).toString('utf8'));
+    offset += 8 + size;
+  }
+  return parts.join('');
+}

@@ -1,0 +1,124 @@
+import { hostname } from 'node:os';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+} from '@kubernetes/client-node';
+import type { ChallengeInstance, InstanceStatus } from '../../domain/challenge-instance.ts';
+import { isNotFound } from '../../domain/errors.ts';
+import { API_VERSION, FINALIZER, GROUP, KIND, PLURAL, VERSION } from '../../domain/names.ts';
+import type { InstanceApi, InstanceEvent } from '../../domain/ports.ts';
+import { translateKubeError } from './errors.ts';
+import { toInstance } from './instance-object.ts';
+
+/** {@link InstanceApi} over client-node's CustomObjectsApi and CoreV1Api. */
+export class KubeInstanceApi implements InstanceApi {
+  private readonly custom: CustomObjectsApi;
+  private readonly core: CoreV1Api;
+
+  constructor(kubeConfig: KubeConfig) {
+    this.custom = kubeConfig.makeApiClient(CustomObjectsApi);
+    this.core = kubeConfig.makeApiClient(CoreV1Api);
+  }
+
+  async get(namespace: string, name: string): Promise<ChallengeInstance | undefined> {
+    try {
+      const raw: unknown = await this.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL, name });
+      return toInstance(raw);
+    } catch (error) {
+      const translated = translateKubeError(error, `get ChallengeInstance ${namespace}/${name}`);
+      if (isNotFound(translated)) return undefined;
+      throw translated;
+    }
+  }
+
+  async addFinalizer(instance: ChallengeInstance): Promise<void> {
+    const finalizers = instance.metadata.finalizers ?? [];
+    if (finalizers.includes(FINALIZER)) return;
+    await this.patchMetadata(instance, [...finalizers, FINALIZER], 'add finalizer to');
+  }
+
+  async removeFinalizer(instance: ChallengeInstance): Promise<void> {
+    const finalizers = instance.metadata.finalizers ?? [];
+    if (!finalizers.includes(FINALIZER)) return;
+    try {
+      await this.patchMetadata(instance, finalizers.filter((f) => f !== FINALIZER), 'remove finalizer from');
+    } catch (error) {
+      // Already gone: the finalizer went with it.
+      if (!isNotFound(error)) throw error;
+    }
+  }
+
+  /**
+   * Merge patch carrying the resourceVersion we planned from: if the object changed
+   * meanwhile the API server answers 409, surfaced as a conflict (retry now).
+   */
+  private async patchMetadata(instance: ChallengeInstance, finalizers: string[], verb: string): Promise<void> {
+    const { namespace, name, resourceVersion } = instance.metadata;
+    try {
+      await this.custom.patchNamespacedCustomObject(
+        {
+          group: GROUP,
+          version: VERSION,
+          namespace,
+          plural: PLURAL,
+          name,
+          body: { metadata: { finalizers, resourceVersion } },
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+    } catch (error) {
+      throw translateKubeError(error, `${verb} ChallengeInstance ${namespace}/${name}`);
+    }
+  }
+
+  async applyStatus(instance: ChallengeInstance, fieldManager: string, status: InstanceStatus): Promise<void> {
+    const { namespace, name, uid } = instance.metadata;
+    try {
+      await this.custom.patchNamespacedCustomObjectStatus(
+        {
+          group: GROUP,
+          version: VERSION,
+          namespace,
+          plural: PLURAL,
+          name,
+          // The uid precondition keeps a report for a deleted-and-recreated
+          // instance of the same name from landing on the new object.
+          body: { apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace, uid }, status },
+          fieldManager,
+          force: true,
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
+      );
+    } catch (error) {
+      throw translateKubeError(error, `apply status of ChallengeInstance ${namespace}/${name}`);
+    }
+  }
+
+  async recordEvent(instance: ChallengeInstance, event: InstanceEvent, component: string): Promise<void> {
+    const { namespace, name, uid } = instance.metadata;
+    const now = new Date();
+    try {
+      await this.core.createNamespacedEvent({
+        namespace,
+        body: {
+          metadata: { name: `${name}.${now.getTime().toString(16)}${Math.floor(Math.random() * 0xfff).toString(16)}`, namespace },
+          involvedObject: { apiVersion: API_VERSION, kind: KIND, name, namespace, uid },
+          type: event.type,
+          reason: event.reason,
+          message: event.message,
+          source: { component },
+          reportingComponent: `ctfleet.io/${component}`,
+          reportingInstance: hostname(),
+          firstTimestamp: now,
+          lastTimestamp: now,
+          count: 1,
+        },
+      });
+    } catch (error) {
+      throw translateKubeError(error, `record event on ChallengeInstance ${namespace}/${name}`);
+    }
+  }
+}

@@ -1,0 +1,100 @@
+import { Queue, QueueEvents } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { InstanceJob } from '../../domain/jobs.ts';
+import type { JobQueue, QueuedJob } from '../../domain/ports.ts';
+import { transient } from '../../domain/errors.ts';
+
+/** How long finished jobs stay readable (Celery's result expiry): 1 hour, at most 10,000 per queue. */
+export const RESULT_RETENTION = { age: 3_600, count: 10_000 } as const;
+
+/**
+ * {@link JobQueue} over BullMQ. One Queue (and one QueueEvents listener) per queue
+ * name in use, created on first use.
+ *
+ * Assumptions: `producer` fails fast (command connection); `blocking` is a
+ * connection with `maxRetriesPerRequest: null`, duplicated for each listener.
+ */
+export class BullJobQueue implements JobQueue {
+  private readonly queues = new Map<string, Queue>();
+  private readonly events = new Map<string, { listener: QueueEvents; connection: Redis }>();
+  private readonly listeners: ((jobId: string) => void)[] = [];
+
+  private readonly producer: Redis;
+  private readonly blocking: Redis;
+  private readonly prefix: string;
+
+  constructor(producer: Redis, blocking: Redis, prefix: string) {
+    this.producer = producer;
+    this.blocking = blocking;
+    this.prefix = prefix;
+  }
+
+  private queue(name: string): Queue {
+    let queue = this.queues.get(name);
+    if (queue === undefined) {
+      queue = new Queue(name, { connection: this.producer, prefix: this.prefix });
+      queue.on('error', () => undefined);
+      this.queues.set(name, queue);
+      this.listen(name);
+    }
+    return queue;
+  }
+
+  private listen(name: string): void {
+    if (this.events.has(name)) return;
+    const connection = this.blocking.duplicate();
+    const listener = new QueueEvents(name, { connection, prefix: this.prefix });
+    listener.on('error', () => undefined);
+    const notify = ({ jobId }: { jobId: string }): void => {
+      for (const callback of this.listeners) callback(jobId);
+    };
+    listener.on('active', notify);
+    listener.on('completed', notify);
+    listener.on('failed', notify);
+    this.events.set(name, { listener, connection });
+  }
+
+  async enqueue(queueName: string, jobId: string, job: InstanceJob, priority: number): Promise<void> {
+    try {
+      await this.queue(queueName).add(job.action, job, {
+        jobId,
+        priority,
+        // Transient failures retry with backoff inside the worker's job; the
+        // worker marks permanent ones unrecoverable so they fail at once.
+        attempts: 3,
+        backoff: { type: 'exponential', delay: 1_000 },
+        removeOnComplete: RESULT_RETENTION,
+        removeOnFail: RESULT_RETENTION,
+      });
+    } catch (error) {
+      throw transient('QueueUnavailable', `enqueue ${job.action} job ${jobId}: ${error instanceof Error ? error.message : String(error)}`, error);
+    }
+  }
+
+  async inspect(queueName: string, jobId: string): Promise<QueuedJob> {
+    try {
+      const job = await this.queue(queueName).getJob(jobId);
+      if (job === undefined) return { state: 'missing' };
+      const state = await job.getState();
+      const result: QueuedJob = { state, attempts: job.attemptsMade };
+      if (job.failedReason) result.failedReason = job.failedReason;
+      return result;
+    } catch (error) {
+      throw transient('QueueUnavailable', `inspect job ${jobId}: ${error instanceof Error ? error.message : String(error)}`, error);
+    }
+  }
+
+  onJobChange(listener: (jobId: string) => void): void {
+    this.listeners.push(listener);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.events.values()].map(async ({ listener, connection }) => {
+      await listener.close();
+      connection.disconnect();
+    }));
+    await Promise.all([...this.queues.values()].map((queue) => queue.close()));
+    this.events.clear();
+    this.queues.clear();
+  }
+}

@@ -1,0 +1,86 @@
+import { createDockerClient } from '../adapters/docker/docker-client.ts';
+import { DockerRuntime } from '../adapters/docker/container-runtime.ts';
+import { KubeInstanceApi } from '../adapters/kubernetes/instance-api.ts';
+import { KubeInstanceCache } from '../adapters/kubernetes/instance-cache.ts';
+import { loadKubeConfig } from '../adapters/kubernetes/kube-config.ts';
+import { BullJobQueue } from '../adapters/queue/bullmq-job-queue.ts';
+import { BullWorkerPool } from '../adapters/queue/bullmq-worker.ts';
+import { RedisObservedStateStore } from '../adapters/redis/observed-state-store.ts';
+import { createRedisConnection } from '../adapters/redis/redis-connection.ts';
+import type { RuntimeConfig } from '../config/config.ts';
+import { Controller } from '../controller/controller.ts';
+import { nodeQueue, SHARED_QUEUE } from '../domain/jobs.ts';
+import type { Logger } from '../observability/logger.ts';
+import { InstanceWorker } from '../worker/instance-worker.ts';
+import { PortAllocator } from '../worker/port-allocator.ts';
+
+/** Something started that must be closed on shutdown. */
+export interface Component {
+  name: string;
+  close(): Promise<void>;
+}
+
+/** Composition root of the controller: builds its adapters and starts it. */
+export async function startController(config: RuntimeConfig, logger: Logger): Promise<Component> {
+  const kubeConfig = loadKubeConfig(config.kubeconfigPath);
+  const producer = createRedisConnection(config.redis, 'command');
+  const blocking = createRedisConnection(config.redis, 'blocking');
+  for (const connection of [producer, blocking]) {
+    connection.on('error', (error: Error) => {
+      logger.warn({ err: error }, 'Redis connection failed; retrying');
+    });
+  }
+  const jobs = new BullJobQueue(producer, blocking, config.redis.prefix);
+  const cache = new KubeInstanceCache(kubeConfig, logger);
+  const controller = new Controller({ cache, api: new KubeInstanceApi(kubeConfig), jobs, logger }, config.controller);
+  await controller.start();
+  return {
+    name: 'controller',
+    close: async () => {
+      await controller.close();
+      await jobs.close();
+      producer.disconnect();
+      blocking.disconnect();
+    },
+  };
+}
+
+/** Composition root of a worker on this Docker node. */
+export async function startWorker(config: RuntimeConfig, logger: Logger): Promise<Component> {
+  const settings = config.worker;
+  const kubeConfig = loadKubeConfig(config.kubeconfigPath);
+  const command = createRedisConnection(config.redis, 'command');
+  const blocking = createRedisConnection(config.redis, 'blocking');
+  for (const connection of [command, blocking]) {
+    connection.on('error', (error: Error) => {
+      logger.warn({ err: error }, 'Redis connection failed; retrying');
+    });
+  }
+  const worker = new InstanceWorker({
+    runtime: new DockerRuntime(createDockerClient(config.docker)),
+    api: new KubeInstanceApi(kubeConfig),
+    observed: new RedisObservedStateStore(command, config.redis.prefix),
+    ports: new PortAllocator(settings.portRange),
+    settings: {
+      node: settings.node,
+      advertiseAddress: settings.advertiseAddress,
+      bindAddress: settings.bindAddress,
+      readinessTimeoutMs: settings.readinessTimeoutMs,
+    },
+    logger,
+  });
+  const pool = new BullWorkerPool(blocking, config.redis.prefix, logger);
+  const handler = worker.handle.bind(worker);
+  pool.consume(SHARED_QUEUE, settings.concurrency, handler);
+  pool.consume(nodeQueue(settings.node), settings.concurrency, handler);
+  await pool.waitUntilReady();
+  logger.info({ node: settings.node, portRange: settings.portRange, concurrency: settings.concurrency }, 'Worker started');
+  return {
+    name: 'worker',
+    close: async () => {
+      await pool.close();
+      command.disconnect();
+      blocking.disconnect();
+    },
+  };
+}

@@ -1,0 +1,42 @@
+import type { RuntimeConfig } from '../config/config.ts';
+import { createLogger } from '../observability/logger.ts';
+import { startController, startWorker, type Component } from './components.ts';
+
+export type Role = 'controller' | 'worker' | 'all';
+
+/** Stops everything within this deadline on SIGTERM: shorter than a pod's 30 s grace period. */
+const SHUTDOWN_DEADLINE_MS = 25_000;
+
+/**
+ * Runs ctfleet in the given role until SIGTERM or SIGINT, then closes the
+ * components in reverse start order. Resolves with the process exit code.
+ */
+export async function runRole(role: Role, config: RuntimeConfig): Promise<number> {
+  const logger = createLogger(role, config.logLevel);
+  const components: Component[] = [];
+  if (role === 'worker' || role === 'all') components.push(await startWorker(config, logger));
+  if (role === 'controller' || role === 'all') components.push(await startController(config, logger));
+
+  const signal = await new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => {
+      resolve('SIGTERM');
+    });
+    process.once('SIGINT', () => {
+      resolve('SIGINT');
+    });
+  });
+  logger.info({ signal }, 'Shutting down');
+  const deadline = setTimeout(() => {
+    logger.error('Shutdown deadline passed; exiting with work unfinished');
+    process.exit(1);
+  }, SHUTDOWN_DEADLINE_MS);
+  deadline.unref();
+  for (const component of components.reverse()) {
+    await component.close().catch((error: unknown) => {
+      logger.error({ err: error, component: component.name }, 'Closing a component failed');
+    });
+  }
+  clearTimeout(deadline);
+  logger.info('Stopped');
+  return 0;
+}

@@ -1,0 +1,107 @@
+import { isDeepStrictEqual } from 'node:util';
+import type { ChallengeInstance, InstanceStatus } from '../domain/challenge-instance.ts';
+import { nodeQueue, SHARED_QUEUE, type InstanceJob } from '../domain/jobs.ts';
+import { FIELD_MANAGERS } from '../domain/names.ts';
+import type { InstanceApi, InstanceCache, JobQueue } from '../domain/ports.ts';
+import type { Logger } from '../observability/logger.ts';
+import { plan, REQUEUE, type Action, type ControllerStatus, type JobObservation } from './plan.ts';
+import type { WorkResult } from './work-queue.ts';
+
+export interface ReconcilerDeps {
+  cache: InstanceCache;
+  api: InstanceApi;
+  jobs: JobQueue;
+  logger: Logger;
+  now: () => Date;
+}
+
+/** BullMQ runs lower numbers first; a spec priority of 1000 becomes 1, 0 becomes 1001. */
+export function queuePriority(action: Action & { type: 'Enqueue' }, instance: ChallengeInstance): number {
+  return action.action === 'start' ? 1001 - instance.spec.priority : 1;
+}
+
+/**
+ * One reconcile pass: read the newest cached object and its last job, plan, act,
+ * write the controller's status once if it changed. Never told why it runs.
+ */
+export class Reconciler {
+  private readonly deps: ReconcilerDeps;
+
+  constructor(deps: ReconcilerDeps) {
+    this.deps = deps;
+  }
+
+  async reconcile(key: string): Promise<WorkResult> {
+    const { cache, api, jobs, logger, now } = this.deps;
+    const instance = cache.get(key);
+    if (instance === undefined) return { requeueAfterMs: 0 };
+    const log = logger.child({ instance: key, uid: instance.metadata.uid, generation: instance.metadata.generation });
+
+    const known = instance.status?.lastJob;
+    let observation: JobObservation | undefined;
+    if (known !== undefined) {
+      const queued = await jobs.inspect(known.queue ?? SHARED_QUEUE, known.id);
+      observation = { id: known.id, ...queued };
+    }
+
+    const result = plan(instance, observation, now());
+    const enqueued = new Map<string, string>();
+    for (const action of result.actions) {
+      switch (action.type) {
+        case 'AddFinalizer':
+          await api.addFinalizer(instance);
+          log.debug('Added finalizer');
+          break;
+        case 'RemoveFinalizer':
+          await api.removeFinalizer(instance);
+          log.info(`Removed finalizer of ChallengeInstance ${key}`);
+          break;
+        case 'Enqueue': {
+          const queue = action.node === undefined ? SHARED_QUEUE : nodeQueue(action.node);
+          await jobs.enqueue(queue, action.jobId, jobFor(instance, action), queuePriority(action, instance));
+          enqueued.set(action.jobId, queue);
+          log.info({ job: action.jobId, queue }, `Queued ${action.action} job for ChallengeInstance ${key}`);
+          break;
+        }
+      }
+    }
+
+    if (result.status !== undefined) {
+      const status: InstanceStatus = { ...result.status };
+      if (status.lastJob !== undefined) {
+        status.lastJob = { ...status.lastJob, queue: enqueued.get(status.lastJob.id) ?? known?.queue ?? SHARED_QUEUE };
+      }
+      if (!isSameControllerStatus(instance.status, status)) {
+        await api.applyStatus(instance, FIELD_MANAGERS.controller, status);
+      }
+    }
+    for (const event of result.events) {
+      await api.recordEvent(instance, event, 'controller').catch((error: unknown) => {
+        log.warn({ err: error }, 'Recording an event failed');
+      });
+    }
+    return { requeueAfterMs: result.requeueAfterMs };
+  }
+}
+
+function jobFor(instance: ChallengeInstance, action: Action & { type: 'Enqueue' }): InstanceJob {
+  const { namespace, name, uid } = instance.metadata;
+  const job: InstanceJob = { v: 1, action: action.action, target: { namespace, name, uid, generation: action.generation } };
+  if (action.action === 'start') job.spec = instance.spec;
+  return job;
+}
+
+/** Compares only the fields the controller owns, so the worker's writes never trigger ours. */
+function isSameControllerStatus(current: InstanceStatus | undefined, next: InstanceStatus): boolean {
+  const owned = (status: InstanceStatus | undefined): Partial<ControllerStatus> & { lastJob?: unknown } => ({
+    phase: status?.phase,
+    reason: status?.reason,
+    message: status?.message,
+    observedGeneration: status?.observedGeneration,
+    conditions: (status?.conditions ?? []).filter((condition) => condition.type !== 'Ready'),
+    lastJob: status?.lastJob,
+  });
+  return isDeepStrictEqual(owned(current), owned(next));
+}
+
+export { REQUEUE };

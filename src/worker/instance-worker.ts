@@ -1,0 +1,370 @@
+import { createHash } from 'node:crypto';
+import type { ContainerInfo, ContainerRuntime, PortBinding } from '../adapters/docker/container-runtime.ts';
+import { findCondition, type ChallengeInstance, type Condition, type Endpoint, type InstanceSpec, type InstanceStatus } from '../domain/challenge-instance.ts';
+import { kubeTime, mergeCondition } from '../domain/conditions.ts';
+import { CtfleetError, permanent } from '../domain/errors.ts';
+import { parseJob, type InstanceJob, type JobTarget } from '../domain/jobs.ts';
+import { containerName, FIELD_MANAGERS, LABELS } from '../domain/names.ts';
+import type { InstanceApi } from '../domain/ports.ts';
+import { isPermanentReason, READY_REASONS } from '../domain/reasons.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { PortAllocator } from './port-allocator.ts';
+import { toBytes, toNanoCpus } from './quantities.ts';
+import { canConnect } from './readiness.ts';
+
+export interface WorkerSettings {
+  node: string;
+  /** Host written into endpoints: where teams reach this node. */
+  advertiseAddress: string;
+  /** Host address Docker publishes ports on. */
+  bindAddress: string;
+  readinessTimeoutMs: number;
+}
+
+/** What the worker last saw of an instance, kept in Redis for fast reads (CLI, dashboards). */
+export interface ObservedState {
+  namespace: string;
+  name: string;
+  node: string;
+  state: 'running' | 'stopped' | 'removed' | 'failed';
+  reason: string;
+  containerId?: string;
+  endpoints?: Endpoint[];
+  generation: number;
+}
+
+export interface ObservedStateStore {
+  record(uid: string, state: ObservedState): Promise<void>;
+}
+
+/** The slice of a BullMQ job the handler uses. */
+export interface JobContext {
+  id: string;
+  progress(percent: number, step: string): Promise<void>;
+}
+
+export interface JobOutcome {
+  outcome: 'started' | 'adopted' | 'stopped' | 'removed' | 'skipped';
+  reason?: string;
+  containerId?: string;
+  endpoints?: Endpoint[];
+}
+
+/** Hash of everything that shapes the container; a change means replace it. */
+export function specHash(spec: InstanceSpec): string {
+  const shape = {
+    image: spec.image,
+    ports: spec.ports,
+    env: spec.env ?? [],
+    command: spec.command ?? [],
+    args: spec.args ?? [],
+    resources: spec.resources ?? {},
+  };
+  return createHash('sha256').update(JSON.stringify(shape)).digest('hex').slice(0, 16);
+}
+
+export function endpointUrl(name: string, protocol: string, host: string, port: number): string {
+  const scheme = protocol === 'UDP' ? 'udp' : name.startsWith('https') ? 'https' : name.startsWith('http') ? 'http' : 'tcp';
+  return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/**
+ * Carries out one job on this node's Docker engine, then reports what runs to the
+ * resource's status (as field manager ctfleet-worker) and to Redis.
+ *
+ * Guarantees: every action is idempotent. The container name is deterministic and
+ * labelled with the instance uid and spec hash, so a repeated start adopts what is
+ * already there, and stop/delete of something gone succeed.
+ */
+export class InstanceWorker {
+  private readonly runtime: ContainerRuntime;
+  private readonly api: InstanceApi;
+  private readonly observed: ObservedStateStore;
+  private readonly ports: PortAllocator;
+  private readonly settings: WorkerSettings;
+  private readonly logger: Logger;
+  private readonly now: () => Date;
+
+  constructor(deps: {
+    runtime: ContainerRuntime;
+    api: InstanceApi;
+    observed: ObservedStateStore;
+    ports: PortAllocator;
+    settings: WorkerSettings;
+    logger: Logger;
+    now?: () => Date;
+  }) {
+    this.runtime = deps.runtime;
+    this.api = deps.api;
+    this.observed = deps.observed;
+    this.ports = deps.ports;
+    this.settings = deps.settings;
+    this.logger = deps.logger;
+    this.now = deps.now ?? (() => new Date());
+  }
+
+  async handle(data: unknown, context: JobContext): Promise<JobOutcome> {
+    const parsed = parseJob(data);
+    if (!parsed.ok) throw permanent('InvalidJob', `Refused a malformed job payload: ${parsed.problems}`);
+    const job = parsed.job;
+    const log = this.logger.child({ job: context.id, action: job.action, instance: `${job.target.namespace}/${job.target.name}`, uid: job.target.uid });
+    const current = await this.api.get(job.target.namespace, job.target.name);
+    const instance = current?.metadata.uid === job.target.uid ? current : undefined;
+    switch (job.action) {
+      case 'start':
+        return this.start(job, instance, context, log);
+      case 'stop':
+        return this.stop(job.target, instance, log);
+      case 'delete':
+        return this.remove(job.target, instance, log);
+    }
+  }
+
+  private async start(job: InstanceJob, instance: ChallengeInstance | undefined, context: JobContext, log: Logger): Promise<JobOutcome> {
+    const { target } = job;
+    const spec = job.spec as InstanceSpec;
+    if (instance === undefined) return skipped('InstanceGone', log);
+    if (instance.metadata.deletionTimestamp !== undefined) return skipped('InstanceDeleting', log);
+    if (instance.metadata.generation > target.generation) return skipped('Superseded', log);
+
+    try {
+      const name = containerName(target.namespace, target.name);
+      const hash = specHash(spec);
+      await context.progress(10, 'inspecting');
+      const existing = await this.runtime.find(name);
+      let preferredPorts: number[] = [];
+      if (existing !== undefined) {
+        const ours = existing.labels[LABELS.uid] === target.uid;
+        if (ours && existing.labels[LABELS.specHash] === hash) {
+          if (!existing.running) await this.runtime.start(existing.id);
+          await context.progress(60, 'started');
+          return await this.becomeReady(job, instance, existing, context, log, existing.running ? 'adopted' : 'started');
+        }
+        if (ours) preferredPorts = existing.hostPorts;
+        await this.runtime.remove(existing.id);
+        log.info({ container: existing.id }, `Removed outdated container ${name}`);
+      }
+
+      await context.progress(20, 'pulling image');
+      await this.runtime.ensureImage(spec.image, spec.imagePullPolicy);
+      await context.progress(40, 'creating container');
+      const container = await this.createWithPorts(job, name, hash, preferredPorts);
+      await context.progress(60, 'started');
+      return await this.becomeReady(job, instance, container, context, log, 'started');
+    } catch (error) {
+      if (error instanceof CtfleetError && isPermanentReason(error.code)) {
+        await this.reportFailure(target, instance, error).catch((reportError: unknown) => {
+          log.warn({ err: reportError }, 'Reporting a failure to the resource failed');
+        });
+      }
+      throw error;
+    }
+  }
+
+  /** Allocates host ports and creates the container, trying fresh ports if Docker finds one taken. */
+  private async createWithPorts(job: InstanceJob, name: string, hash: string, preferred: number[]): Promise<ContainerInfo> {
+    const { target } = job;
+    const spec = job.spec as InstanceSpec;
+    const inUse = new Set((await this.runtime.listManaged()).flatMap((container) => container.hostPorts));
+    let lastConflict: CtfleetError | undefined;
+    for (let attempt = 0; attempt < 3; attempt += 1) {
+      const hostPorts = this.ports.allocate(spec.ports.length, inUse, attempt === 0 ? preferred : []);
+      if (hostPorts === undefined) throw permanent('PortsExhausted', `No ${spec.ports.length} free host ports are left in this node's range.`);
+      const bindings: PortBinding[] = spec.ports.map((port, i) => ({ containerPort: port.containerPort, protocol: port.protocol, hostPort: hostPorts[i] as number }));
+      try {
+        const definition = {
+          name,
+          image: spec.image,
+          env: (spec.env ?? []).map((variable) => `${variable.name}=${variable.value ?? ''}`),
+          labels: {
+            [LABELS.uid]: target.uid,
+            [LABELS.namespace]: target.namespace,
+            [LABELS.name]: target.name,
+            [LABELS.team]: spec.team,
+            [LABELS.challenge]: spec.challenge,
+            [LABELS.generation]: String(target.generation),
+            [LABELS.specHash]: hash,
+          },
+          bindAddress: this.settings.bindAddress,
+          ports: bindings,
+          ...limitsOf(spec),
+          ...(spec.command === undefined ? {} : { command: spec.command }),
+          ...(spec.args === undefined ? {} : { args: spec.args }),
+        };
+        return await this.runtime.createAndStart(definition);
+      } catch (error) {
+        if (!(error instanceof CtfleetError) || error.code !== 'PortConflict') throw error;
+        // Something outside ctfleet holds one of these ports: avoid them all next time.
+        lastConflict = error;
+        for (const port of hostPorts) inUse.add(port);
+      } finally {
+        this.ports.release(hostPorts);
+      }
+    }
+    throw permanent('PortConflict', lastConflict?.message ?? 'Host ports were taken three times in a row.');
+  }
+
+  private async becomeReady(
+    job: InstanceJob,
+    instance: ChallengeInstance,
+    container: ContainerInfo,
+    context: JobContext,
+    log: Logger,
+    outcome: 'started' | 'adopted',
+  ): Promise<JobOutcome> {
+    const spec = job.spec as InstanceSpec;
+    await context.progress(70, 'waiting for readiness');
+    await this.waitUntilReady(container, spec);
+    const endpoints = this.endpointsOf(container, spec);
+    const readyCondition: Omit<Condition, 'lastTransitionTime'> = {
+      type: 'Ready',
+      status: 'True',
+      reason: READY_REASONS.ready,
+      message: `Container is ready on node ${this.settings.node}.`,
+      observedGeneration: job.target.generation,
+    };
+    const previousStart = instance.status?.containerId === container.id ? instance.status.startedAt : undefined;
+    await this.api.applyStatus(instance, FIELD_MANAGERS.worker, {
+      node: this.settings.node,
+      containerId: container.id,
+      endpoints,
+      startedAt: previousStart ?? kubeTime(this.now()),
+      conditions: [mergeCondition(findCondition(instance.status, 'Ready'), readyCondition, this.now())],
+    });
+    await this.observed.record(job.target.uid, {
+      namespace: job.target.namespace,
+      name: job.target.name,
+      node: this.settings.node,
+      state: 'running',
+      reason: READY_REASONS.ready,
+      containerId: container.id,
+      endpoints,
+      generation: job.target.generation,
+    });
+    await context.progress(100, 'ready');
+    log.info({ container: container.id }, `Started container for ChallengeInstance ${job.target.namespace}/${job.target.name}`);
+    return { outcome, containerId: container.id, endpoints };
+  }
+
+  /**
+   * Ready when every TCP port accepts a connection on the container's own address
+   * (Docker's port proxy would accept on the host port even with nothing behind
+   * it). UDP cannot be probed: the container staying up counts.
+   */
+  private async waitUntilReady(container: ContainerInfo, spec: InstanceSpec): Promise<void> {
+    const deadline = Date.now() + this.settings.readinessTimeoutMs;
+    const pending = spec.ports.filter((port) => port.protocol === 'TCP');
+    for (;;) {
+      const inspected = await this.runtime.find(container.id);
+      if (inspected === undefined || !inspected.running) {
+        const logs = await this.runtime.logTail(container.id, 5);
+        await this.runtime.remove(container.id);
+        const exit = inspected?.exitCode === undefined ? 'exited' : `exited with code ${inspected.exitCode}`;
+        throw permanent('ContainerExited', `The container ${exit} before it became ready${logs === '' ? '.' : `: ${logs.split('\n').slice(-3).join(' | ')}`}`);
+      }
+      const host = inspected.ipAddress;
+      for (let i = pending.length - 1; i >= 0; i -= 1) {
+        const port = pending[i];
+        if (port === undefined) continue;
+        const ok = host === undefined
+          ? await canConnect(probeHost(this.settings.bindAddress), inspected.hostPorts[spec.ports.indexOf(port)] ?? 0, 500)
+          : await canConnect(host, port.containerPort, 500);
+        if (ok) pending.splice(i, 1);
+      }
+      if (pending.length === 0) return;
+      if (Date.now() > deadline) {
+        await this.runtime.remove(container.id);
+        throw permanent(
+          'ReadinessTimeout',
+          `Port${pending.length > 1 ? 's' : ''} ${pending.map((port) => port.containerPort).join(', ')} did not accept connections within ${Math.round(this.settings.readinessTimeoutMs / 1000)} s.`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 150));
+    }
+  }
+
+  private endpointsOf(container: ContainerInfo, spec: InstanceSpec): Endpoint[] {
+    const host = this.settings.advertiseAddress;
+    return spec.ports.map((port, i) => {
+      const hostPort = container.hostPorts[i] ?? 0;
+      return { name: port.name, host, port: hostPort, protocol: port.protocol, url: endpointUrl(port.name, port.protocol, host, hostPort) };
+    });
+  }
+
+  private async stop(target: JobTarget, instance: ChallengeInstance | undefined, log: Logger): Promise<JobOutcome> {
+    const container = await this.runtime.find(containerName(target.namespace, target.name));
+    if (container !== undefined && container.labels[LABELS.uid] === target.uid) {
+      await this.runtime.stop(container.id);
+      log.info({ container: container.id }, `Stopped container for ChallengeInstance ${target.namespace}/${target.name}`);
+    }
+    const status: InstanceStatus = {
+      node: this.settings.node,
+      conditions: [this.readyFalse(instance, READY_REASONS.stopped, 'The container is stopped as requested.', target.generation)],
+    };
+    if (container !== undefined) status.containerId = container.id;
+    if (instance !== undefined) await this.api.applyStatus(instance, FIELD_MANAGERS.worker, status);
+    await this.observed.record(target.uid, { namespace: target.namespace, name: target.name, node: this.settings.node, state: 'stopped', reason: READY_REASONS.stopped, generation: target.generation });
+    return container === undefined ? { outcome: 'stopped', reason: 'AlreadyGone' } : { outcome: 'stopped', containerId: container.id };
+  }
+
+  private async remove(target: JobTarget, instance: ChallengeInstance | undefined, log: Logger): Promise<JobOutcome> {
+    const container = await this.runtime.find(containerName(target.namespace, target.name));
+    // A container of the same name but another uid belongs to a newer instance.
+    if (container !== undefined && container.labels[LABELS.uid] === target.uid) {
+      await this.runtime.remove(container.id);
+      log.info({ container: container.id }, `Removed container for ChallengeInstance ${target.namespace}/${target.name}`);
+    }
+    if (instance !== undefined) {
+      await this.api
+        .applyStatus(instance, FIELD_MANAGERS.worker, {
+          conditions: [this.readyFalse(instance, READY_REASONS.removed, 'The container is removed.', target.generation)],
+        })
+        .catch((error: unknown) => {
+          // The object may vanish as soon as its finalizer goes: nothing left to report to.
+          log.debug({ err: error }, 'Status report after removal was not needed');
+        });
+    }
+    await this.observed.record(target.uid, { namespace: target.namespace, name: target.name, node: this.settings.node, state: 'removed', reason: READY_REASONS.removed, generation: target.generation });
+    return { outcome: 'removed', ...(container === undefined ? { reason: 'AlreadyGone' } : { containerId: container.id }) };
+  }
+
+  private readyFalse(instance: ChallengeInstance | undefined, reason: string, message: string, generation: number): Condition {
+    return mergeCondition(findCondition(instance?.status, 'Ready'), { type: 'Ready', status: 'False', reason, message, observedGeneration: generation }, this.now());
+  }
+
+  private async reportFailure(target: JobTarget, instance: ChallengeInstance | undefined, error: CtfleetError): Promise<void> {
+    if (instance === undefined) return;
+    await this.api.applyStatus(instance, FIELD_MANAGERS.worker, {
+      node: this.settings.node,
+      conditions: [this.readyFalse(instance, error.code, error.message, target.generation)],
+    });
+    await this.observed.record(target.uid, { namespace: target.namespace, name: target.name, node: this.settings.node, state: 'failed', reason: error.code, generation: target.generation });
+  }
+}
+
+function skipped(reason: string, log: Logger): JobOutcome {
+  log.info({ reason }, 'Skipped a job that no longer matches its instance');
+  return { outcome: 'skipped', reason };
+}
+
+function probeHost(bindAddress: string): string {
+  return bindAddress === '0.0.0.0' || bindAddress === '' ? '127.0.0.1' : bindAddress === '::' ? '::1' : bindAddress;
+}
+
+function limitsOf(spec: InstanceSpec): { nanoCpus?: number; memoryBytes?: number; pidsLimit?: number } {
+  const limits: { nanoCpus?: number; memoryBytes?: number; pidsLimit?: number } = {};
+  const { cpu, memory, pids } = spec.resources ?? {};
+  if (cpu !== undefined) {
+    const value = toNanoCpus(cpu);
+    if (value === undefined) throw permanent('InvalidSpec', `spec.resources.cpu: "${cpu}" is not a positive quantity`);
+    limits.nanoCpus = value;
+  }
+  if (memory !== undefined) {
+    const value = toBytes(memory);
+    if (value === undefined) throw permanent('InvalidSpec', `spec.resources.memory: "${memory}" is not a positive quantity`);
+    limits.memoryBytes = value;
+  }
+  if (pids !== undefined) limits.pidsLimit = pids;
+  return limits;
+}
+

@@ -1,0 +1,145 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import Docker from 'dockerode';
+import { eventually } from './stack.ts';
+
+export const ROOT = new URL('../..', import.meta.url).pathname;
+export const CRD_FILE = join(ROOT, 'manifests/crds/ctfleet.io_challengeinstances.yaml');
+export const ARTIFACTS = join(ROOT, 'test-artifacts');
+
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs kubectl (the stack's, first on PATH) with optional stdin. */
+export function kubectl(args: string[], stdin?: string): Promise<CommandResult> {
+  return new Promise((resolve) => {
+    const child = execFile('kubectl', args, { timeout: 60_000 }, (error, stdout, stderr) => {
+      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr });
+    });
+    if (stdin !== undefined) child.stdin?.end(stdin);
+  });
+}
+
+/** Installs the CRD and waits until the API server serves it. */
+export async function installCrd(): Promise<void> {
+  const applied = await kubectl(['apply', '--server-side', '--force-conflicts', '-f', CRD_FILE]);
+  if (applied.code !== 0) throw new Error(`installing the CRD failed: ${applied.stderr}`);
+  const waited = await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/challengeinstances.ctfleet.io']);
+  if (waited.code !== 0) throw new Error(`the CRD did not become Established: ${waited.stderr}`);
+}
+
+/** A ctfleet process (`all` by default) with its JSON log in test-artifacts/. */
+export class CtfleetProcess {
+  readonly child: ChildProcess;
+
+  constructor(role: 'all' | 'controller' | 'worker', env: Record<string, string>, logName: string) {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    const log = createWriteStream(join(ARTIFACTS, `${logName}.log`));
+    this.child = spawn(process.execPath, [join(ROOT, 'src/main.ts'), role], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child.stdout?.pipe(log);
+    this.child.stderr?.pipe(log);
+  }
+
+  /** SIGTERM, then resolves with the exit code. */
+  async stop(): Promise<number | null> {
+    if (this.child.exitCode !== null) return this.child.exitCode;
+    const exited = new Promise<number | null>((resolve) => this.child.once('exit', resolve));
+    this.child.kill('SIGTERM');
+    return exited;
+  }
+}
+
+export interface RawInstance {
+  metadata: { name: string; namespace: string; uid: string; generation: number; finalizers?: string[] };
+  spec: Record<string, unknown>;
+  status?: {
+    phase?: string;
+    reason?: string;
+    message?: string;
+    observedGeneration?: number;
+    node?: string;
+    containerId?: string;
+    endpoints?: { name: string; host: string; port: number; protocol: string; url?: string }[];
+    conditions?: { type: string; status: string; reason: string; observedGeneration?: number }[];
+    lastJob?: { id: string; state: string; queue?: string };
+  };
+}
+
+export class Instances {
+  private readonly api: CustomObjectsApi;
+
+  constructor(kubeConfig: KubeConfig) {
+    this.api = kubeConfig.makeApiClient(CustomObjectsApi);
+  }
+
+  async get(namespace: string, name: string): Promise<RawInstance | undefined> {
+    try {
+      return (await this.api.getNamespacedCustomObject({ group: 'ctfleet.io', version: 'v1alpha1', namespace, plural: 'challengeinstances', name })) as RawInstance;
+    } catch (error) {
+      if ((error as { code?: number }).code === 404) return undefined;
+      throw error;
+    }
+  }
+
+  /** Waits until the instance satisfies `predicate`; fails with its last status otherwise. */
+  async waitFor(namespace: string, name: string, what: string, predicate: (instance: RawInstance) => boolean, timeoutMs = 60_000): Promise<RawInstance> {
+    let last: RawInstance | undefined;
+    try {
+      return await eventually(`${namespace}/${name} ${what}`, timeoutMs, async () => {
+        last = await this.get(namespace, name);
+        return last !== undefined && predicate(last) ? last : undefined;
+      });
+    } catch (error) {
+      throw new Error(`${(error as Error).message}; last status: ${JSON.stringify(last?.status)}`);
+    }
+  }
+
+  async waitForGone(namespace: string, name: string, timeoutMs = 60_000): Promise<void> {
+    await eventually(`${namespace}/${name} to be deleted`, timeoutMs, async () => ((await this.get(namespace, name)) === undefined ? true : undefined));
+  }
+}
+
+export function isRunning(instance: RawInstance): boolean {
+  const ready = instance.status?.conditions?.find((condition) => condition.type === 'Ready');
+  return (
+    instance.status?.phase === 'Running' &&
+    instance.status.observedGeneration === instance.metadata.generation &&
+    ready?.status === 'True' &&
+    ready.observedGeneration === instance.metadata.generation
+  );
+}
+
+/** A ChallengeInstance manifest for kubectl apply. */
+export function manifest(namespace: string, name: string, spec: Record<string, unknown>): string {
+  return JSON.stringify({ apiVersion: 'ctfleet.io/v1alpha1', kind: 'ChallengeInstance', metadata: { name, namespace }, spec });
+}
+
+export function webSpec(team: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    team,
+    challenge: 'web-101',
+    image: 'ctfleet-test/web:1',
+    imagePullPolicy: 'Never',
+    ports: [{ name: 'http', containerPort: 8080 }],
+    env: [{ name: 'GREETING', value: `hello ${team}` }],
+    resources: { cpu: '250m', memory: '64Mi', pids: 64 },
+    ...extra,
+  };
+}
+
+/** Containers ctfleet manages for instances of one namespace. */
+export async function containersOf(docker: Docker, namespace: string): Promise<Docker.ContainerInfo[]> {
+  return docker.listContainers({ all: true, filters: { label: [`ctfleet.io/namespace=${namespace}`] } });
+}
+
+export async function fetchText(url: string): Promise<string> {
+  return eventually(`GET ${url}`, 10_000, async () => {
+    const response = await fetch(url);
+    return response.ok ? response.text() : undefined;
+  });
+}

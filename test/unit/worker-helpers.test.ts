@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { PortAllocator } from '../../src/worker/port-allocator.ts';
+import { parsePortRange } from '../../src/worker/port-range.ts';
+import { parseQuantity, toBytes, toNanoCpus } from '../../src/worker/quantities.ts';
+
+function sequence(...values: number[]): () => number {
+  let i = 0;
+  return () => values[i++ % values.length] ?? 0;
+}
+
+describe('PortAllocator', () => {
+  test('never hands out a port in use or already reserved', () => {
+    const allocator = new PortAllocator({ min: 31000, max: 31009 }, sequence(0, 0.1, 0.2));
+    const first = allocator.allocate(3, new Set([31000]));
+    assert.ok(first);
+    assert.equal(new Set(first).size, 3);
+    assert.ok(!first.includes(31000));
+    const second = allocator.allocate(6, new Set([31000]));
+    assert.ok(second);
+    assert.deepEqual(second.filter((port) => first.includes(port)), []);
+    assert.equal(allocator.allocate(1, new Set([31000])), undefined, 'the range is exhausted');
+    allocator.release(first);
+    assert.equal(allocator.allocate(3, new Set([31000]))?.length, 3);
+  });
+
+  test('keeps the preferred ports when they are free', () => {
+    const allocator = new PortAllocator({ min: 31000, max: 31999 });
+    assert.deepEqual(allocator.allocate(2, new Set(), [31500, 31501]), [31500, 31501]);
+  });
+});
+
+describe('parsePortRange', () => {
+  test('reads MIN-MAX and refuses anything else with the rule', () => {
+    assert.deepEqual(parsePortRange('30000-32767'), { min: 30000, max: 32767 });
+    for (const bad of ['32767-30000', '0-10', '1-70000', '30000', 'a-b']) {
+      assert.throws(() => parsePortRange(bad), /must be MIN-MAX/);
+    }
+  });
+});
+
+describe('quantities', () => {
+  const table: [string, number | undefined][] = [
+    ['500m', 0.5],
+    ['2', 2],
+    ['1.5', 1.5],
+    ['256Mi', 256 * 2 ** 20],
+    ['1G', 1e9],
+    ['1e3', 1000],
+    ['12Q', undefined],
+    ['', undefined],
+  ];
+  for (const [input, expected] of table) {
+    test(`parses "${input}"`, () => {
+      assert.equal(parseQuantity(input), expected);
+    });
+  }
+  test('converts CPU to NanoCpus and memory to bytes', () => {
+    assert.equal(toNanoCpus('500m'), 500_000_000);
+    assert.equal(toBytes('64Mi'), 67_108_864);
+    assert.equal(toNanoCpus('0'), undefined);
+  });
+});
