@@ -95,7 +95,7 @@ export class Instances {
         return last !== undefined && predicate(last) ? last : undefined;
       });
     } catch (error) {
-      throw new Error(`${(error as Error).message}; last status: ${JSON.stringify(last?.status)}`);
+      throw new Error(`${(error as Error).message}; last status: ${JSON.stringify(last?.status)}`, { cause: error });
     }
   }
 

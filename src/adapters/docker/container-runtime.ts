@@ -100,7 +100,7 @@ export class DockerRuntime implements ContainerRuntime {
   private async pull(image: string): Promise<void> {
     let stream: NodeJS.ReadableStream;
     try {
-      stream = (await this.docker.pull(image)) as NodeJS.ReadableStream;
+      stream = (await this.docker.pull(image));
     } catch (error) {
       const status = statusOf(error);
       if (status === 404 || status === 400 || status === 403 || status === 401) {
@@ -264,7 +264,7 @@ export class DockerRuntime implements ContainerRuntime {
 
   async logTail(id: string, lines: number): Promise<string> {
     try {
-      const buffer = (await this.docker.getContainer(id).logs({ stdout: true, stderr: true, tail: lines, follow: false })) as unknown as Buffer;
+      const buffer = await this.docker.getContainer(id).logs({ stdout: true, stderr: true, tail: lines, follow: false });
       return demultiplex(buffer).trim();
     } catch {
       return '';

@@ -44,6 +44,6 @@ export function toInstance(raw: unknown): ChallengeInstance {
   if (deleting !== undefined) instance.metadata.deletionTimestamp = deleting;
   if (metadata.finalizers !== undefined) instance.metadata.finalizers = metadata.finalizers;
   if (metadata.resourceVersion !== undefined) instance.metadata.resourceVersion = metadata.resourceVersion;
-  if (typeof object.status === 'object' && object.status !== null) instance.status = object.status as ChallengeInstance['status'];
+  if (typeof object.status === 'object' && object.status !== null) instance.status = object.status;
   return instance;
 }
