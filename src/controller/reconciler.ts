@@ -34,7 +34,8 @@ export class Reconciler {
   async reconcile(key: string): Promise<WorkResult> {
     const { cache, api, jobs, logger, now } = this.deps;
     const instance = cache.get(key);
-    if (instance === undefined) return { requeueAfterMs: 0 };
+    // Gone from the cache: deleted for good (its finalizer was already released).
+    if (instance === undefined) return { requeueAfterMs: null };
     const log = logger.child({ instance: key, uid: instance.metadata.uid, generation: instance.metadata.generation });
 
     const known = instance.status?.lastJob;

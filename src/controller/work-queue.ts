@@ -1,7 +1,16 @@
+/**
+ * The shortest requeue. A pass that asks to run again at once still waits this
+ * long, so a key that keeps asking can never starve the event loop.
+ */
+export const MIN_REQUEUE_MS = 10;
+
 /** What processing a key asks for next. */
 export interface WorkResult {
-  /** Look at the key again after this long (every pass ends with one). */
-  requeueAfterMs: number;
+  /**
+   * Look at the key again after this long; every pass of a live object ends with
+   * one. `null` forgets the key (its object is gone): only a new add brings it back.
+   */
+  requeueAfterMs: number | null;
 }
 
 export interface WorkQueueOptions {
@@ -107,7 +116,7 @@ export class WorkQueue {
   }
 
   private async runOne(key: string, process: (key: string) => Promise<WorkResult>): Promise<void> {
-    let next: number;
+    let next: number | null;
     try {
       const result = await process(key);
       this.failures.delete(key);
@@ -122,7 +131,7 @@ export class WorkQueue {
       this.running -= 1;
     }
     if (this.dirty.delete(key)) this.add(key);
-    else this.addAfter(key, next);
+    else if (next !== null) this.addAfter(key, Math.max(next, MIN_REQUEUE_MS));
     if (this.closed && this.running === 0) this.idle?.();
     this.pump();
   }

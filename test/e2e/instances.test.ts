@@ -1,0 +1,232 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { Queue } from 'bullmq';
+import type Docker from 'dockerode';
+import { createDockerClient } from '../../src/adapters/docker/docker-client.ts';
+import { loadKubeConfig } from '../../src/adapters/kubernetes/kube-config.ts';
+import { createRedisConnection } from '../../src/adapters/redis/redis-connection.ts';
+import {
+  containersOf,
+  CtfleetProcess,
+  fetchText,
+  installCrd,
+  Instances,
+  isRunning,
+  kubectl,
+  manifest,
+  webSpec,
+} from '../support/ctfleet.ts';
+import { eventually, stackConfig, uniqueSuffix } from '../support/stack.ts';
+
+const suffix = uniqueSuffix();
+const NS = `e2e-${suffix}`;
+const PREFIX = `{ctfleet-e2e-${suffix}}`;
+
+describe('ChallengeInstances end to end', () => {
+  let kubeConfig: KubeConfig;
+  let docker: Docker;
+  let instances: Instances;
+  let ctfleet: CtfleetProcess;
+
+  before(async () => {
+    const config = stackConfig();
+    kubeConfig = loadKubeConfig(config.kubeconfigPath);
+    docker = createDockerClient(config.docker);
+    instances = new Instances(kubeConfig);
+    await installCrd();
+    await kubeConfig.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NS } } });
+    ctfleet = new CtfleetProcess(
+      'all',
+      {
+        CTFLEET_REDIS_PREFIX: PREFIX,
+        CTFLEET_NODE_NAME: 'e2e-node',
+        CTFLEET_BIND_ADDRESS: '127.0.0.1',
+        CTFLEET_ADVERTISE_ADDRESS: '127.0.0.1',
+        CTFLEET_PORT_RANGE: '32000-32767',
+        CTFLEET_READINESS_TIMEOUT_SECONDS: '10',
+        CTFLEET_LOG_LEVEL: 'debug',
+      },
+      `e2e-ctfleet-${suffix}`,
+    );
+  });
+
+  after(async () => {
+    await kubectl(['delete', 'challengeinstances', '--all', '-n', NS, '--wait=true', '--timeout=60s']);
+    const exitCode = await ctfleet.stop();
+    for (const container of await containersOf(docker, NS)) await docker.getContainer(container.Id).remove({ force: true });
+    await kubectl(['delete', 'namespace', NS, '--wait=false']);
+    const redis = createRedisConnection({ url: stackConfig().redis.url, prefix: PREFIX }, 'command');
+    const keys = await redis.keys(`${PREFIX}:*`);
+    if (keys.length > 0) await redis.del(...keys);
+    redis.disconnect();
+    assert.equal(exitCode, 0, 'ctfleet exited cleanly on SIGTERM');
+  });
+
+  test('an applied instance runs, reports a reachable endpoint and answers', async () => {
+    const applied = await kubectl(['apply', '-f', '-'], manifest(NS, 'web-team-1', webSpec('team-1', { env: [{ name: 'GREETING', value: 'hello from team-1' }] })));
+    assert.equal(applied.code, 0, applied.stderr);
+    const running = await instances.waitFor(NS, 'web-team-1', 'to run', isRunning);
+    const endpoint = running.status?.endpoints?.[0];
+    assert.ok(endpoint);
+    assert.equal(endpoint.host, '127.0.0.1');
+    assert.equal(endpoint.url, `http://127.0.0.1:${endpoint.port}`);
+    assert.ok(endpoint.port >= 32000 && endpoint.port <= 32767, `port ${endpoint.port} is in the node's range`);
+    assert.equal(running.status?.node, 'e2e-node');
+    assert.deepEqual(running.metadata.finalizers, ['ctfleet.io/cleanup']);
+    assert.match(await fetchText(endpoint.url ?? ''), /<p id="greeting">hello from team-1<\/p>/);
+
+    const [container] = await containersOf(docker, NS);
+    assert.ok(container);
+    assert.equal(container.Id, running.status.containerId);
+    assert.equal(container.Names[0], `/ctfleet-${NS}_web-team-1`);
+    assert.equal(container.Labels['ctfleet.io/team'], 'team-1');
+    const inspected = await docker.getContainer(container.Id).inspect();
+    assert.equal(inspected.HostConfig.NanoCpus, 250_000_000);
+    assert.equal(inspected.HostConfig.Memory, 64 * 1024 * 1024);
+    assert.equal(inspected.HostConfig.PidsLimit, 64);
+
+    const table = await kubectl(['get', 'chi', '-n', NS]);
+    assert.match(table.stdout, /^NAME\s+TEAM\s+CHALLENGE\s+PHASE\s+ENDPOINT\s+NODE\s+AGE$/m);
+    assert.match(table.stdout, new RegExp(`web-team-1\\s+team-1\\s+web-101\\s+Running\\s+http://127\\.0\\.0\\.1:${endpoint.port}\\s+e2e-node`));
+  });
+
+  test('a spec change replaces the container and the endpoint serves the new spec', async () => {
+    const before = await instances.get(NS, 'web-team-1');
+    assert.ok(before);
+    const applied = await kubectl(['apply', '-f', '-'], manifest(NS, 'web-team-1', webSpec('team-1', { env: [{ name: 'GREETING', value: 'changed greeting' }] })));
+    assert.equal(applied.code, 0, applied.stderr);
+    const after = await instances.waitFor(NS, 'web-team-1', 'to run the new generation', (i) => i.metadata.generation > before.metadata.generation && isRunning(i));
+    assert.notEqual(after.status?.containerId, before.status?.containerId, 'the container was replaced');
+    assert.equal(after.status?.node, before.status?.node, 'it stayed on its node');
+    assert.match(await fetchText(after.status?.endpoints?.[0]?.url ?? ''), /changed greeting/);
+    assert.equal((await containersOf(docker, NS)).length, 1, 'the old container is gone');
+  });
+
+  test('desiredState Stopped stops the container; Running starts it again on the same port', async () => {
+    const running = await instances.get(NS, 'web-team-1');
+    assert.ok(running);
+    const port = running.status?.endpoints?.[0]?.port;
+    await kubectl(['patch', 'chi', 'web-team-1', '-n', NS, '--type=merge', '-p', '{"spec":{"desiredState":"Stopped"}}']);
+    const stopped = await instances.waitFor(NS, 'web-team-1', 'to stop', (i) => i.status?.phase === 'Stopped' && i.status.observedGeneration === i.metadata.generation);
+    assert.equal(stopped.status?.endpoints, undefined, 'a stopped instance advertises no endpoint');
+    const container = await docker.getContainer(stopped.status?.containerId ?? '').inspect();
+    assert.equal(container.State.Running, false);
+
+    await kubectl(['patch', 'chi', 'web-team-1', '-n', NS, '--type=merge', '-p', '{"spec":{"desiredState":"Running"}}']);
+    const again = await instances.waitFor(NS, 'web-team-1', 'to run again', isRunning);
+    assert.equal(again.status?.containerId, stopped.status?.containerId, 'the same container was started again');
+    assert.equal(again.status?.endpoints?.[0]?.port, port);
+    assert.match(await fetchText(again.status?.endpoints?.[0]?.url ?? ''), /changed greeting/);
+  });
+
+  test('deleting an instance removes its container and then the resource', async () => {
+    const deleted = await kubectl(['delete', 'chi', 'web-team-1', '-n', NS, '--wait=true', '--timeout=60s']);
+    assert.equal(deleted.code, 0, deleted.stderr);
+    await instances.waitForGone(NS, 'web-team-1');
+    assert.deepEqual(await containersOf(docker, NS), []);
+  });
+
+  test('20 instances for 20 teams run in 20 containers on distinct ports, and re-applying changes nothing', async () => {
+    const names = Array.from({ length: 20 }, (_, i) => `web-team-${100 + i}`);
+    const all = names.map((name, i) => manifest(NS, name, webSpec(`team-${100 + i}`))).join('\n');
+    const applied = await kubectl(['apply', '-f', '-'], all);
+    assert.equal(applied.code, 0, applied.stderr);
+    const running = await Promise.all(names.map((name) => instances.waitFor(NS, name, 'to run', isRunning, 120_000)));
+    const ports = running.map((instance) => instance.status?.endpoints?.[0]?.port);
+    assert.equal(new Set(ports).size, 20, `ports are distinct: ${ports.join(',')}`);
+    assert.equal((await containersOf(docker, NS)).length, 20);
+    for (const instance of running.slice(0, 3)) {
+      assert.match(await fetchText(instance.status?.endpoints?.[0]?.url ?? ''), new RegExp(`hello ${instance.spec.team as string}`));
+    }
+
+    // Client-side apply resends the defaulted `ports` list and prints "configured";
+    // the server re-defaults it, so the spec, and with it the generation, stay as they were.
+    const reapplied = await kubectl(['apply', '-f', '-'], all);
+    assert.equal(reapplied.code, 0, reapplied.stderr);
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    for (const instance of running) {
+      const now = await instances.get(NS, instance.metadata.name);
+      assert.equal(now?.metadata.generation, instance.metadata.generation, `${instance.metadata.name} kept its generation`);
+      assert.equal(now.status?.containerId, instance.status?.containerId);
+    }
+    const containers = await containersOf(docker, NS);
+    assert.equal(containers.length, 20, 'no duplicate containers after re-applying');
+    assert.deepEqual(new Set(containers.map((c) => c.Id)), new Set(running.map((i) => i.status?.containerId)));
+
+    const deleted = await kubectl(['delete', 'chi', ...names, '-n', NS, '--wait=true', '--timeout=120s']);
+    assert.equal(deleted.code, 0, deleted.stderr);
+    assert.deepEqual(await containersOf(docker, NS), []);
+  });
+
+  describe('bad input', () => {
+    const refusals: [string, Record<string, unknown>, RegExp][] = [
+      ['a team that is not a DNS label', webSpec('Team_7'), /spec\.team: Invalid value: "Team_7": spec\.team in body should match/],
+      ['a missing image', (() => { const spec = webSpec('team-1'); delete spec.image; return spec; })(), /spec\.image: Required value/],
+      ['a port out of range', webSpec('team-1', { ports: [{ name: 'http', containerPort: 70000 }] }), /spec\.ports\[0\]\.containerPort: Invalid value: 70000: spec\.ports\[0\]\.containerPort in body should be less than or equal to 65535/],
+      ['an unknown protocol', webSpec('team-1', { ports: [{ name: 'http', containerPort: 80, protocol: 'SCTP' }] }), /spec\.ports\[0\]\.protocol: Unsupported value: "SCTP"/],
+      ['duplicate port names', webSpec('team-1', { ports: [{ name: 'a', containerPort: 80 }, { name: 'a', containerPort: 81 }] }), /spec\.ports: Invalid value: port names must be unique/],
+      ['17 ports', webSpec('team-1', { ports: Array.from({ length: 17 }, (_, i) => ({ name: `p${i}`, containerPort: 1000 + i })) }), /spec\.ports: Too many: 17: must have at most 16 items/],
+      ['an invalid env name', webSpec('team-1', { env: [{ name: '1BAD', value: 'x' }] }), /spec\.env\[0\]\.name: Invalid value: "1BAD"/],
+      ['a malformed memory quantity', webSpec('team-1', { resources: { memory: '12 bytes' } }), /spec\.resources\.memory: Invalid value: "12 bytes": must be a quantity between 6Mi \(Docker's minimum\) and 64Gi/],
+      ['a ttl below the minimum', webSpec('team-1', { ttlSeconds: 1 }), /spec\.ttlSeconds: Invalid value: 1: spec\.ttlSeconds in body should be greater than or equal to 5/],
+      ['an unknown desiredState', webSpec('team-1', { desiredState: 'Paused' }), /spec\.desiredState: Unsupported value: "Paused"/],
+    ];
+    for (const [what, spec, message] of refusals) {
+      test(`the API server refuses ${what}, naming the field`, async () => {
+        const result = await kubectl(['apply', '--dry-run=server', '-f', '-'], manifest(NS, 'bad-input', spec));
+        assert.notEqual(result.code, 0);
+        assert.match(result.stderr, message);
+      });
+    }
+
+    test('an image that is not on the node fails with ImageNotPresent, and the others keep running', async () => {
+      await kubectl(['apply', '-f', '-'], [manifest(NS, 'no-image', webSpec('team-2', { image: 'ctfleet-test/does-not-exist:1' })), manifest(NS, 'fine-neighbour', webSpec('team-3'))].join('\n'));
+      const failed = await instances.waitFor(NS, 'no-image', 'to fail', (i) => i.status?.phase === 'Failed');
+      assert.equal(failed.status?.reason, 'ImageNotPresent');
+      assert.match(failed.status.message ?? '', /ctfleet-test\/does-not-exist:1 is not present on the node/);
+      await instances.waitFor(NS, 'fine-neighbour', 'to run', isRunning);
+    });
+
+    test('an image that cannot be pulled fails with ImagePullFailed', async () => {
+      // A registry on a closed loopback port: the pull fails without leaving this machine.
+      await kubectl(['apply', '-f', '-'], manifest(NS, 'bad-pull', webSpec('team-4', { image: '127.0.0.1:1/ctfleet/none:1', imagePullPolicy: 'IfNotPresent' })));
+      const failed = await instances.waitFor(NS, 'bad-pull', 'to fail', (i) => i.status?.phase === 'Failed', 90_000);
+      assert.equal(failed.status?.reason, 'ImagePullFailed');
+      assert.match(failed.status.message ?? '', /Pulling image 127\.0\.0\.1:1\/ctfleet\/none:1 failed/);
+    });
+
+    test('a container that exits at once fails with ContainerExited and its last log line', async () => {
+      await kubectl(['apply', '-f', '-'], manifest(NS, 'crashes', webSpec('team-5', { image: 'ctfleet-test/crash:1' })));
+      const failed = await instances.waitFor(NS, 'crashes', 'to fail', (i) => i.status?.phase === 'Failed');
+      assert.equal(failed.status?.reason, 'ContainerExited');
+      assert.match(failed.status.message ?? '', /exited with code 3 before it became ready: fatal: challenge misconfigured/);
+      assert.equal((await containersOf(docker, NS)).filter((c) => c.Labels['ctfleet.io/name'] === 'crashes').length, 0, 'the dead container was cleaned up');
+      const events = await kubectl(['get', 'events', '-n', NS, '--field-selector', 'involvedObject.name=crashes', '-o', 'jsonpath={range .items[*]}{.type} {.reason}{"\\n"}{end}']);
+      assert.match(events.stdout, /^Warning ContainerExited$/m);
+    });
+
+    test('a Failed instance is fixed by a spec change', async () => {
+      await kubectl(['apply', '-f', '-'], manifest(NS, 'crashes', webSpec('team-5')));
+      await instances.waitFor(NS, 'crashes', 'to run after the fix', isRunning);
+    });
+
+    test('a malformed job payload is refused by the worker, recorded as failed, and the worker keeps serving', async () => {
+      const redis = createRedisConnection({ url: stackConfig().redis.url, prefix: PREFIX }, 'command');
+      const queue = new Queue('start', { connection: redis, prefix: PREFIX });
+      try {
+        await queue.add('start', { v: 1, action: 'start', target: { namespace: NS, name: 'x' } }, { jobId: 'malformed-1', attempts: 3 });
+        const state = await eventually('the malformed job to fail', 20_000, async () => ((await queue.getJobState('malformed-1')) === 'failed' ? 'failed' : undefined));
+        assert.equal(state, 'failed');
+        const job = await queue.getJob('malformed-1');
+        assert.match(job?.failedReason ?? '', /^InvalidJob: Refused a malformed job payload: target\.uid: .*target\.generation: /);
+        assert.equal(job?.attemptsMade, 1, 'a permanent failure is not retried');
+      } finally {
+        await queue.close();
+        redis.disconnect();
+      }
+      await kubectl(['apply', '-f', '-'], manifest(NS, 'after-malformed', webSpec('team-6')));
+      await instances.waitFor(NS, 'after-malformed', 'to run', isRunning);
+    });
+  });
+});
