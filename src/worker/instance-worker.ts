@@ -169,7 +169,10 @@ export class InstanceWorker {
     let lastConflict: CtfleetError | undefined;
     for (let attempt = 0; attempt < 3; attempt += 1) {
       const hostPorts = this.ports.allocate(spec.ports.length, inUse, attempt === 0 ? preferred : []);
-      if (hostPorts === undefined) throw permanent('PortsExhausted', `No ${spec.ports.length} free host ports are left in this node's range.`);
+      if (hostPorts === undefined) {
+        if (lastConflict !== undefined) throw permanent('PortConflict', `${lastConflict.message}; no other free host ports are left in this node's range.`);
+        throw permanent('PortsExhausted', `No ${spec.ports.length} free host ports are left in this node's range.`);
+      }
       const bindings: PortBinding[] = spec.ports.map((port, i) => ({ containerPort: port.containerPort, protocol: port.protocol, hostPort: hostPorts[i] as number }));
       try {
         const definition = {
@@ -191,14 +194,15 @@ export class InstanceWorker {
           ...(spec.command === undefined ? {} : { command: spec.command }),
           ...(spec.args === undefined ? {} : { args: spec.args }),
         };
-        return await this.runtime.createAndStart(definition);
+        const container = await this.runtime.createAndStart(definition);
+        this.ports.commit(hostPorts);
+        return container;
       } catch (error) {
+        this.ports.release(hostPorts);
         if (!(error instanceof CtfleetError) || error.code !== 'PortConflict') throw error;
         // Something outside ctfleet holds one of these ports: avoid them all next time.
         lastConflict = error;
         for (const port of hostPorts) inUse.add(port);
-      } finally {
-        this.ports.release(hostPorts);
       }
     }
     throw permanent('PortConflict', lastConflict?.message ?? 'Host ports were taken three times in a row.');

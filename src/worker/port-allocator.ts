@@ -43,8 +43,21 @@ export class PortAllocator {
     return chosen;
   }
 
+  /** Frees ports that were never used (the create failed). */
   release(ports: readonly number[]): void {
     for (const port of ports) this.reserved.delete(port);
+  }
+
+  /**
+   * Marks ports as used by a container just created. They stay reserved for
+   * `graceMs`: another start may have listed the node's containers just before
+   * this one existed, and must still not pick its ports.
+   */
+  commit(ports: readonly number[], graceMs = 60_000): void {
+    const timer = setTimeout(() => {
+      this.release(ports);
+    }, graceMs);
+    timer.unref();
   }
 }
 

@@ -86,6 +86,32 @@ describe('ChallengeInstances end to end', () => {
     assert.equal(inspected.HostConfig.Memory, 64 * 1024 * 1024);
     assert.equal(inspected.HostConfig.PidsLimit, 64);
 
+    // Redis holds the worker's observed state (with an expiry) and the job's
+    // progress and result, as Celery's result backend did.
+    const redis = createRedisConnection({ url: stackConfig().redis.url, prefix: PREFIX }, 'command');
+    const queue = new Queue('start', { connection: redis, prefix: PREFIX });
+    try {
+      const observedKey = `${PREFIX}:observed:${running.metadata.uid}`;
+      const observed = await redis.hgetall(observedKey);
+      assert.equal(observed.state, 'running');
+      assert.equal(observed.node, 'e2e-node');
+      assert.equal(observed.containerId, running.status.containerId);
+      assert.equal(JSON.parse(observed.endpoints ?? '[]')[0]?.port, endpoint.port);
+      const ttl = await redis.ttl(observedKey);
+      assert.ok(ttl > 0 && ttl <= 86_400, `observed state expires (ttl ${ttl})`);
+      const jobId = running.status.lastJob?.id ?? '';
+      assert.equal(jobId, `${running.metadata.uid}.1.start`);
+      const job = await queue.getJob(jobId);
+      assert.equal(await job?.getState(), 'completed');
+      assert.deepEqual(job?.progress, { percent: 100, step: 'ready' });
+      assert.equal((job?.returnvalue as { outcome?: string } | undefined)?.outcome, 'started');
+    } finally {
+      await queue.close();
+      redis.disconnect();
+    }
+    const settled = await instances.waitFor(NS, 'web-team-1', 'to record the completed job', (i) => i.status?.lastJob?.state === 'completed');
+    assert.equal(settled.status?.lastJob?.queue, 'start');
+
     const table = await kubectl(['get', 'chi', '-n', NS]);
     assert.match(table.stdout, /^NAME\s+TEAM\s+CHALLENGE\s+PHASE\s+ENDPOINT\s+NODE\s+AGE$/m);
     assert.match(table.stdout, new RegExp(`web-team-1\\s+team-1\\s+web-101\\s+Running\\s+http://127\\.0\\.0\\.1:${endpoint.port}\\s+e2e-node`));

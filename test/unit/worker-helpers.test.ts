@@ -61,3 +61,15 @@ describe('quantities', () => {
     assert.equal(toNanoCpus('0'), undefined);
   });
 });
+
+describe('PortAllocator.commit', () => {
+  test('keeps a created container\u2019s ports reserved for the grace period, then frees them', async () => {
+    const allocator = new PortAllocator({ min: 31000, max: 31000 });
+    const ports = allocator.allocate(1, new Set());
+    assert.deepEqual(ports, [31000]);
+    allocator.commit([31000], 20);
+    assert.equal(allocator.allocate(1, new Set()), undefined, 'a start that listed containers before the create still cannot take the port');
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    assert.deepEqual(allocator.allocate(1, new Set()), [31000]);
+  });
+});
