@@ -96,15 +96,17 @@ describe('ChallengeInstances end to end', () => {
       assert.equal(observed.state, 'running');
       assert.equal(observed.node, 'e2e-node');
       assert.equal(observed.containerId, running.status.containerId);
-      assert.equal(JSON.parse(observed.endpoints ?? '[]')[0]?.port, endpoint.port);
+      const observedEndpoints = JSON.parse(observed.endpoints ?? '[]') as { port: number }[];
+      assert.equal(observedEndpoints[0]?.port, endpoint.port);
       const ttl = await redis.ttl(observedKey);
       assert.ok(ttl > 0 && ttl <= 86_400, `observed state expires (ttl ${ttl})`);
       const jobId = running.status.lastJob?.id ?? '';
       assert.equal(jobId, `${running.metadata.uid}.1.start`);
       const job = await queue.getJob(jobId);
-      assert.equal(await job?.getState(), 'completed');
-      assert.deepEqual(job?.progress, { percent: 100, step: 'ready' });
-      assert.equal((job?.returnvalue as { outcome?: string } | undefined)?.outcome, 'started');
+      assert.ok(job, 'the finished job is kept for the result retention period');
+      assert.equal(await job.getState(), 'completed');
+      assert.deepEqual(job.progress, { percent: 100, step: 'ready' });
+      assert.equal((job.returnvalue as { outcome?: string } | undefined)?.outcome, 'started');
     } finally {
       await queue.close();
       redis.disconnect();
