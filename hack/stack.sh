@@ -383,6 +383,7 @@ cmd_up() {
 
 cmd_down() {
   load_ports
+  stop_process ctfleet "src/main.ts all"
   stop_process kube-controller-manager "$(kube_bin_dir)/kube-controller-manager"
   stop_process kube-apiserver "$(kube_bin_dir)/kube-apiserver"
   stop_process etcd "$(etcd_bin_dir)/etcd"

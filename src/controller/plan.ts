@@ -2,7 +2,6 @@ import {
   findCondition,
   type ChallengeInstance,
   type Condition,
-  type ConditionStatus,
   type LastJob,
   type Phase,
 } from '../domain/challenge-instance.ts';
@@ -85,7 +84,7 @@ export function plan(instance: ChallengeInstance, lastJob: JobObservation | unde
     actions: Action[] = [],
     lastJobStatus: LastJob | undefined = known === undefined ? undefined : withState(known, job),
   ): Plan => {
-    const scheduled = scheduledCondition(phase, reason, message, generation);
+    const scheduled = scheduledCondition(phase, reason, message, generation, status.node);
     const conditions = [mergeCondition(findCondition(status, 'Scheduled'), scheduled, now)];
     const next: ControllerStatus = { phase, reason, message, observedGeneration: generation, conditions };
     if (lastJobStatus !== undefined) next.lastJob = lastJobStatus;
@@ -200,12 +199,16 @@ function reasonOfFailure(failedReason: string | undefined): string {
   return match?.[1] ?? 'JobFailed';
 }
 
-function scheduledCondition(phase: Phase, reason: string, message: string, generation: number): Omit<Condition, 'lastTransitionTime'> {
-  let status: ConditionStatus;
-  if (phase === 'Pending') status = 'False';
-  else if (phase === 'Failed' && reason !== 'StopFailed') status = 'Unknown';
-  else status = 'True';
-  return { type: 'Scheduled', status, reason, message, observedGeneration: generation };
+/**
+ * Scheduled says where the instance stands with the workers: queued for one,
+ * placed on a node, or not placed because it failed or is not wanted running.
+ */
+function scheduledCondition(phase: Phase, reason: string, message: string, generation: number, node: string | undefined): Omit<Condition, 'lastTransitionTime'> {
+  const base = { type: 'Scheduled', observedGeneration: generation };
+  if (phase === 'Failed') return { ...base, status: 'False', reason, message };
+  if (node !== undefined && node !== '') return { ...base, status: 'True', reason: 'Placed', message: `Placed on node ${node}.` };
+  if (phase === 'Scheduled' || phase === 'Starting') return { ...base, status: 'True', reason: 'Queued', message: 'Queued for the workers; the first with free capacity takes it.' };
+  return { ...base, status: 'False', reason: 'NotPlaced', message: 'No container is placed on a node.' };
 }
 
 function eventReason(phase: Phase, reason: string): string {

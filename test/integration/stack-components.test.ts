@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { Queue, QueueEvents, Worker } from 'bullmq';
@@ -17,6 +19,24 @@ describe('the local stack', () => {
   before(() => {
     config = stackConfig();
     kubeConfig = loadKubeConfig(config.kubeconfigPath);
+  });
+
+  test('the tools that `hack/stack.sh env` puts first on PATH reach the stack at the pinned versions', () => {
+    const pinned = Object.fromEntries(
+      readFileSync(new URL('../../hack/versions.env', import.meta.url), 'utf8')
+        .split('\n')
+        .filter((line) => /^[A-Z_]+=/.test(line))
+        .map((line) => line.split('=') as [string, string]),
+    );
+    const run = (command: string, args: string[]): string => execFileSync(command, args, { encoding: 'utf8' }).trim();
+    const version = JSON.parse(run('kubectl', ['version', '-o', 'json'])) as { clientVersion: { gitVersion: string }; serverVersion: { gitVersion: string } };
+    assert.equal(version.serverVersion.gitVersion, pinned.KUBE_VERSION);
+    assert.equal(version.clientVersion.gitVersion, pinned.KUBE_VERSION, 'kubectl matches the server');
+    assert.match(run('kubectl', ['get', 'ns', 'default', '-o', 'name']), /^namespace\/default$/);
+    assert.equal(run('redis-cli', ['-u', process.env.REDIS_URL ?? '', 'ping']), 'PONG');
+    assert.match(run('docker', ['info', '--format', '{{.ServerVersion}}']), /^\d+\.\d+/);
+    assert.match(run('helm', ['version', '--short']), new RegExp(`^${pinned.HELM_VERSION ?? 'missing'}`));
+    assert.equal(run('node', ['-p', 'process.versions.node.split(".")[0]']), (pinned.NODE_VERSION ?? '').split('.')[0]);
   });
 
   test('the Kubernetes API server creates a namespace and reads it back', async () => {

@@ -229,7 +229,9 @@ describe('plan', () => {
     assert.ok(before !== undefined && after !== undefined);
     assert.equal(before.status, 'True');
     assert.equal(after.lastTransitionTime, before.lastTransitionTime);
-    assert.equal(after.reason, 'ContainerReady');
+    assert.equal(before.reason, 'Queued');
+    assert.equal(after.reason, 'Placed');
+    assert.equal(after.message, 'Placed on node node-a.');
   });
 
   test('a phase change emits one event; failures are warnings', () => {
