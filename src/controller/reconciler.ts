@@ -1,7 +1,8 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { ChallengeInstance, InstanceStatus } from '../domain/challenge-instance.ts';
 import { nodeQueue, SHARED_QUEUE, type InstanceJob } from '../domain/jobs.ts';
-import { FIELD_MANAGERS } from '../domain/names.ts';
+import { FIELD_MANAGERS, FINALIZER } from '../domain/names.ts';
+import { describeError } from '../health/dependency-check.ts';
 import type { InstanceApi, InstanceCache, JobQueue } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
 import { plan, REQUEUE, type Action, type ControllerStatus, type JobObservation } from './plan.ts';
@@ -33,7 +34,7 @@ export class Reconciler {
 
   async reconcile(key: string): Promise<WorkResult> {
     const { cache, api, jobs, logger, now } = this.deps;
-    const instance = cache.get(key);
+    let instance = cache.get(key);
     // Gone from the cache: deleted for good (its finalizer was already released).
     if (instance === undefined) return { requeueAfterMs: null };
     const log = logger.child({ instance: key, uid: instance.metadata.uid, generation: instance.metadata.generation });
@@ -45,13 +46,22 @@ export class Reconciler {
       observation = { id: known.id, ...queued };
     }
 
-    const result = plan(instance, observation, now());
+    let result = plan(instance, observation, now());
+    // Finalizer first, then go on in the same pass with the object as it now is:
+    // waiting for the informer to echo the change back would cost a round trip.
+    if (result.actions.some((action) => action.type === 'AddFinalizer')) {
+      const resourceVersion = await api.addFinalizer(instance);
+      log.debug('Added finalizer');
+      instance = {
+        ...instance,
+        metadata: { ...instance.metadata, finalizers: [...(instance.metadata.finalizers ?? []), FINALIZER], ...(resourceVersion === undefined ? {} : { resourceVersion }) },
+      };
+      result = plan(instance, observation, now());
+    }
     const enqueued = new Map<string, string>();
     for (const action of result.actions) {
       switch (action.type) {
         case 'AddFinalizer':
-          await api.addFinalizer(instance);
-          log.debug('Added finalizer');
           break;
         case 'RemoveFinalizer':
           await api.removeFinalizer(instance);
@@ -76,9 +86,12 @@ export class Reconciler {
         await api.applyStatus(instance, FIELD_MANAGERS.controller, status);
       }
     }
+    // Events are best effort and off the critical path: a slow or refused event
+    // never delays the instance.
     for (const event of result.events) {
-      await api.recordEvent(instance, event, 'controller').catch((error: unknown) => {
-        log.warn({ err: error }, 'Recording an event failed');
+      const subject = instance;
+      void api.recordEvent(subject, event, 'controller').catch((error: unknown) => {
+        log.warn({ code: (error as { code?: unknown }).code }, `Recording event ${event.reason} failed: ${describeError(error)}`);
       });
     }
     return { requeueAfterMs: result.requeueAfterMs };

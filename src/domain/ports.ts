@@ -16,7 +16,8 @@ export interface InstanceEvent {
 export interface InstanceApi {
   /** The newest object from the API server, or undefined when it does not exist. */
   get(namespace: string, name: string): Promise<ChallengeInstance | undefined>;
-  addFinalizer(instance: ChallengeInstance): Promise<void>;
+  /** Adds ctfleet's finalizer; resolves with the object's new resourceVersion. */
+  addFinalizer(instance: ChallengeInstance): Promise<string | undefined>;
   removeFinalizer(instance: ChallengeInstance): Promise<void>;
   /**
    * Server-side applies the given status fields as `fieldManager`: fields this
@@ -48,7 +49,7 @@ export interface JobQueue {
   /** Adds a job unless one with the same id exists. */
   enqueue(queue: string, jobId: string, job: InstanceJob, priority: number): Promise<void>;
   inspect(queue: string, jobId: string): Promise<QueuedJob>;
-  /** Calls back with the job id whenever a job of a queue in use becomes active, completes or fails. */
+  /** Calls back with the job id whenever a job of a queue in use completes or fails. */
   onJobChange(listener: (jobId: string) => void): void;
   close(): Promise<void>;
 }

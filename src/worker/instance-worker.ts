@@ -50,6 +50,8 @@ export interface JobOutcome {
   endpoints?: Endpoint[];
 }
 
+const PORT_LISTING_TTL_MS = 10_000;
+
 /** Hash of everything that shapes the container; a change means replace it. */
 export function specHash(spec: InstanceSpec): string {
   const shape = {
@@ -84,6 +86,7 @@ export class InstanceWorker {
   private readonly settings: WorkerSettings;
   private readonly logger: Logger;
   private readonly now: () => Date;
+  private portListing: { at: number; ports: Set<number> } | undefined;
 
   constructor(deps: {
     runtime: ContainerRuntime;
@@ -108,6 +111,8 @@ export class InstanceWorker {
     if (!parsed.ok) throw permanent('InvalidJob', `Refused a malformed job payload: ${parsed.problems}`);
     const job = parsed.job;
     const log = this.logger.child({ job: context.id, action: job.action, instance: `${job.target.namespace}/${job.target.name}`, uid: job.target.uid });
+    // A delete needs nothing from the API: the controller learns of it from the job.
+    if (job.action === 'delete') return this.remove(job.target, log);
     const current = await this.api.get(job.target.namespace, job.target.name);
     const instance = current?.metadata.uid === job.target.uid ? current : undefined;
     switch (job.action) {
@@ -115,8 +120,6 @@ export class InstanceWorker {
         return this.start(job, instance, context, log);
       case 'stop':
         return this.stop(job.target, instance, log);
-      case 'delete':
-        return this.remove(job.target, instance, log);
     }
   }
 
@@ -130,7 +133,19 @@ export class InstanceWorker {
     try {
       const name = containerName(target.namespace, target.name);
       const hash = specHash(spec);
-      await context.progress(10, 'inspecting');
+      await context.progress(20, 'pulling image');
+      await this.runtime.ensureImage(spec.image, spec.imagePullPolicy);
+      await context.progress(40, 'creating container');
+      // Create first: the name is deterministic, so an existing container shows up
+      // as a name conflict, and only then is it inspected (one Docker call saved
+      // on every fresh start).
+      try {
+        const container = await this.createWithPorts(job, name, hash, []);
+        await context.progress(60, 'started');
+        return await this.becomeReady(job, instance, container, context, log, 'started');
+      } catch (error) {
+        if (!(error instanceof CtfleetError) || error.code !== 'NameInUse') throw error;
+      }
       const existing = await this.runtime.find(name);
       let preferredPorts: number[] = [];
       if (existing !== undefined) {
@@ -144,10 +159,6 @@ export class InstanceWorker {
         await this.runtime.remove(existing.id);
         log.info({ container: existing.id }, `Removed outdated container ${name}`);
       }
-
-      await context.progress(20, 'pulling image');
-      await this.runtime.ensureImage(spec.image, spec.imagePullPolicy);
-      await context.progress(40, 'creating container');
       const container = await this.createWithPorts(job, name, hash, preferredPorts);
       await context.progress(60, 'started');
       return await this.becomeReady(job, instance, container, context, log, 'started');
@@ -165,7 +176,7 @@ export class InstanceWorker {
   private async createWithPorts(job: InstanceJob, name: string, hash: string, preferred: number[]): Promise<ContainerInfo> {
     const { target } = job;
     const spec = job.spec as InstanceSpec;
-    const inUse = new Set((await this.runtime.listManaged()).flatMap((container) => container.hostPorts));
+    const inUse = await this.portsInUse();
     let lastConflict: CtfleetError | undefined;
     for (let attempt = 0; attempt < 3; attempt += 1) {
       const hostPorts = this.ports.allocate(spec.ports.length, inUse, attempt === 0 ? preferred : []);
@@ -206,6 +217,20 @@ export class InstanceWorker {
       }
     }
     throw permanent('PortConflict', lastConflict?.message ?? 'Host ports were taken three times in a row.');
+  }
+
+  /**
+   * Host ports of this node's ctfleet containers, listed at most every 10 s.
+   * Ports of containers created since are covered by the allocator's commit
+   * grace period (60 s), so a stale listing never hands out a used port.
+   */
+  private async portsInUse(): Promise<Set<number>> {
+    const now = Date.now();
+    if (this.portListing === undefined || now - this.portListing.at > PORT_LISTING_TTL_MS) {
+      const containers = await this.runtime.listManaged();
+      this.portListing = { at: now, ports: new Set(containers.flatMap((container) => container.hostPorts)) };
+    }
+    return new Set(this.portListing.ports);
   }
 
   private async becomeReady(
@@ -311,22 +336,12 @@ export class InstanceWorker {
     return container === undefined ? { outcome: 'stopped', reason: 'AlreadyGone' } : { outcome: 'stopped', containerId: container.id };
   }
 
-  private async remove(target: JobTarget, instance: ChallengeInstance | undefined, log: Logger): Promise<JobOutcome> {
+  private async remove(target: JobTarget, log: Logger): Promise<JobOutcome> {
     const container = await this.runtime.find(containerName(target.namespace, target.name));
     // A container of the same name but another uid belongs to a newer instance.
     if (container !== undefined && container.labels[LABELS.uid] === target.uid) {
       await this.runtime.remove(container.id);
       log.info({ container: container.id }, `Removed container for ChallengeInstance ${target.namespace}/${target.name}`);
-    }
-    if (instance !== undefined) {
-      await this.api
-        .applyStatus(instance, FIELD_MANAGERS.worker, {
-          conditions: [this.readyFalse(instance, READY_REASONS.removed, 'The container is removed.', target.generation)],
-        })
-        .catch((error: unknown) => {
-          // The object may vanish as soon as its finalizer goes: nothing left to report to.
-          log.debug({ err: error }, 'Status report after removal was not needed');
-        });
     }
     await this.observed.record(target.uid, { namespace: target.namespace, name: target.name, node: this.settings.node, state: 'removed', reason: READY_REASONS.removed, generation: target.generation });
     return { outcome: 'removed', ...(container === undefined ? { reason: 'AlreadyGone' } : { containerId: container.id }) };

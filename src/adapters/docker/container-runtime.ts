@@ -68,15 +68,22 @@ function statusOf(error: unknown): number | undefined {
   return (error as DockerHttpError).statusCode;
 }
 
+const IMAGE_MEMO_MS = 30_000;
+
 /** {@link ContainerRuntime} over dockerode. */
 export class DockerRuntime implements ContainerRuntime {
   private readonly docker: Docker;
+  private readonly imagesSeen = new Map<string, number>();
 
   constructor(docker: Docker) {
     this.docker = docker;
   }
 
   async ensureImage(image: string, policy: PullPolicy): Promise<void> {
+    // Presence is remembered briefly: a burst of starts of one challenge inspects
+    // its image once. A create that then finds the image gone fails ImageNotPresent.
+    const seen = this.imagesSeen.get(image);
+    if (policy !== 'Always' && seen !== undefined && Date.now() - seen < IMAGE_MEMO_MS) return;
     const present = await this.docker
       .getImage(image)
       .inspect()
@@ -87,10 +94,10 @@ export class DockerRuntime implements ContainerRuntime {
       });
     if (policy === 'Never') {
       if (!present) throw permanent('ImageNotPresent', `Image ${image} is not present on the node and imagePullPolicy is Never.`);
-      return;
+    } else if (!present || policy === 'Always') {
+      await this.pull(image);
     }
-    if (present && policy === 'IfNotPresent') return;
-    await this.pull(image);
+    this.imagesSeen.set(image, Date.now());
   }
 
   /**
@@ -182,7 +189,10 @@ export class DockerRuntime implements ContainerRuntime {
     } catch (error) {
       const status = statusOf(error);
       if (status === 409) throw new CtfleetError('NameInUse', 'conflict', `Container name ${definition.name} is in use.`, { cause: error });
-      if (status === 404) throw permanent('ImageNotPresent', `Image ${definition.image} is not present on the node.`, error);
+      if (status === 404) {
+        this.imagesSeen.delete(definition.image);
+        throw permanent('ImageNotPresent', `Image ${definition.image} is not present on the node.`, error);
+      }
       if (status === 400) throw permanent('ContainerCreateFailed', `Docker refused the container: ${dockerMessage(error)}`, error);
       throw transient('DockerUnavailable', `create container ${definition.name}: ${dockerMessage(error)}`, error);
     }

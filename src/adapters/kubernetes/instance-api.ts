@@ -10,6 +10,7 @@ import type { ChallengeInstance, InstanceStatus } from '../../domain/challenge-i
 import { isNotFound } from '../../domain/errors.ts';
 import { API_VERSION, FINALIZER, GROUP, KIND, PLURAL, VERSION } from '../../domain/names.ts';
 import type { InstanceApi, InstanceEvent } from '../../domain/ports.ts';
+import { makePooledApiClient } from './api-client.ts';
 import { translateKubeError } from './errors.ts';
 import { toInstance } from './instance-object.ts';
 
@@ -19,8 +20,8 @@ export class KubeInstanceApi implements InstanceApi {
   private readonly core: CoreV1Api;
 
   constructor(kubeConfig: KubeConfig) {
-    this.custom = kubeConfig.makeApiClient(CustomObjectsApi);
-    this.core = kubeConfig.makeApiClient(CoreV1Api);
+    this.custom = makePooledApiClient(kubeConfig, CustomObjectsApi);
+    this.core = makePooledApiClient(kubeConfig, CoreV1Api);
   }
 
   async get(namespace: string, name: string): Promise<ChallengeInstance | undefined> {
@@ -34,17 +35,21 @@ export class KubeInstanceApi implements InstanceApi {
     }
   }
 
-  async addFinalizer(instance: ChallengeInstance): Promise<void> {
+  async addFinalizer(instance: ChallengeInstance): Promise<string | undefined> {
     const finalizers = instance.metadata.finalizers ?? [];
-    if (finalizers.includes(FINALIZER)) return;
-    await this.patchMetadata(instance, [...finalizers, FINALIZER], 'add finalizer to');
+    if (finalizers.includes(FINALIZER)) return instance.metadata.resourceVersion;
+    return this.patchMetadata(instance, [...finalizers, FINALIZER], 'add finalizer to');
   }
 
   async removeFinalizer(instance: ChallengeInstance): Promise<void> {
     const finalizers = instance.metadata.finalizers ?? [];
     if (!finalizers.includes(FINALIZER)) return;
     try {
-      await this.patchMetadata(instance, finalizers.filter((f) => f !== FINALIZER), 'remove finalizer from');
+      await this.patchMetadata(
+        instance,
+        finalizers.filter((f) => f !== FINALIZER),
+        'remove finalizer from',
+      );
     } catch (error) {
       // Already gone: the finalizer went with it.
       if (!isNotFound(error)) throw error;
@@ -55,10 +60,10 @@ export class KubeInstanceApi implements InstanceApi {
    * Merge patch carrying the resourceVersion we planned from: if the object changed
    * meanwhile the API server answers 409, surfaced as a conflict (retry now).
    */
-  private async patchMetadata(instance: ChallengeInstance, finalizers: string[], verb: string): Promise<void> {
+  private async patchMetadata(instance: ChallengeInstance, finalizers: string[], verb: string): Promise<string | undefined> {
     const { namespace, name, resourceVersion } = instance.metadata;
     try {
-      await this.custom.patchNamespacedCustomObject(
+      const patched: unknown = await this.custom.patchNamespacedCustomObject(
         {
           group: GROUP,
           version: VERSION,
@@ -69,6 +74,7 @@ export class KubeInstanceApi implements InstanceApi {
         },
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
       );
+      return (patched as { metadata?: { resourceVersion?: string } }).metadata?.resourceVersion;
     } catch (error) {
       throw translateKubeError(error, `${verb} ChallengeInstance ${namespace}/${name}`);
     }

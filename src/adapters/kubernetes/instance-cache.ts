@@ -3,6 +3,7 @@ import { instanceKey, type ChallengeInstance } from '../../domain/challenge-inst
 import { GROUP, PLURAL, VERSION } from '../../domain/names.ts';
 import type { InstanceCache } from '../../domain/ports.ts';
 import type { Logger } from '../../observability/logger.ts';
+import { makePooledApiClient } from './api-client.ts';
 import { toInstance } from './instance-object.ts';
 
 type RawInformer = Informer<KubernetesObject> & ObjectCache<KubernetesObject>;
@@ -25,7 +26,7 @@ export class KubeInstanceCache implements InstanceCache {
   private readonly logger: Logger;
 
   constructor(kubeConfig: KubeConfig, logger: Logger) {
-    const api = kubeConfig.makeApiClient(CustomObjectsApi);
+    const api = makePooledApiClient(kubeConfig, CustomObjectsApi);
     this.logger = logger;
     this.informer = makeInformer<KubernetesObject>(
       kubeConfig,

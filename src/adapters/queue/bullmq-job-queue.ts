@@ -48,7 +48,9 @@ export class BullJobQueue implements JobQueue {
     const notify = ({ jobId }: { jobId: string }): void => {
       for (const callback of this.listeners) callback(jobId);
     };
-    listener.on('active', notify);
+    // Not 'active': waking the controller only to write phase Starting would cost
+    // a status write and an event per instance for a state that lasts a second.
+    // A pass that happens while the job runs still shows Starting.
     listener.on('completed', notify);
     listener.on('failed', notify);
     this.events.set(name, { listener, connection });

@@ -1,0 +1,243 @@
+// ctfleet start/teardown benchmark against a plain-dockerode baseline.
+//   node bench/run.ts [--instances N] [--concurrency C]
+// Needs the local stack in the environment (hack/bench.sh sets it up).
+//
+// (a) ctfleet: `ctfleet controller` and `ctfleet worker` run as two processes. N
+//     ChallengeInstances are created at once; each is timed from its create call to
+//     status Running with Ready=True. Then all are deleted and the run is timed until
+//     every container is gone. Peak RSS is each process's VmHWM.
+// (b) baseline: dockerode creates and starts the same N containers directly, C at a
+//     time, with the same image, port mapping, limits and readiness check (a TCP
+//     connect to the container), then removes them, C at a time.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { CoreV1Api, CustomObjectsApi, makeInformer, type KubernetesObject } from '@kubernetes/client-node';
+import { createDockerClient } from '../src/adapters/docker/docker-client.ts';
+import { loadKubeConfig } from '../src/adapters/kubernetes/kube-config.ts';
+import { createRedisConnection } from '../src/adapters/redis/redis-connection.ts';
+import { formatTable } from '../src/cli/output.ts';
+import { PRODUCTION_NODE_FLAGS } from '../src/app/node-flags.ts';
+import { loadConnectionConfig } from '../src/config/config.ts';
+
+const { values } = parseArgs({ options: { instances: { type: 'string', default: '50' }, concurrency: { type: 'string', default: '16' } } });
+const N = Number(values.instances);
+const C = Number(values.concurrency);
+if (!Number.isInteger(N) || N < 1 || N > 2000) throw new Error('--instances: must be an integer from 1 to 2000');
+if (!Number.isInteger(C) || C < 1 || C > 256) throw new Error('--concurrency: must be an integer from 1 to 256');
+
+const ROOT = new URL('..', import.meta.url).pathname;
+const IMAGE = 'ctfleet-test/web:1';
+const LIMITS = { NanoCpus: 250_000_000, Memory: 64 * 2 ** 20, MemorySwap: 64 * 2 ** 20, PidsLimit: 64 };
+const config = loadConnectionConfig(process.env);
+const kubeConfig = loadKubeConfig(config.kubeconfigPath);
+const docker = createDockerClient(config.docker);
+const run = Date.now().toString(36);
+const NS = `bench-${run}`;
+const PREFIX = `{ctfleet-bench-${run}}`;
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
+}
+
+interface Summary {
+  p50: number;
+  p95: number;
+  max: number;
+  wallMs: number;
+  perSecond: number;
+}
+
+function summarise(latencies: number[], wallMs: number): Summary {
+  const sorted = [...latencies].sort((a, b) => a - b);
+  return { p50: percentile(sorted, 50), p95: percentile(sorted, 95), max: sorted.at(-1) ?? Number.NaN, wallMs, perSecond: (latencies.length / wallMs) * 1000 };
+}
+
+async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const item = items[next++] as T;
+        await work(item);
+      }
+    }),
+  );
+}
+
+function canConnect(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    socket.setTimeout(500, () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => {
+      resolve(false);
+    });
+  });
+}
+
+async function baseline(): Promise<{ start: Summary; teardownMs: number }> {
+  const ids: string[] = [];
+  const latencies: number[] = [];
+  const began = Date.now();
+  await pool(
+    Array.from({ length: N }, (_, i) => i),
+    C,
+    async (i) => {
+      const t0 = Date.now();
+      const container = await docker.createContainer({
+        name: `ctfleet-bench-baseline-${run}-${i}`,
+        Image: IMAGE,
+        Env: [`GREETING=baseline-${i}`],
+        ExposedPorts: { '8080/tcp': {} },
+        Labels: { 'ctfleet.io/bench': run },
+        HostConfig: { PortBindings: { '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: String(33000 + i) }] }, ...LIMITS },
+      });
+      await container.start();
+      const ip = Object.values((await container.inspect()).NetworkSettings.Networks)[0]?.IPAddress ?? '127.0.0.1';
+      while (!(await canConnect(ip, 8080))) await sleep(150);
+      latencies.push(Date.now() - t0);
+      ids.push(container.id);
+    },
+  );
+  const start = summarise(latencies, Date.now() - began);
+  const removeStart = Date.now();
+  await pool(ids, C, async (id) => {
+    await docker.getContainer(id).remove({ force: true });
+  });
+  return { start, teardownMs: Date.now() - removeStart };
+}
+
+/** Runs the compiled build with the V8 flags the bin and the image use, as deployed. */
+function startProcess(role: 'controller' | 'worker', env: Record<string, string>): ChildProcess {
+  mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
+  return spawn(process.execPath, [...PRODUCTION_NODE_FLAGS, join(ROOT, 'dist/main.js'), role], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+function peakRssMb(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? Number.NaN) / 1024;
+}
+
+async function ctfleet(): Promise<{ start: Summary; teardownMs: number; rssMb: Record<string, number> }> {
+  const env = {
+    CTFLEET_REDIS_PREFIX: PREFIX,
+    CTFLEET_NODE_NAME: 'bench-node',
+    CTFLEET_BIND_ADDRESS: '127.0.0.1',
+    CTFLEET_PORT_RANGE: '34000-34999',
+    CTFLEET_WORKER_CONCURRENCY: String(C),
+    CTFLEET_CONTROLLER_CONCURRENCY: String(C),
+    CTFLEET_LOG_LEVEL: 'warn',
+  };
+  const controller = startProcess('controller', env);
+  const worker = startProcess('worker', env);
+  const api = kubeConfig.makeApiClient(CustomObjectsApi);
+  await kubeConfig.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NS } } });
+
+  const created = new Map<string, number>();
+  const ready = new Map<string, number>();
+  const informer = makeInformer<KubernetesObject>(kubeConfig, `/apis/ctfleet.io/v1alpha1/namespaces/${NS}/challengeinstances`, async () =>
+    (await api.listNamespacedCustomObject({ group: 'ctfleet.io', version: 'v1alpha1', namespace: NS, plural: 'challengeinstances' })) as { items: KubernetesObject[]; metadata: { resourceVersion: string } },
+  );
+  const observe = (object: KubernetesObject): void => {
+    const item = object as KubernetesObject & { status?: { phase?: string; conditions?: { type: string; status: string }[] } };
+    const name = item.metadata?.name ?? '';
+    if (!ready.has(name) && item.status?.phase === 'Running' && item.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) ready.set(name, Date.now());
+  };
+  informer.on('add', observe);
+  informer.on('update', observe);
+  await informer.start();
+  await sleep(1_500);
+
+  const names = Array.from({ length: N }, (_, i) => `bench-${i}`);
+  const began = Date.now();
+  await Promise.all(
+    names.map(async (name, i) => {
+      created.set(name, Date.now());
+      await api.createNamespacedCustomObject({
+        group: 'ctfleet.io',
+        version: 'v1alpha1',
+        namespace: NS,
+        plural: 'challengeinstances',
+        body: {
+          apiVersion: 'ctfleet.io/v1alpha1',
+          kind: 'ChallengeInstance',
+          metadata: { name },
+          spec: { team: `team-${i}`, challenge: 'web-101', image: IMAGE, imagePullPolicy: 'Never', ports: [{ name: 'http', containerPort: 8080 }], env: [{ name: 'GREETING', value: `bench-${i}` }], resources: { cpu: '250m', memory: '64Mi', pids: 64 } },
+        },
+      });
+    }),
+  );
+  const deadline = Date.now() + 300_000;
+  while (ready.size < N && Date.now() < deadline) await sleep(20);
+  if (ready.size < N) throw new Error(`only ${ready.size} of ${N} instances became ready within 300 s`);
+  const latencies = names.map((name) => (ready.get(name) ?? Number.NaN) - (created.get(name) ?? Number.NaN));
+  const start = summarise(latencies, Math.max(...ready.values()) - began);
+
+  const teardownBegan = Date.now();
+  await Promise.all(names.map((name) => api.deleteNamespacedCustomObject({ group: 'ctfleet.io', version: 'v1alpha1', namespace: NS, plural: 'challengeinstances', name })));
+  for (;;) {
+    const left = await docker.listContainers({ all: true, filters: { label: [`ctfleet.io/namespace=${NS}`] } });
+    if (left.length === 0) break;
+    if (Date.now() - teardownBegan > 300_000) throw new Error(`${left.length} containers left after 300 s`);
+    await sleep(20);
+  }
+  const teardownMs = Date.now() - teardownBegan;
+  const rssMb = { controller: peakRssMb(controller.pid), worker: peakRssMb(worker.pid) };
+
+  await informer.stop();
+  for (const child of [controller, worker]) child.kill('SIGTERM');
+  await Promise.all([controller, worker].map((child) => new Promise((resolve) => child.once('exit', resolve))));
+  await kubeConfig.makeApiClient(CoreV1Api).deleteNamespace({ name: NS });
+  const redis = createRedisConnection({ url: config.redis.url, prefix: PREFIX }, 'command');
+  const keys = await redis.keys(`${PREFIX}:*`);
+  if (keys.length > 0) await redis.del(...keys);
+  redis.disconnect();
+  return { start, teardownMs, rssMb };
+}
+
+const fmt = (value: number, digits = 0): string => (Number.isFinite(value) ? value.toFixed(digits) : '-');
+
+console.log(`ctfleet benchmark: ${N} instances of ${IMAGE}, concurrency ${C}, ${new Date().toISOString()}`);
+const base = await baseline();
+const fleet = await ctfleet();
+const ratios = {
+  startThroughput: fleet.start.perSecond / base.start.perSecond,
+  teardownThroughput: base.teardownMs / fleet.teardownMs,
+  p50AddedLatencyMs: fleet.start.p50 - base.start.p50,
+};
+console.log();
+console.log(
+  formatTable(
+    ['', 'start p50 ms', 'p95 ms', 'max ms', 'started/s', 'teardown s', 'removed/s'],
+    [
+      ['baseline (dockerode)', fmt(base.start.p50), fmt(base.start.p95), fmt(base.start.max), fmt(base.start.perSecond, 2), fmt(base.teardownMs / 1000, 2), fmt((N / base.teardownMs) * 1000, 2)],
+      ['ctfleet', fmt(fleet.start.p50), fmt(fleet.start.p95), fmt(fleet.start.max), fmt(fleet.start.perSecond, 2), fmt(fleet.teardownMs / 1000, 2), fmt((N / fleet.teardownMs) * 1000, 2)],
+    ],
+  ),
+);
+console.log();
+const verdict = (ok: boolean): string => (ok ? 'met' : 'NOT met');
+console.log(`start throughput ratio ctfleet/baseline   ${fmt(ratios.startThroughput, 2)}  (target ≥ 0.9: ${verdict(ratios.startThroughput >= 0.9)})`);
+console.log(`teardown throughput ratio                 ${fmt(ratios.teardownThroughput, 2)}  (target ≥ 0.9: ${verdict(ratios.teardownThroughput >= 0.9)})`);
+console.log(`p50 added latency over baseline           ${fmt(ratios.p50AddedLatencyMs)} ms  (target ≤ 150 ms: ${verdict(ratios.p50AddedLatencyMs <= 150)})`);
+for (const [name, mb] of Object.entries(fleet.rssMb)) {
+  console.log(`peak RSS ctfleet ${name.padEnd(10)}               ${fmt(mb, 1)} MB  (target ≤ 150 MB: ${verdict(mb <= 150)})`);
+}
+const file = join(ROOT, 'bench/results', `start-teardown-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+writeFileSync(file, `${JSON.stringify({ instances: N, concurrency: C, image: IMAGE, baseline: base, ctfleet: fleet, ratios }, null, 2)}\n`);
+console.log(`\nwrote ${file}`);
+// Docker's keep-alive agent would hold the process open.
+process.exit(0);
