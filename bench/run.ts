@@ -22,9 +22,11 @@ import { formatTable } from '../src/cli/output.ts';
 import { PRODUCTION_NODE_FLAGS } from '../src/app/node-flags.ts';
 import { loadConnectionConfig } from '../src/config/config.ts';
 
-const { values } = parseArgs({ options: { instances: { type: 'string', default: '50' }, concurrency: { type: 'string', default: '16' } } });
+const { values } = parseArgs({ options: { instances: { type: 'string', default: '50' }, concurrency: { type: 'string', default: '16' }, repeat: { type: 'string', default: '1' } } });
 const N = Number(values.instances);
 const C = Number(values.concurrency);
+const R = Number(values.repeat);
+if (!Number.isInteger(R) || R < 1 || R > 20) throw new Error('--repeat: must be an integer from 1 to 20');
 if (!Number.isInteger(N) || N < 1 || N > 2000) throw new Error('--instances: must be an integer from 1 to 2000');
 if (!Number.isInteger(C) || C < 1 || C > 256) throw new Error('--concurrency: must be an integer from 1 to 256');
 
@@ -34,9 +36,9 @@ const LIMITS = { NanoCpus: 250_000_000, Memory: 64 * 2 ** 20, MemorySwap: 64 * 2
 const config = loadConnectionConfig(process.env);
 const kubeConfig = loadKubeConfig(config.kubeconfigPath);
 const docker = createDockerClient(config.docker);
-const run = Date.now().toString(36);
-const NS = `bench-${run}`;
-const PREFIX = `{ctfleet-bench-${run}}`;
+let run = Date.now().toString(36);
+let NS = `bench-${run}`;
+let PREFIX = `{ctfleet-bench-${run}}`;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -209,35 +211,66 @@ async function ctfleet(): Promise<{ start: Summary; teardownMs: number; rssMb: R
 }
 
 const fmt = (value: number, digits = 0): string => (Number.isFinite(value) ? value.toFixed(digits) : '-');
-
-console.log(`ctfleet benchmark: ${N} instances of ${IMAGE}, concurrency ${C}, ${new Date().toISOString()}`);
-const base = await baseline();
-const fleet = await ctfleet();
-const ratios = {
-  startThroughput: fleet.start.perSecond / base.start.perSecond,
-  teardownThroughput: base.teardownMs / fleet.teardownMs,
-  p50AddedLatencyMs: fleet.start.p50 - base.start.p50,
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] ?? Number.NaN) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
 };
-console.log();
-console.log(
-  formatTable(
-    ['', 'start p50 ms', 'p95 ms', 'max ms', 'started/s', 'teardown s', 'removed/s'],
-    [
-      ['baseline (dockerode)', fmt(base.start.p50), fmt(base.start.p95), fmt(base.start.max), fmt(base.start.perSecond, 2), fmt(base.teardownMs / 1000, 2), fmt((N / base.teardownMs) * 1000, 2)],
-      ['ctfleet', fmt(fleet.start.p50), fmt(fleet.start.p95), fmt(fleet.start.max), fmt(fleet.start.perSecond, 2), fmt(fleet.teardownMs / 1000, 2), fmt((N / fleet.teardownMs) * 1000, 2)],
-    ],
-  ),
-);
-console.log();
+
+interface Round {
+  baseline: Awaited<ReturnType<typeof baseline>>;
+  ctfleet: Awaited<ReturnType<typeof ctfleet>>;
+  ratios: { startThroughput: number; teardownThroughput: number; p50AddedLatencyMs: number };
+}
+
+console.log(`ctfleet benchmark: ${N} instances of ${IMAGE}, concurrency ${C}, ${R} round(s), ${new Date().toISOString()}`);
+const rounds: Round[] = [];
+for (let round = 1; round <= R; round += 1) {
+  run = `${Date.now().toString(36)}r${round}`;
+  NS = `bench-${run}`;
+  PREFIX = `{ctfleet-bench-${run}}`;
+  const base = await baseline();
+  const fleet = await ctfleet();
+  const ratios = {
+    startThroughput: fleet.start.perSecond / base.start.perSecond,
+    teardownThroughput: base.teardownMs / fleet.teardownMs,
+    p50AddedLatencyMs: fleet.start.p50 - base.start.p50,
+  };
+  rounds.push({ baseline: base, ctfleet: fleet, ratios });
+  console.log();
+  console.log(`round ${round}/${R}`);
+  console.log(
+    formatTable(
+      ['', 'start p50 ms', 'p95 ms', 'max ms', 'started/s', 'teardown s', 'removed/s'],
+      [
+        ['baseline (dockerode)', fmt(base.start.p50), fmt(base.start.p95), fmt(base.start.max), fmt(base.start.perSecond, 2), fmt(base.teardownMs / 1000, 2), fmt((N / base.teardownMs) * 1000, 2)],
+        ['ctfleet', fmt(fleet.start.p50), fmt(fleet.start.p95), fmt(fleet.start.max), fmt(fleet.start.perSecond, 2), fmt(fleet.teardownMs / 1000, 2), fmt((N / fleet.teardownMs) * 1000, 2)],
+      ],
+    ),
+  );
+  console.log(`ratios: start ${fmt(ratios.startThroughput, 2)}, teardown ${fmt(ratios.teardownThroughput, 2)}; p50 added ${fmt(ratios.p50AddedLatencyMs)} ms; peak RSS controller ${fmt(fleet.rssMb.controller ?? Number.NaN, 1)} MB, worker ${fmt(fleet.rssMb.worker ?? Number.NaN, 1)} MB`);
+}
+
+const summary = {
+  startThroughput: median(rounds.map((r) => r.ratios.startThroughput)),
+  teardownThroughput: median(rounds.map((r) => r.ratios.teardownThroughput)),
+  p50AddedLatencyMs: median(rounds.map((r) => r.ratios.p50AddedLatencyMs)),
+  peakRssMb: {
+    controller: Math.max(...rounds.map((r) => r.ctfleet.rssMb.controller ?? Number.NaN)),
+    worker: Math.max(...rounds.map((r) => r.ctfleet.rssMb.worker ?? Number.NaN)),
+  },
+};
 const verdict = (ok: boolean): string => (ok ? 'met' : 'NOT met');
-console.log(`start throughput ratio ctfleet/baseline   ${fmt(ratios.startThroughput, 2)}  (target ≥ 0.9: ${verdict(ratios.startThroughput >= 0.9)})`);
-console.log(`teardown throughput ratio                 ${fmt(ratios.teardownThroughput, 2)}  (target ≥ 0.9: ${verdict(ratios.teardownThroughput >= 0.9)})`);
-console.log(`p50 added latency over baseline           ${fmt(ratios.p50AddedLatencyMs)} ms  (target ≤ 150 ms: ${verdict(ratios.p50AddedLatencyMs <= 150)})`);
-for (const [name, mb] of Object.entries(fleet.rssMb)) {
+console.log();
+console.log(`summary over ${R} round(s): medians of the ratios, highest peak RSS`);
+console.log(`start throughput ratio ctfleet/baseline   ${fmt(summary.startThroughput, 2)}  (target ≥ 0.9: ${verdict(summary.startThroughput >= 0.9)})`);
+console.log(`teardown throughput ratio                 ${fmt(summary.teardownThroughput, 2)}  (target ≥ 0.9: ${verdict(summary.teardownThroughput >= 0.9)})`);
+console.log(`p50 added latency over baseline           ${fmt(summary.p50AddedLatencyMs)} ms  (target ≤ 150 ms: ${verdict(summary.p50AddedLatencyMs <= 150)})`);
+for (const [name, mb] of Object.entries(summary.peakRssMb)) {
   console.log(`peak RSS ctfleet ${name.padEnd(10)}               ${fmt(mb, 1)} MB  (target ≤ 150 MB: ${verdict(mb <= 150)})`);
 }
 const file = join(ROOT, 'bench/results', `start-teardown-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-writeFileSync(file, `${JSON.stringify({ instances: N, concurrency: C, image: IMAGE, baseline: base, ctfleet: fleet, ratios }, null, 2)}\n`);
+writeFileSync(file, `${JSON.stringify({ instances: N, concurrency: C, image: IMAGE, rounds, summary }, null, 2)}\n`);
 console.log(`\nwrote ${file}`);
 // Docker's keep-alive agent would hold the process open.
 process.exit(0);

@@ -82,7 +82,7 @@ export function plan(instance: ChallengeInstance, lastJob: JobObservation | unde
     reason: string,
     message: string,
     actions: Action[] = [],
-    lastJobStatus: LastJob | undefined = known === undefined ? undefined : withState(known, job),
+    lastJobStatus: LastJob | undefined = known,
   ): Plan => {
     const scheduled = scheduledCondition(phase, reason, message, generation, status.node);
     const conditions = [mergeCondition(findCondition(status, 'Scheduled'), scheduled, now)];
@@ -98,11 +98,7 @@ export function plan(instance: ChallengeInstance, lastJob: JobObservation | unde
 
   const enqueue = (action: JobAction, node: string | undefined, phase: Phase, reason: string, message: string): Plan => {
     const jobId = jobIdFor(metadata.uid, generation, action);
-    return decide(phase, reason, message, [{ type: 'Enqueue', action, jobId, generation, node }], {
-      id: jobId,
-      action,
-      state: 'waiting',
-    });
+    return decide(phase, reason, message, [{ type: 'Enqueue', action, jobId, generation, node }], { id: jobId, action });
   };
 
   // A job counts as ours when the status records it and the queue still knows it,
@@ -181,13 +177,6 @@ export function plan(instance: ChallengeInstance, lastJob: JobObservation | unde
   // Sticky placement: a container that exists stays on its node, where the worker
   // replaces it in place (and keeps its ports when it can).
   return enqueue('start', hasContainer ? status.node : undefined, 'Scheduled', 'WaitingForWorker', 'Queued a start job; waiting for a worker to take it.');
-}
-
-function withState(known: LastJob, job: JobObservation | undefined): LastJob {
-  if (job === undefined) return known;
-  const next: LastJob = { ...known, state: job.state };
-  if (job.attempts !== undefined) next.attempts = job.attempts;
-  return next;
 }
 
 /**

@@ -70,13 +70,17 @@ export interface Condition {
   observedGeneration?: number;
 }
 
+/**
+ * The job the controller last queued for an instance: which job to look up, not
+ * how it is doing. Its state, progress, attempts and result live in Redis (BullMQ);
+ * copying them here would cost a status write per job transition and still be a
+ * stale snapshot.
+ */
 export interface LastJob {
   id: string;
   action: string;
-  state: string;
   /** The queue the job went to: `start` (any worker) or `node.<name>`. */
   queue?: string;
-  attempts?: number;
 }
 
 export interface InstanceStatus {

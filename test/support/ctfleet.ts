@@ -66,7 +66,7 @@ export interface RawInstance {
     containerId?: string;
     endpoints?: { name: string; host: string; port: number; protocol: string; url?: string }[];
     conditions?: { type: string; status: string; reason: string; observedGeneration?: number }[];
-    lastJob?: { id: string; state: string; queue?: string };
+    lastJob?: { id: string; action: string; queue?: string };
   };
 }
 

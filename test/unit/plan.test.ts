@@ -43,7 +43,7 @@ function running(generation: number, extra: InstanceStatus = {}): InstanceStatus
     containerId: 'c0ffee',
     endpoints: [{ name: 'http', host: '127.0.0.1', port: 31234, protocol: 'TCP' }],
     conditions: [ready('True', 'ContainerReady', generation, 'Container is ready on node node-a.')],
-    lastJob: { id: jobIdFor(UID, generation, 'start'), action: 'start', state: 'waiting' },
+    lastJob: { id: jobIdFor(UID, generation, 'start'), action: 'start'},
     ...extra,
   };
 }
@@ -88,7 +88,7 @@ describe('plan', () => {
     },
     {
       name: 'a queued start job is waited for, not queued again',
-      subject: instance({ status: { lastJob: { id: jobIdFor(UID, 1, 'start'), action: 'start', state: 'waiting' } } }),
+      subject: instance({ status: { lastJob: { id: jobIdFor(UID, 1, 'start'), action: 'start'} } }),
       job: job('start', 1, 'waiting'),
       phase: 'Scheduled',
       reason: 'WaitingForWorker',
@@ -96,7 +96,7 @@ describe('plan', () => {
     },
     {
       name: 'an active start job shows the instance as Starting',
-      subject: instance({ status: { lastJob: { id: jobIdFor(UID, 1, 'start'), action: 'start', state: 'waiting' } } }),
+      subject: instance({ status: { lastJob: { id: jobIdFor(UID, 1, 'start'), action: 'start'} } }),
       job: job('start', 1, 'active'),
       phase: 'Starting',
       reason: 'StartingContainer',
@@ -104,7 +104,7 @@ describe('plan', () => {
     },
     {
       name: 'a start job that Redis lost is queued again',
-      subject: instance({ status: { lastJob: { id: jobIdFor(UID, 1, 'start'), action: 'start', state: 'waiting' } } }),
+      subject: instance({ status: { lastJob: { id: jobIdFor(UID, 1, 'start'), action: 'start'} } }),
       job: job('start', 1, 'missing'),
       phase: 'Scheduled',
       actions: [{ type: 'Enqueue', action: 'start', jobId: jobIdFor(UID, 1, 'start'), generation: 1, node: undefined }],
@@ -134,7 +134,7 @@ describe('plan', () => {
     },
     {
       name: 'a start job that failed without a report fails the instance with the job reason',
-      subject: instance({ status: { lastJob: { id: jobIdFor(UID, 1, 'start'), action: 'start', state: 'waiting' } } }),
+      subject: instance({ status: { lastJob: { id: jobIdFor(UID, 1, 'start'), action: 'start'} } }),
       job: job('start', 1, 'failed', 'InvalidJob: spec.ports: Required'),
       phase: 'Failed',
       reason: 'InvalidJob',
@@ -168,7 +168,7 @@ describe('plan', () => {
     },
     {
       name: 'a completed delete job releases the finalizer',
-      subject: instance({ deleting: true, status: { ...running(1), lastJob: { id: jobIdFor(UID, 1, 'delete'), action: 'delete', state: 'waiting' } } }),
+      subject: instance({ deleting: true, status: { ...running(1), lastJob: { id: jobIdFor(UID, 1, 'delete'), action: 'delete'} } }),
       job: job('delete', 1, 'completed'),
       actions: [{ type: 'RemoveFinalizer' }],
     },
@@ -179,7 +179,7 @@ describe('plan', () => {
     },
     {
       name: 'deleting while a start job is queued waits for that job first',
-      subject: instance({ deleting: true, status: { lastJob: { id: jobIdFor(UID, 1, 'start'), action: 'start', state: 'waiting' } } }),
+      subject: instance({ deleting: true, status: { lastJob: { id: jobIdFor(UID, 1, 'start'), action: 'start'} } }),
       job: job('start', 1, 'waiting'),
       phase: 'Terminating',
       reason: 'WaitingForStartJob',
