@@ -20,16 +20,27 @@ export interface Component {
   close(): Promise<void>;
 }
 
-/** Composition root of the controller: builds its adapters and starts it. */
-export async function startController(config: RuntimeConfig, logger: Logger): Promise<Component> {
-  const kubeConfig = loadKubeConfig(config.kubeconfigPath);
-  const producer = createRedisConnection(config.redis, 'command');
+/**
+ * A fail-fast command connection and a blocking one for BullMQ, each logging its
+ * connection errors (ioredis reconnects by itself; an unheard `error` would crash).
+ */
+type RedisConnection = ReturnType<typeof createRedisConnection>;
+
+function openRedis(config: RuntimeConfig, logger: Logger): { command: RedisConnection; blocking: RedisConnection } {
+  const command = createRedisConnection(config.redis, 'command');
   const blocking = createRedisConnection(config.redis, 'blocking');
-  for (const connection of [producer, blocking]) {
+  for (const connection of [command, blocking]) {
     connection.on('error', (error: Error) => {
       logger.warn({ err: error }, 'Redis connection failed; retrying');
     });
   }
+  return { command, blocking };
+}
+
+/** Composition root of the controller: builds its adapters and starts it. */
+export async function startController(config: RuntimeConfig, logger: Logger): Promise<Component> {
+  const kubeConfig = loadKubeConfig(config.kubeconfigPath);
+  const { command: producer, blocking } = openRedis(config, logger);
   const jobs = new BullJobQueue(producer, blocking, config.redis.prefix);
   const cache = new KubeInstanceCache(kubeConfig, logger);
   const controller = new Controller({ cache, api: new KubeInstanceApi(kubeConfig), jobs, logger }, config.controller);
@@ -49,13 +60,7 @@ export async function startController(config: RuntimeConfig, logger: Logger): Pr
 export async function startWorker(config: RuntimeConfig, logger: Logger): Promise<Component> {
   const settings = config.worker;
   const kubeConfig = loadKubeConfig(config.kubeconfigPath);
-  const command = createRedisConnection(config.redis, 'command');
-  const blocking = createRedisConnection(config.redis, 'blocking');
-  for (const connection of [command, blocking]) {
-    connection.on('error', (error: Error) => {
-      logger.warn({ err: error }, 'Redis connection failed; retrying');
-    });
-  }
+  const { command, blocking } = openRedis(config, logger);
   const worker = new InstanceWorker({
     runtime: new DockerRuntime(createDockerClient(config.docker)),
     api: new KubeInstanceApi(kubeConfig),
