@@ -139,6 +139,8 @@ describe('ChallengeInstances end to end', () => {
     assert.equal(stopped.status?.endpoints, undefined, 'a stopped instance advertises no endpoint');
     const container = await docker.getContainer(stopped.status?.containerId ?? '').inspect();
     assert.equal(container.State.Running, false);
+    assert.equal(container.HostConfig.Init, true);
+    assert.notEqual(container.State.ExitCode, 137, 'the container stopped on SIGTERM, not by the kill after the grace period');
 
     await kubectl(['patch', 'chi', 'web-team-1', '-n', NS, '--type=merge', '-p', '{"spec":{"desiredState":"Running"}}']);
     const again = await instances.waitFor(NS, 'web-team-1', 'to run again', isRunning);

@@ -173,7 +173,10 @@ export class DockerRuntime implements ContainerRuntime {
         HostConfig: {
           PortBindings: bindings,
           RestartPolicy: { Name: 'no' },
-          Init: false,
+          // Docker's init as PID 1 forwards SIGTERM (a challenge server as PID 1
+          // usually ignores it, so every stop waited out the grace period) and
+          // reaps the zombies of fork-per-connection challenges.
+          Init: true,
         },
       };
       if (definition.command !== undefined && definition.command.length > 0) options.Entrypoint = definition.command;
