@@ -81,7 +81,7 @@ const environmentSchema = z.object({
 
 export interface RuntimeConfig extends ConnectionConfig {
   logLevel: LogLevel;
-  controller: { concurrency: number };
+  controller: { concurrency: number; lifetime: { maxLifetimeSeconds: number; onExpiry: 'Keep' | 'Delete' } };
   worker: {
     node: string;
     advertiseAddress: string;
@@ -97,6 +97,8 @@ const positiveInt = (max: number) => z.coerce.number().int().min(1).max(max);
 const runtimeSchema = z.object({
   CTFLEET_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   CTFLEET_CONTROLLER_CONCURRENCY: positiveInt(256).default(16),
+  CTFLEET_MAX_LIFETIME_SECONDS: positiveInt(31_536_000).default(604_800),
+  CTFLEET_ON_EXPIRY: z.enum(['Keep', 'Delete']).default('Keep'),
   CTFLEET_NODE_NAME: z
     .string()
     .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS subdomain (lower-case letters, digits, - and .), as Kubernetes node names are')
@@ -136,7 +138,10 @@ export function loadRuntimeConfig(env: Record<string, string | undefined>): Runt
   return {
     ...connection,
     logLevel: value.CTFLEET_LOG_LEVEL,
-    controller: { concurrency: value.CTFLEET_CONTROLLER_CONCURRENCY },
+    controller: {
+      concurrency: value.CTFLEET_CONTROLLER_CONCURRENCY,
+      lifetime: { maxLifetimeSeconds: value.CTFLEET_MAX_LIFETIME_SECONDS, onExpiry: value.CTFLEET_ON_EXPIRY },
+    },
     worker: {
       node: value.CTFLEET_NODE_NAME,
       advertiseAddress: value.CTFLEET_ADVERTISE_ADDRESS,

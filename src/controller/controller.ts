@@ -1,11 +1,13 @@
 import type { InstanceApi, InstanceCache, JobQueue } from '../domain/ports.ts';
 import { describeError } from '../health/dependency-check.ts';
 import type { Logger } from '../observability/logger.ts';
+import type { LifetimePolicy } from './plan.ts';
 import { Reconciler } from './reconciler.ts';
 import { WorkQueue } from './work-queue.ts';
 
 export interface ControllerOptions {
   concurrency: number;
+  lifetime: LifetimePolicy;
 }
 
 /**
@@ -24,7 +26,7 @@ export class Controller {
     this.jobs = deps.jobs;
     this.logger = deps.logger;
     this.queue = new WorkQueue({ concurrency: options.concurrency, baseBackoffMs: 50, maxBackoffMs: 60_000 });
-    this.reconciler = new Reconciler({ ...deps, now: deps.now ?? (() => new Date()) });
+    this.reconciler = new Reconciler({ ...deps, lifetime: options.lifetime, now: deps.now ?? (() => new Date()) });
   }
 
   async start(): Promise<void> {

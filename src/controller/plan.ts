@@ -5,7 +5,7 @@ import {
   type LastJob,
   type Phase,
 } from '../domain/challenge-instance.ts';
-import { mergeCondition } from '../domain/conditions.ts';
+import { kubeTime, mergeCondition } from '../domain/conditions.ts';
 import { jobIdFor, type JobAction, type JobState } from '../domain/jobs.ts';
 import { FINALIZER } from '../domain/names.ts';
 import { isPermanentReason, READY_REASONS } from '../domain/reasons.ts';
@@ -26,6 +26,7 @@ export interface JobObservation {
 export type Action =
   | { type: 'AddFinalizer' }
   | { type: 'RemoveFinalizer' }
+  | { type: 'DeleteResource' }
   | { type: 'Enqueue'; action: JobAction; jobId: string; generation: number; node: string | undefined };
 
 /** The status fields the controller owns (the worker owns node, endpoints, Ready…). */
@@ -36,7 +37,18 @@ export interface ControllerStatus {
   observedGeneration: number;
   conditions: Condition[];
   lastJob?: LastJob;
+  expiresAt?: string;
 }
+
+/** What happens when an instance's lifetime (`spec.ttlSeconds`) ends. */
+export interface LifetimePolicy {
+  /** Lifetimes are capped here, however long `ttlSeconds` asks for. */
+  maxLifetimeSeconds: number;
+  /** Keep: remove the container, keep the resource as `Expired`. Delete: delete the resource. */
+  onExpiry: 'Keep' | 'Delete';
+}
+
+export const DEFAULT_LIFETIME_POLICY: LifetimePolicy = { maxLifetimeSeconds: 7 * 24 * 3600, onExpiry: 'Keep' };
 
 export interface PlannedEvent {
   type: 'Normal' | 'Warning';
@@ -67,7 +79,12 @@ export const REQUEUE = {
  * Guarantees: applying the returned actions and status, then planning again with
  * the same observations, yields no actions and the same status (idempotent).
  */
-export function plan(instance: ChallengeInstance, lastJob: JobObservation | undefined, now: Date): Plan {
+export function plan(
+  instance: ChallengeInstance,
+  lastJob: JobObservation | undefined,
+  now: Date,
+  lifetime: LifetimePolicy = DEFAULT_LIFETIME_POLICY,
+): Plan {
   const { metadata, spec } = instance;
   const status = instance.status ?? {};
   const generation = metadata.generation;
@@ -76,6 +93,8 @@ export function plan(instance: ChallengeInstance, lastJob: JobObservation | unde
   const known = status.lastJob;
   const job = known !== undefined && lastJob?.id === known.id ? lastJob : undefined;
   const hasContainer = status.containerId !== undefined && status.containerId !== '';
+  const expiredThisGeneration = status.phase === 'Expired' && status.observedGeneration === generation;
+  const expiresAt = expiryOf(spec.ttlSeconds, status.startedAt, lifetime) ?? (expiredThisGeneration ? status.expiresAt : undefined);
 
   const decide = (
     phase: Phase,
@@ -88,12 +107,16 @@ export function plan(instance: ChallengeInstance, lastJob: JobObservation | unde
     const conditions = [mergeCondition(findCondition(status, 'Scheduled'), scheduled, now)];
     const next: ControllerStatus = { phase, reason, message, observedGeneration: generation, conditions };
     if (lastJobStatus !== undefined) next.lastJob = lastJobStatus;
+    if (expiresAt !== undefined) next.expiresAt = expiresAt;
     const events: PlannedEvent[] =
       status.phase === phase && (status.reason ?? '') === reason
         ? []
         : [{ type: phase === 'Failed' ? 'Warning' : 'Normal', reason: eventReason(phase, reason), message }];
-    const settled = actions.length === 0 && ['Running', 'Stopped', 'Failed'].includes(phase);
-    return { actions, status: next, events, requeueAfterMs: settled ? REQUEUE.settled : REQUEUE.busy };
+    const settled = actions.length === 0 && ['Running', 'Stopped', 'Failed', 'Expired'].includes(phase);
+    let requeueAfterMs: number = settled ? REQUEUE.settled : REQUEUE.busy;
+    // Expiry is driven by requeue-after: the pass at expiresAt removes the container.
+    if (phase === 'Running' && expiresAt !== undefined) requeueAfterMs = Math.min(requeueAfterMs, Math.max(0, Date.parse(expiresAt) - now.getTime()));
+    return { actions, status: next, events, requeueAfterMs };
   };
 
   const enqueue = (action: JobAction, node: string | undefined, phase: Phase, reason: string, message: string): Plan => {
@@ -155,6 +178,18 @@ export function plan(instance: ChallengeInstance, lastJob: JobObservation | unde
     return enqueue('stop', status.node, 'Stopping', 'StoppingContainer', `Stopping the container on node ${status.node ?? 'unknown'}.`);
   }
 
+  // ---- desired: Running, but its lifetime is over
+  const lifetimeOver = expiresAt !== undefined && Date.parse(expiresAt) <= now.getTime();
+  if (lifetimeOver || expiredThisGeneration) {
+    const ended = `The lifetime ended at ${expiresAt ?? 'an earlier time'}`;
+    if (lifetime.onExpiry === 'Delete') {
+      return decide('Expired', 'LifetimeEnded', `${ended}; deleting the instance.`, [{ type: 'DeleteResource' }]);
+    }
+    if (!hasContainer) return decide('Expired', 'LifetimeEnded', `${ended}; the container was removed.`);
+    if (isPending('expire')) return decide('Expired', 'LifetimeEnded', `${ended}; removing the container.`);
+    return enqueue('expire', status.node, 'Expired', 'LifetimeEnded', `${ended}; removing the container.`);
+  }
+
   // ---- desired: Running
   if (readyForThisGeneration && ready.status === 'True') {
     return decide('Running', 'ContainerReady', ready.message);
@@ -198,6 +233,14 @@ function scheduledCondition(phase: Phase, reason: string, message: string, gener
   if (node !== undefined && node !== '') return { ...base, status: 'True', reason: 'Placed', message: `Placed on node ${node}.` };
   if (phase === 'Scheduled' || phase === 'Starting') return { ...base, status: 'True', reason: 'Queued', message: 'Queued for the workers; the first with free capacity takes it.' };
   return { ...base, status: 'False', reason: 'NotPlaced', message: 'No container is placed on a node.' };
+}
+
+/** startedAt + ttl, capped by the policy's maximum; undefined without both. */
+function expiryOf(ttlSeconds: number | undefined, startedAt: string | undefined, lifetime: LifetimePolicy): string | undefined {
+  if (ttlSeconds === undefined || startedAt === undefined) return undefined;
+  const started = Date.parse(startedAt);
+  if (Number.isNaN(started)) return undefined;
+  return kubeTime(new Date(started + Math.min(ttlSeconds, lifetime.maxLifetimeSeconds) * 1000));
 }
 
 function eventReason(phase: Phase, reason: string): string {

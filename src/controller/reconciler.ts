@@ -5,10 +5,11 @@ import { FIELD_MANAGERS, FINALIZER } from '../domain/names.ts';
 import { describeError } from '../health/dependency-check.ts';
 import type { InstanceApi, InstanceCache, JobQueue } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
-import { plan, REQUEUE, type Action, type ControllerStatus, type JobObservation } from './plan.ts';
+import { plan, REQUEUE, type Action, type ControllerStatus, type JobObservation, type LifetimePolicy } from './plan.ts';
 import type { WorkResult } from './work-queue.ts';
 
 export interface ReconcilerDeps {
+  lifetime: LifetimePolicy;
   cache: InstanceCache;
   api: InstanceApi;
   jobs: JobQueue;
@@ -33,7 +34,7 @@ export class Reconciler {
   }
 
   async reconcile(key: string): Promise<WorkResult> {
-    const { cache, api, jobs, logger, now } = this.deps;
+    const { cache, api, jobs, logger, now, lifetime } = this.deps;
     let instance = cache.get(key);
     // Gone from the cache: deleted for good (its finalizer was already released).
     if (instance === undefined) return { requeueAfterMs: null };
@@ -46,7 +47,7 @@ export class Reconciler {
       observation = { id: known.id, ...queued };
     }
 
-    let result = plan(instance, observation, now());
+    let result = plan(instance, observation, now(), lifetime);
     // Finalizer first, then go on in the same pass with the object as it now is:
     // waiting for the informer to echo the change back would cost a round trip.
     if (result.actions.some((action) => action.type === 'AddFinalizer')) {
@@ -56,12 +57,16 @@ export class Reconciler {
         ...instance,
         metadata: { ...instance.metadata, finalizers: [...(instance.metadata.finalizers ?? []), FINALIZER], ...(resourceVersion === undefined ? {} : { resourceVersion }) },
       };
-      result = plan(instance, observation, now());
+      result = plan(instance, observation, now(), lifetime);
     }
     const enqueued = new Map<string, string>();
     for (const action of result.actions) {
       switch (action.type) {
         case 'AddFinalizer':
+          break;
+        case 'DeleteResource':
+          await api.delete(instance);
+          log.info(`Deleted expired ChallengeInstance ${key}`);
           break;
         case 'RemoveFinalizer':
           await api.removeFinalizer(instance);
@@ -114,6 +119,7 @@ function isSameControllerStatus(current: InstanceStatus | undefined, next: Insta
     observedGeneration: status?.observedGeneration,
     conditions: (status?.conditions ?? []).filter((condition) => condition.type !== 'Ready'),
     lastJob: status?.lastJob,
+    expiresAt: status?.expiresAt,
   });
   return isDeepStrictEqual(owned(current), owned(next));
 }

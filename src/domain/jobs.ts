@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { InstanceSpec } from './challenge-instance.ts';
 
 /** What a job asks a worker to do with an instance's container. */
-export type JobAction = 'start' | 'stop' | 'delete';
+export type JobAction = 'start' | 'stop' | 'expire' | 'delete';
 
 /** BullMQ's job states as the controller reads them. */
 export type JobState = 'waiting' | 'delayed' | 'prioritized' | 'waiting-children' | 'active' | 'completed' | 'failed' | 'unknown';
@@ -65,7 +65,7 @@ const specSchema = z.object({
 const jobSchema = z
   .object({
     v: z.literal(1),
-    action: z.enum(['start', 'stop', 'delete']),
+    action: z.enum(['start', 'stop', 'expire', 'delete']),
     target: z.object({ namespace: dnsLabel, name: z.string().min(1).max(253), uid: z.string().regex(/^[0-9a-f-]{8,64}$/), generation: z.number().int().min(1) }),
     spec: specSchema.optional(),
   })

@@ -19,6 +19,8 @@ export interface InstanceApi {
   /** Adds ctfleet's finalizer; resolves with the object's new resourceVersion. */
   addFinalizer(instance: ChallengeInstance): Promise<string | undefined>;
   removeFinalizer(instance: ChallengeInstance): Promise<void>;
+  /** Deletes this object (not a newer one of the same name); gone already is success. */
+  delete(instance: ChallengeInstance): Promise<void>;
   /**
    * Server-side applies the given status fields as `fieldManager`: fields this
    * manager set before and omits now are removed; other managers' fields stay.

@@ -120,6 +120,8 @@ export class InstanceWorker {
         return this.start(job, instance, context, log);
       case 'stop':
         return this.stop(job.target, instance, log);
+      case 'expire':
+        return this.expire(job.target, instance, log);
     }
   }
 
@@ -334,6 +336,17 @@ export class InstanceWorker {
     if (instance !== undefined) await this.api.applyStatus(instance, FIELD_MANAGERS.worker, status);
     await this.observed.record(target.uid, { namespace: target.namespace, name: target.name, node: this.settings.node, state: 'stopped', reason: READY_REASONS.stopped, generation: target.generation });
     return container === undefined ? { outcome: 'stopped', reason: 'AlreadyGone' } : { outcome: 'stopped', containerId: container.id };
+  }
+
+  /** Removes the container at the end of its lifetime and reports it gone; the resource stays. */
+  private async expire(target: JobTarget, instance: ChallengeInstance | undefined, log: Logger): Promise<JobOutcome> {
+    const outcome = await this.remove(target, log);
+    if (instance !== undefined) {
+      await this.api.applyStatus(instance, FIELD_MANAGERS.worker, {
+        conditions: [this.readyFalse(instance, READY_REASONS.removed, 'The container was removed at the end of its lifetime.', target.generation)],
+      });
+    }
+    return outcome;
   }
 
   private async remove(target: JobTarget, log: Logger): Promise<JobOutcome> {

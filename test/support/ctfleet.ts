@@ -67,6 +67,8 @@ export interface RawInstance {
     endpoints?: { name: string; host: string; port: number; protocol: string; url?: string }[];
     conditions?: { type: string; status: string; reason: string; observedGeneration?: number }[];
     lastJob?: { id: string; action: string; queue?: string };
+    startedAt?: string;
+    expiresAt?: string;
   };
 }
 

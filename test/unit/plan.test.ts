@@ -1,14 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { plan, REQUEUE, type Action, type JobObservation, type Plan } from '../../src/controller/plan.ts';
+import { DEFAULT_LIFETIME_POLICY, plan, REQUEUE, type Action, type JobObservation, type Plan } from '../../src/controller/plan.ts';
 import type { ChallengeInstance, Condition, InstanceStatus } from '../../src/domain/challenge-instance.ts';
-import { jobIdFor } from '../../src/domain/jobs.ts';
+import { jobIdFor, type JobAction } from '../../src/domain/jobs.ts';
 import { FINALIZER } from '../../src/domain/names.ts';
 
 const NOW = new Date('2026-11-21T12:00:00.000Z');
 const UID = '3f1c9a2e-0000-4000-8000-000000000001';
 
-function instance(overrides: { generation?: number; status?: InstanceStatus; finalizers?: string[]; deleting?: boolean; desiredState?: 'Running' | 'Stopped' } = {}): ChallengeInstance {
+function instance(
+  overrides: { generation?: number; status?: InstanceStatus; finalizers?: string[]; deleting?: boolean; desiredState?: 'Running' | 'Stopped'; ttlSeconds?: number } = {},
+): ChallengeInstance {
   const result: ChallengeInstance = {
     metadata: {
       namespace: 'ctf',
@@ -28,6 +30,7 @@ function instance(overrides: { generation?: number; status?: InstanceStatus; fin
     },
   };
   if (overrides.status !== undefined) result.status = overrides.status;
+  if (overrides.ttlSeconds !== undefined) result.spec.ttlSeconds = overrides.ttlSeconds;
   if (overrides.deleting === true) result.metadata.deletionTimestamp = '2026-11-21T11:59:00Z';
   return result;
 }
@@ -48,7 +51,7 @@ function running(generation: number, extra: InstanceStatus = {}): InstanceStatus
   };
 }
 
-function job(action: 'start' | 'stop' | 'delete', generation: number, state: JobObservation['state'], failedReason?: string): JobObservation {
+function job(action: JobAction, generation: number, state: JobObservation['state'], failedReason?: string): JobObservation {
   const observation: JobObservation = { id: jobIdFor(UID, generation, action), state };
   if (failedReason !== undefined) observation.failedReason = failedReason;
   return observation;
@@ -186,6 +189,14 @@ describe('plan', () => {
       actions: [],
     },
     {
+      name: 'at the end of its lifetime a running instance has its container removed on its node and becomes Expired',
+      subject: instance({ ttlSeconds: 60, status: running(1, { startedAt: '2026-11-21T11:58:59Z' }) }),
+      job: job('start', 1, 'completed'),
+      phase: 'Expired',
+      reason: 'LifetimeEnded',
+      actions: [{ type: 'Enqueue', action: 'expire', jobId: jobIdFor(UID, 1, 'expire'), generation: 1, node: 'node-a' }],
+    },
+    {
       name: 'an object already without our finalizer needs nothing at all',
       subject: instance({ deleting: true, finalizers: ['other.io/keep'] }),
       actions: [],
@@ -247,5 +258,54 @@ describe('plan', () => {
   test('an instance with work in flight is looked at again soon; a settled one rarely', () => {
     assert.equal(plan(instance(), undefined, NOW).requeueAfterMs, REQUEUE.busy);
     assert.equal(plan(instance({ status: running(1) }), job('start', 1, 'completed'), NOW).requeueAfterMs, REQUEUE.settled);
+  });
+
+  describe('lifetimes', () => {
+    const startedTenSecondsAgo = running(1, { startedAt: '2026-11-21T11:59:50Z' });
+
+    test('a running instance with ttlSeconds reports expiresAt and is looked at again when it ends', () => {
+      const result = plan(instance({ ttlSeconds: 60, status: startedTenSecondsAgo }), job('start', 1, 'completed'), NOW);
+      assert.equal(result.status?.phase, 'Running');
+      assert.equal(result.status.expiresAt, '2026-11-21T12:00:50Z');
+      assert.equal(result.requeueAfterMs, 50_000);
+    });
+
+    test('once its container is gone an expired instance stays Expired and keeps its expiresAt', () => {
+      const expired: InstanceStatus = {
+        phase: 'Expired',
+        reason: 'LifetimeEnded',
+        observedGeneration: 1,
+        expiresAt: '2026-11-21T11:59:59Z',
+        conditions: [ready('False', 'ContainerRemoved', 1)],
+      };
+      const result = plan(instance({ ttlSeconds: 60, status: expired }), job('expire', 1, 'completed'), NOW);
+      assert.deepEqual(result.actions, []);
+      assert.equal(result.status?.phase, 'Expired');
+      assert.equal(result.status.expiresAt, '2026-11-21T11:59:59Z');
+      assert.match(result.status.message, /the container was removed/);
+    });
+
+    test('a longer ttlSeconds given before the end extends the lifetime', () => {
+      const extended = plan(instance({ generation: 2, ttlSeconds: 120, status: running(1, { startedAt: '2026-11-21T11:58:59Z' }) }), job('start', 1, 'completed'), NOW);
+      assert.equal(extended.status?.expiresAt, '2026-11-21T12:00:59Z');
+      assert.ok(!extended.actions.some((action) => action.type === 'Enqueue' && action.action === 'expire'));
+    });
+
+    test('lifetimes are capped by the configured maximum', () => {
+      const result = plan(instance({ ttlSeconds: 3_600, status: startedTenSecondsAgo }), job('start', 1, 'completed'), NOW, { ...DEFAULT_LIFETIME_POLICY, maxLifetimeSeconds: 30 });
+      assert.equal(result.status?.expiresAt, '2026-11-21T12:00:20Z');
+    });
+
+    test('with onExpiry Delete the resource itself is deleted at the end of its lifetime', () => {
+      const result = plan(instance({ ttlSeconds: 5, status: startedTenSecondsAgo }), job('start', 1, 'completed'), NOW, { ...DEFAULT_LIFETIME_POLICY, onExpiry: 'Delete' });
+      assert.deepEqual(result.actions, [{ type: 'DeleteResource' }]);
+      assert.equal(result.status?.phase, 'Expired');
+    });
+
+    test('a spec change after expiry starts the instance again', () => {
+      const expired: InstanceStatus = { phase: 'Expired', reason: 'LifetimeEnded', observedGeneration: 1, expiresAt: '2026-11-21T11:59:59Z' };
+      const result = plan(instance({ generation: 2, ttlSeconds: 600, status: expired }), undefined, NOW);
+      assert.deepEqual(result.actions, [{ type: 'Enqueue', action: 'start', jobId: jobIdFor(UID, 2, 'start'), generation: 2, node: undefined }]);
+    });
   });
 });

@@ -56,6 +56,16 @@ export class KubeInstanceApi implements InstanceApi {
     }
   }
 
+  async delete(instance: ChallengeInstance): Promise<void> {
+    const { namespace, name, uid } = instance.metadata;
+    try {
+      await this.custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body: { preconditions: { uid } } });
+    } catch (error) {
+      const translated = translateKubeError(error, `delete ChallengeInstance ${namespace}/${name}`);
+      if (!isNotFound(translated)) throw translated;
+    }
+  }
+
   /**
    * Merge patch carrying the resourceVersion we planned from: if the object changed
    * meanwhile the API server answers 409, surfaced as a conflict (retry now).
