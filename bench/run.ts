@@ -11,7 +11,6 @@
 //     connect to the container), then removes them, C at a time.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, makeInformer, type KubernetesObject } from '@kubernetes/client-node';
@@ -20,6 +19,7 @@ import { loadKubeConfig } from '../src/adapters/kubernetes/kube-config.ts';
 import { createRedisConnection } from '../src/adapters/redis/redis-connection.ts';
 import { formatTable } from '../src/cli/output.ts';
 import { PRODUCTION_NODE_FLAGS } from '../src/app/node-flags.ts';
+import { canConnect } from '../src/worker/readiness.ts';
 import { loadConnectionConfig } from '../src/config/config.ts';
 
 const { values } = parseArgs({ options: { instances: { type: 'string', default: '50' }, concurrency: { type: 'string', default: '16' }, repeat: { type: 'string', default: '1' } } });
@@ -72,23 +72,6 @@ async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<voi
   );
 }
 
-function canConnect(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host, port });
-    socket.setTimeout(500, () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => {
-      resolve(false);
-    });
-  });
-}
-
 async function baseline(): Promise<{ start: Summary; teardownMs: number }> {
   const ids: string[] = [];
   const latencies: number[] = [];
@@ -108,7 +91,7 @@ async function baseline(): Promise<{ start: Summary; teardownMs: number }> {
       });
       await container.start();
       const ip = Object.values((await container.inspect()).NetworkSettings.Networks)[0]?.IPAddress ?? '127.0.0.1';
-      while (!(await canConnect(ip, 8080))) await sleep(150);
+      while (!(await canConnect(ip, 8080, 500))) await sleep(150);
       latencies.push(Date.now() - t0);
       ids.push(container.id);
     },

@@ -5,7 +5,7 @@ import { FIELD_MANAGERS, FINALIZER } from '../domain/names.ts';
 import { describeError } from '../health/dependency-check.ts';
 import type { InstanceApi, InstanceCache, JobQueue } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
-import { plan, REQUEUE, type Action, type ControllerStatus, type JobObservation, type LifetimePolicy } from './plan.ts';
+import { plan, type Action, type ControllerStatus, type JobObservation, type LifetimePolicy } from './plan.ts';
 import type { WorkResult } from './work-queue.ts';
 
 export interface ReconcilerDeps {
@@ -124,4 +124,3 @@ function isSameControllerStatus(current: InstanceStatus | undefined, next: Insta
   return isDeepStrictEqual(owned(current), owned(next));
 }
 
-export { REQUEUE };
