@@ -30,6 +30,22 @@ export default tseslint.config(
     rules: { 'no-restricted-properties': 'off' },
   },
   {
+    // Only the adapters talk to the libraries; the core sees small interfaces.
+    files: ['src/**'],
+    ignores: ['src/adapters/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: ['@kubernetes/client-node', 'bullmq', 'ioredis', 'dockerode'].map((name) => ({
+            name,
+            message: 'Import client libraries only in src/adapters; depend on an interface from src/domain instead.',
+          })),
+        },
+      ],
+    },
+  },
+  {
     files: ['test/**'],
     rules: { '@typescript-eslint/require-await': 'off' },
   },
