@@ -8,7 +8,10 @@ import { BullWorkerPool } from '../adapters/queue/bullmq-worker.ts';
 import { RedisObservedStateStore } from '../adapters/redis/observed-state-store.ts';
 import { createRedisConnection } from '../adapters/redis/redis-connection.ts';
 import type { RuntimeConfig } from '../config/config.ts';
+import { hostname } from 'node:os';
+import { KubeLeaseStore } from '../adapters/kubernetes/lease-store.ts';
 import { Controller } from '../controller/controller.ts';
+import { LeaderElector } from '../controller/leader-election.ts';
 import { nodeQueue, SHARED_QUEUE } from '../domain/jobs.ts';
 import type { Logger } from '../observability/logger.ts';
 import { InstanceWorker } from '../worker/instance-worker.ts';
@@ -37,21 +40,52 @@ function openRedis(config: RuntimeConfig, logger: Logger): { command: RedisConne
   return { command, blocking };
 }
 
-/** Composition root of the controller: builds its adapters and starts it. */
-export async function startController(config: RuntimeConfig, logger: Logger): Promise<Component> {
+/**
+ * Composition root of the controller. With leader election on (the default), the
+ * controller runs only while this process holds the deployment's Lease; standbys
+ * wait. Losing the lease calls `onLostLeadership` after the controller stopped.
+ */
+export async function startController(config: RuntimeConfig, logger: Logger, onLostLeadership: () => void): Promise<Component> {
   const kubeConfig = loadKubeConfig(config.kubeconfigPath);
   const { command: producer, blocking } = openRedis(config, logger);
   const jobs = new BullJobQueue(producer, blocking, config.redis.prefix);
-  const cache = new KubeInstanceCache(kubeConfig, logger);
-  const controller = new Controller({ cache, api: new KubeInstanceApi(kubeConfig), jobs, logger }, config.controller);
-  await controller.start();
+  const makeController = (): Controller =>
+    new Controller({ cache: new KubeInstanceCache(kubeConfig, logger), api: new KubeInstanceApi(kubeConfig), jobs, logger }, config.controller);
+  const closeConnections = async (): Promise<void> => {
+    await jobs.close();
+    producer.disconnect();
+    blocking.disconnect();
+  };
+
+  const election = config.controller.leaderElection;
+  if (election === undefined) {
+    const controller = makeController();
+    await controller.start();
+    return { name: 'controller', close: async () => { await controller.close(); await closeConnections(); } };
+  }
+
+  let controller: Controller | undefined;
+  const identity = `${hostname()}-${process.pid}`;
+  const elector = new LeaderElector(new KubeLeaseStore(kubeConfig, election.namespace, election.name), identity, logger.child({ lease: `${election.namespace}/${election.name}` }));
+  elector.start(
+    async () => {
+      controller = makeController();
+      await controller.start();
+    },
+    async () => {
+      await controller?.close();
+      controller = undefined;
+      onLostLeadership();
+    },
+  );
+  logger.info({ identity, lease: `${election.namespace}/${election.name}` }, 'Waiting to lead');
   return {
     name: 'controller',
     close: async () => {
-      await controller.close();
-      await jobs.close();
-      producer.disconnect();
-      blocking.disconnect();
+      await elector.close(async () => {
+        await controller?.close();
+      });
+      await closeConnections();
     },
   };
 }

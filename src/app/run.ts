@@ -14,17 +14,24 @@ const SHUTDOWN_DEADLINE_MS = 25_000;
 export async function runRole(role: Role, config: RuntimeConfig): Promise<number> {
   const logger = createLogger(role, config.logLevel);
   const components: Component[] = [];
-  if (role === 'worker' || role === 'all') components.push(await startWorker(config, logger));
-  if (role === 'controller' || role === 'all') components.push(await startController(config, logger));
-
-  const signal = await new Promise<string>((resolve) => {
+  let lostLeadership: () => void = () => undefined;
+  const stopped = new Promise<string>((resolve) => {
     process.once('SIGTERM', () => {
       resolve('SIGTERM');
     });
     process.once('SIGINT', () => {
       resolve('SIGINT');
     });
+    lostLeadership = () => {
+      resolve('LostLeadership');
+    };
   });
+  if (role === 'worker' || role === 'all') components.push(await startWorker(config, logger));
+  if (role === 'controller' || role === 'all') components.push(await startController(config, logger, lostLeadership));
+
+  // Losing the lease ends the process with exit code 1 (as controller-runtime
+  // does): the pod restarts and rejoins the election as a standby.
+  const signal = await stopped;
   logger.info({ signal }, 'Shutting down');
   const deadline = setTimeout(() => {
     logger.error('Shutdown deadline passed; exiting with work unfinished');
@@ -38,5 +45,5 @@ export async function runRole(role: Role, config: RuntimeConfig): Promise<number
   }
   clearTimeout(deadline);
   logger.info('Stopped');
-  return 0;
+  return signal === 'LostLeadership' ? 1 : 0;
 }

@@ -81,7 +81,12 @@ const environmentSchema = z.object({
 
 export interface RuntimeConfig extends ConnectionConfig {
   logLevel: LogLevel;
-  controller: { concurrency: number; lifetime: { maxLifetimeSeconds: number; onExpiry: 'Keep' | 'Delete' } };
+  controller: {
+    concurrency: number;
+    lifetime: { maxLifetimeSeconds: number; onExpiry: 'Keep' | 'Delete' };
+    /** Undefined when leader election is off. */
+    leaderElection: { namespace: string; name: string } | undefined;
+  };
   worker: {
     node: string;
     advertiseAddress: string;
@@ -99,6 +104,9 @@ const runtimeSchema = z.object({
   CTFLEET_CONTROLLER_CONCURRENCY: positiveInt(256).default(16),
   CTFLEET_MAX_LIFETIME_SECONDS: positiveInt(31_536_000).default(604_800),
   CTFLEET_ON_EXPIRY: z.enum(['Keep', 'Delete']).default('Keep'),
+  CTFLEET_LEADER_ELECTION: z.enum(['true', 'false'], 'must be true or false').default('true'),
+  CTFLEET_LEASE_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name (a DNS label)').max(63).default('default'),
+  CTFLEET_LEASE_NAME: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS subdomain').max(253).optional(),
   CTFLEET_NODE_NAME: z
     .string()
     .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS subdomain (lower-case letters, digits, - and .), as Kubernetes node names are')
@@ -141,6 +149,10 @@ export function loadRuntimeConfig(env: Record<string, string | undefined>): Runt
     controller: {
       concurrency: value.CTFLEET_CONTROLLER_CONCURRENCY,
       lifetime: { maxLifetimeSeconds: value.CTFLEET_MAX_LIFETIME_SECONDS, onExpiry: value.CTFLEET_ON_EXPIRY },
+      leaderElection:
+        value.CTFLEET_LEADER_ELECTION === 'false'
+          ? undefined
+          : { namespace: value.CTFLEET_LEASE_NAMESPACE, name: value.CTFLEET_LEASE_NAME ?? leaseNameFor(connection.redis.prefix) },
     },
     worker: {
       node: value.CTFLEET_NODE_NAME,
@@ -151,6 +163,15 @@ export function loadRuntimeConfig(env: Record<string, string | undefined>): Runt
       readinessTimeoutMs: value.CTFLEET_READINESS_TIMEOUT_SECONDS * 1000,
     },
   };
+}
+
+/**
+ * One deployment, one Redis prefix, one lease: `{ctfleet}` → `ctfleet-controller`,
+ * so two deployments sharing a cluster never elect each other's leader.
+ */
+export function leaseNameFor(prefix: string): string {
+  const base = prefix.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '');
+  return `${base === '' ? 'ctfleet' : base.slice(0, 200)}-controller`;
 }
 
 /**

@@ -45,9 +45,9 @@ export class CtfleetProcess {
     this.child.stderr?.pipe(log);
   }
 
-  /** SIGTERM, then resolves with the exit code. */
+  /** SIGTERM, then resolves with the exit code (null if a signal had already ended it). */
   async stop(): Promise<number | null> {
-    if (this.child.exitCode !== null) return this.child.exitCode;
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode;
     const exited = new Promise<number | null>((resolve) => this.child.once('exit', resolve));
     this.child.kill('SIGTERM');
     return exited;
