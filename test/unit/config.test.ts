@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ConfigError, loadConnectionConfig } from '../../src/config/config.ts';
+import { ConfigError, loadConnectionConfig, loadRuntimeConfig } from '../../src/config/config.ts';
 
 describe('loadConnectionConfig', () => {
   test('an empty environment gives the documented defaults', () => {
@@ -44,5 +44,50 @@ describe('loadConnectionConfig', () => {
 
   test('a prefix with a colon is refused, because BullMQ separates keys with it', () => {
     assert.throws(() => loadConnectionConfig({ CTFLEET_REDIS_PREFIX: '{ctf}:x' }), /CTFLEET_REDIS_PREFIX: may hold only/);
+  });
+});
+
+describe('loadRuntimeConfig', () => {
+  test('defaults give a working controller and worker configuration', () => {
+    const config = loadRuntimeConfig({ CTFLEET_NODE_NAME: 'node-a' });
+    assert.equal(config.worker.node, 'node-a');
+    assert.deepEqual(config.worker.portRange, { min: 30000, max: 32767 });
+    assert.equal(config.worker.bindAddress, '0.0.0.0');
+    assert.deepEqual(config.controller.leaderElection, { namespace: 'default', name: 'ctfleet-controller' });
+    assert.deepEqual(config.controller.lifetime, { maxLifetimeSeconds: 604_800, onExpiry: 'Keep' });
+  });
+
+  test('every bad setting, of the connections and the components, is listed at once', () => {
+    assert.throws(
+      () =>
+        loadRuntimeConfig({
+          REDIS_URL: 'nope',
+          CTFLEET_PORT_RANGE: '40000-30000',
+          CTFLEET_BIND_ADDRESS: 'localhost',
+          CTFLEET_ON_EXPIRY: 'Archive',
+          CTFLEET_LEADER_ELECTION: 'yes',
+          CTFLEET_WORKER_CONCURRENCY: '0',
+          CTFLEET_NODE_NAME: 'Node_A',
+        }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        const fields = error.problems.map((problem) => problem.split(':')[0]);
+        assert.deepEqual(fields.sort(), [
+          'CTFLEET_BIND_ADDRESS',
+          'CTFLEET_LEADER_ELECTION',
+          'CTFLEET_NODE_NAME',
+          'CTFLEET_ON_EXPIRY',
+          'CTFLEET_PORT_RANGE',
+          'CTFLEET_WORKER_CONCURRENCY',
+          'REDIS_URL',
+        ]);
+        assert.ok(error.problems.includes('CTFLEET_PORT_RANGE: must be MIN-MAX with 1 ≤ MIN ≤ MAX ≤ 65535, e.g. 30000-32767; got "40000-30000"'));
+        return true;
+      },
+    );
+  });
+
+  test('leader election can be turned off', () => {
+    assert.equal(loadRuntimeConfig({ CTFLEET_LEADER_ELECTION: 'false' }).controller.leaderElection, undefined);
   });
 });
