@@ -16,6 +16,9 @@ import { nodeQueue, SHARED_QUEUE } from '../domain/jobs.ts';
 import type { Logger } from '../observability/logger.ts';
 import { InstanceWorker } from '../worker/instance-worker.ts';
 import { PortAllocator } from '../worker/port-allocator.ts';
+import { Heartbeat } from '../worker/heartbeat.ts';
+import { RedisHeartbeatStore } from '../adapters/redis/heartbeat-store.ts';
+import { VERSION } from '../version.ts';
 
 /** Something started that must be closed on shutdown. */
 export interface Component {
@@ -95,8 +98,9 @@ export async function startWorker(config: RuntimeConfig, logger: Logger): Promis
   const settings = config.worker;
   const kubeConfig = loadKubeConfig(config.kubeconfigPath);
   const { command, blocking } = openRedis(config, logger);
+  const runtime = new DockerRuntime(createDockerClient(config.docker));
   const worker = new InstanceWorker({
-    runtime: new DockerRuntime(createDockerClient(config.docker)),
+    runtime,
     api: new KubeInstanceApi(kubeConfig),
     observed: new RedisObservedStateStore(command, config.redis.prefix),
     ports: new PortAllocator(settings.portRange),
@@ -113,11 +117,25 @@ export async function startWorker(config: RuntimeConfig, logger: Logger): Promis
   pool.consume(SHARED_QUEUE, settings.concurrency, handler);
   pool.consume(nodeQueue(settings.node), settings.concurrency, handler);
   await pool.waitUntilReady();
+  const startedAt = new Date().toISOString();
+  const heartbeat = new Heartbeat(
+    new RedisHeartbeatStore(command, config.redis.prefix),
+    async () => ({
+      node: settings.node,
+      capacity: settings.concurrency,
+      running: (await runtime.listManaged()).filter((container) => container.running).length,
+      version: VERSION,
+      startedAt,
+    }),
+    logger,
+  );
+  await heartbeat.start();
   logger.info({ node: settings.node, portRange: settings.portRange, concurrency: settings.concurrency }, 'Worker started');
   return {
     name: 'worker',
     close: async () => {
       await pool.close();
+      await heartbeat.close(settings.node);
       command.disconnect();
       blocking.disconnect();
     },

@@ -1,0 +1,39 @@
+import type { Redis } from 'ioredis';
+import type { HeartbeatStore, WorkerBeat } from '../../worker/heartbeat.ts';
+
+/**
+ * Heartbeats as one expiring hash per node (`<prefix>:worker:<node>`) plus a
+ * sorted set of nodes by last beat (`<prefix>:workers`), so readers list workers
+ * without scanning keys.
+ */
+export class RedisHeartbeatStore implements HeartbeatStore {
+  private readonly redis: Redis;
+  private readonly prefix: string;
+
+  constructor(redis: Redis, prefix: string) {
+    this.redis = redis;
+    this.prefix = prefix;
+  }
+
+  static workerKey(prefix: string, node: string): string {
+    return `${prefix}:worker:${node}`;
+  }
+
+  static workersKey(prefix: string): string {
+    return `${prefix}:workers`;
+  }
+
+  async beat(beat: WorkerBeat, ttlMs: number): Promise<void> {
+    const key = RedisHeartbeatStore.workerKey(this.prefix, beat.node);
+    await this.redis
+      .multi()
+      .hset(key, { ...beat, capacity: String(beat.capacity), running: String(beat.running) })
+      .pexpire(key, ttlMs)
+      .zadd(RedisHeartbeatStore.workersKey(this.prefix), Date.parse(beat.beatAt), beat.node)
+      .exec();
+  }
+
+  async remove(node: string): Promise<void> {
+    await this.redis.multi().del(RedisHeartbeatStore.workerKey(this.prefix, node)).zrem(RedisHeartbeatStore.workersKey(this.prefix), node).exec();
+  }
+}

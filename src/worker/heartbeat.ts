@@ -1,0 +1,75 @@
+import type { Logger } from '../observability/logger.ts';
+
+/** What a worker says about itself every beat. */
+export interface WorkerBeat {
+  node: string;
+  /** Jobs it takes at once from each queue. */
+  capacity: number;
+  /** ctfleet containers running on its node. */
+  running: number;
+  version: string;
+  startedAt: string;
+  beatAt: string;
+}
+
+export interface HeartbeatStore {
+  /** Records the beat; it expires after `ttlMs` unless renewed. */
+  beat(beat: WorkerBeat, ttlMs: number): Promise<void>;
+  /** Removes the worker's entry (graceful exit). */
+  remove(node: string): Promise<void>;
+}
+
+export const HEARTBEAT_INTERVAL_MS = 5_000;
+/** Three missed beats and the node counts as gone. */
+export const HEARTBEAT_TTL_MS = 3 * HEARTBEAT_INTERVAL_MS;
+
+/**
+ * Beats every interval until closed. A failed beat is logged and retried at the
+ * next interval; it never stops the worker.
+ */
+export class Heartbeat {
+  private readonly store: HeartbeatStore;
+  private readonly describe: () => Promise<Omit<WorkerBeat, 'beatAt'>>;
+  private readonly logger: Logger;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(store: HeartbeatStore, describe: () => Promise<Omit<WorkerBeat, 'beatAt'>>, logger: Logger) {
+    this.store = store;
+    this.describe = describe;
+    this.logger = logger;
+  }
+
+  async start(): Promise<void> {
+    await this.beatOnce();
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    this.timer = setTimeout(() => {
+      void this.beatOnce().then(() => {
+        this.schedule();
+      });
+    }, HEARTBEAT_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  private async beatOnce(): Promise<void> {
+    try {
+      const state = await this.describe();
+      await this.store.beat({ ...state, beatAt: new Date().toISOString() }, HEARTBEAT_TTL_MS);
+    } catch (error) {
+      this.logger.warn({ err: error }, 'Sending the worker heartbeat failed; retrying next interval');
+    }
+  }
+
+  /** Stops beating and removes the entry, so the node reads as having left. */
+  async close(node: string): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.timer);
+    await this.store.remove(node).catch((error: unknown) => {
+      this.logger.warn({ err: error }, 'Removing the worker heartbeat failed; it expires by itself');
+    });
+  }
+}
