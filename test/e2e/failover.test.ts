@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { CoreV1Api } from '@kubernetes/client-node';
-import { loadKubeConfig } from '../../src/adapters/kubernetes/kube-config.ts';
-import { CtfleetProcess, installCrd, Instances, isRunning, kubectl, manifest, webSpec } from '../support/ctfleet.ts';
-import { eventually, stackConfig, uniqueSuffix } from '../support/stack.ts';
+import { CtfleetProcess, isRunning, kubectl, manifest, prepareNamespace, webSpec, type Instances } from '../support/ctfleet.ts';
+import { eventually, uniqueSuffix } from '../support/stack.ts';
 
 // Two controllers and one worker of one deployment: only the Lease holder
 // reconciles; when it dies the standby takes over and finishes the work.
@@ -24,10 +22,7 @@ describe('controller failover', () => {
   let instances: Instances;
 
   before(async () => {
-    const config = stackConfig();
-    instances = new Instances(loadKubeConfig(config.kubeconfigPath));
-    await installCrd();
-    await loadKubeConfig(config.kubeconfigPath).makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NS } } });
+    ({ instances } = await prepareNamespace(NS));
     worker = new CtfleetProcess('worker', env, `e2e-ha-worker-${suffix}`);
     controllers.push(new CtfleetProcess('controller', env, `e2e-ha-controller-a-${suffix}`));
     controllers.push(new CtfleetProcess('controller', env, `e2e-ha-controller-b-${suffix}`));

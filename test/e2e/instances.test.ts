@@ -1,21 +1,19 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { Queue } from 'bullmq';
 import type Docker from 'dockerode';
 import { createDockerClient } from '../../src/adapters/docker/docker-client.ts';
-import { loadKubeConfig } from '../../src/adapters/kubernetes/kube-config.ts';
 import { createRedisConnection } from '../../src/adapters/redis/redis-connection.ts';
 import {
   containersOf,
   CtfleetProcess,
   fetchText,
-  installCrd,
-  Instances,
   isRunning,
   kubectl,
   manifest,
+  prepareNamespace,
   webSpec,
+  type Instances,
 } from '../support/ctfleet.ts';
 import { eventually, stackConfig, uniqueSuffix } from '../support/stack.ts';
 
@@ -24,18 +22,13 @@ const NS = `e2e-${suffix}`;
 const PREFIX = `{ctfleet-e2e-${suffix}}`;
 
 describe('ChallengeInstances end to end', () => {
-  let kubeConfig: KubeConfig;
   let docker: Docker;
   let instances: Instances;
   let ctfleet: CtfleetProcess;
 
   before(async () => {
-    const config = stackConfig();
-    kubeConfig = loadKubeConfig(config.kubeconfigPath);
-    docker = createDockerClient(config.docker);
-    instances = new Instances(kubeConfig);
-    await installCrd();
-    await kubeConfig.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NS } } });
+    docker = createDockerClient(stackConfig().docker);
+    ({ instances } = await prepareNamespace(NS));
     ctfleet = new CtfleetProcess(
       'all',
       {

@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { CoreV1Api } from '@kubernetes/client-node';
 import { createDockerClient } from '../../src/adapters/docker/docker-client.ts';
-import { loadKubeConfig } from '../../src/adapters/kubernetes/kube-config.ts';
-import { containersOf, CtfleetProcess, installCrd, Instances, isRunning, kubectl, manifest, webSpec } from '../support/ctfleet.ts';
+import { containersOf, CtfleetProcess, isRunning, kubectl, manifest, prepareNamespace, webSpec, type Instances } from '../support/ctfleet.ts';
 import { stackConfig, uniqueSuffix } from '../support/stack.ts';
 
 const suffix = uniqueSuffix();
@@ -17,10 +15,7 @@ describe('instance lifetimes', () => {
   let instances: Instances;
 
   before(async () => {
-    const config = stackConfig();
-    instances = new Instances(loadKubeConfig(config.kubeconfigPath));
-    await installCrd();
-    await loadKubeConfig(config.kubeconfigPath).makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NS } } });
+    ({ instances } = await prepareNamespace(NS));
     ctfleet = new CtfleetProcess(
       'all',
       {

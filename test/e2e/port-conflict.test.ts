@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { CoreV1Api } from '@kubernetes/client-node';
 import { createDockerClient } from '../../src/adapters/docker/docker-client.ts';
-import { loadKubeConfig } from '../../src/adapters/kubernetes/kube-config.ts';
-import { containersOf, CtfleetProcess, installCrd, Instances, isRunning, kubectl, manifest, webSpec } from '../support/ctfleet.ts';
+import { containersOf, CtfleetProcess, isRunning, kubectl, manifest, prepareNamespace, webSpec, type Instances } from '../support/ctfleet.ts';
 import { stackConfig, uniqueSuffix } from '../support/stack.ts';
 
 // A node whose whole port range (two ports) is held by another program: Docker
@@ -16,11 +14,10 @@ const RANGE = [32990, 32991];
 describe('a host port already taken on the node', () => {
   const squatters: Server[] = [];
   let ctfleet: CtfleetProcess;
+  let instances: Instances;
 
   before(async () => {
-    const config = stackConfig();
-    await installCrd();
-    await loadKubeConfig(config.kubeconfigPath).makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NS } } });
+    ({ instances } = await prepareNamespace(NS));
     for (const port of RANGE) {
       const server = createServer();
       await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
@@ -47,7 +44,6 @@ describe('a host port already taken on the node', () => {
   });
 
   test('fails the instance with PortConflict, and it runs once a port is free again', async () => {
-    const instances = new Instances(loadKubeConfig(stackConfig().kubeconfigPath));
     await kubectl(['apply', '-f', '-'], manifest(NS, 'squatted', webSpec('team-9')));
     const failed = await instances.waitFor(NS, 'squatted', 'to fail', (i) => i.status?.phase === 'Failed');
     assert.equal(failed.status?.reason, 'PortConflict');

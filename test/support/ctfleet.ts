@@ -1,9 +1,10 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import Docker from 'dockerode';
-import { eventually } from './stack.ts';
+import { loadKubeConfig } from '../../src/adapters/kubernetes/kube-config.ts';
+import { eventually, stackConfig } from './stack.ts';
 
 export const ROOT = new URL('../..', import.meta.url).pathname;
 export const CRD_FILE = join(ROOT, 'manifests/crds/ctfleet.io_challengeinstances.yaml');
@@ -31,6 +32,17 @@ export async function installCrd(): Promise<void> {
   if (applied.code !== 0) throw new Error(`installing the CRD failed: ${applied.stderr}`);
   const waited = await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/challengeinstances.ctfleet.io']);
   if (waited.code !== 0) throw new Error(`the CRD did not become Established: ${waited.stderr}`);
+}
+
+/**
+ * Everything an end-to-end test file needs before it starts ctfleet: the CRD
+ * installed and Established, and a fresh namespace of its own.
+ */
+export async function prepareNamespace(namespace: string): Promise<{ kubeConfig: KubeConfig; instances: Instances }> {
+  const kubeConfig = loadKubeConfig(stackConfig().kubeconfigPath);
+  await installCrd();
+  await kubeConfig.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
+  return { kubeConfig, instances: new Instances(kubeConfig) };
 }
 
 /** A ctfleet process (`all` by default) with its JSON log in test-artifacts/. */
