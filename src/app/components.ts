@@ -19,6 +19,11 @@ import { PortAllocator } from '../worker/port-allocator.ts';
 import { Heartbeat } from '../worker/heartbeat.ts';
 import { RedisHeartbeatStore } from '../adapters/redis/heartbeat-store.ts';
 import { VERSION } from '../version.ts';
+import { NodeMonitor } from '../controller/node-monitor.ts';
+import { Supervisor } from '../worker/supervisor.ts';
+
+/** How often the controller reads the workers' heartbeats. */
+const NODE_POLL_MS = 2_000;
 
 /** Something started that must be closed on shutdown. */
 export interface Component {
@@ -51,9 +56,19 @@ function openRedis(config: RuntimeConfig, logger: Logger): { command: RedisConne
 export async function startController(config: RuntimeConfig, logger: Logger, onLostLeadership: () => void): Promise<Component> {
   const kubeConfig = loadKubeConfig(config.kubeconfigPath);
   const { command: producer, blocking } = openRedis(config, logger);
-  const jobs = new BullJobQueue(producer, blocking, config.redis.prefix);
+  const jobs = new BullJobQueue(producer, blocking, config.redis.prefix, config.jobs);
+  const heartbeats = new RedisHeartbeatStore(producer, config.redis.prefix);
   const makeController = (): Controller =>
-    new Controller({ cache: new KubeInstanceCache(kubeConfig, logger), api: new KubeInstanceApi(kubeConfig), jobs, logger }, config.controller);
+    new Controller(
+      {
+        cache: new KubeInstanceCache(kubeConfig, logger),
+        api: new KubeInstanceApi(kubeConfig),
+        jobs,
+        logger,
+        nodes: new NodeMonitor(heartbeats, { ...config.controller.nodeLost, pollMs: NODE_POLL_MS }, logger.child({ component: 'node-monitor' })),
+      },
+      config.controller,
+    );
   const closeConnections = async (): Promise<void> => {
     await jobs.close();
     producer.disconnect();
@@ -99,9 +114,10 @@ export async function startWorker(config: RuntimeConfig, logger: Logger): Promis
   const kubeConfig = loadKubeConfig(config.kubeconfigPath);
   const { command, blocking } = openRedis(config, logger);
   const runtime = new DockerRuntime(createDockerClient(config.docker));
+  const api = new KubeInstanceApi(kubeConfig);
   const worker = new InstanceWorker({
     runtime,
-    api: new KubeInstanceApi(kubeConfig),
+    api,
     observed: new RedisObservedStateStore(command, config.redis.prefix),
     ports: new PortAllocator(settings.portRange),
     settings: {
@@ -130,11 +146,21 @@ export async function startWorker(config: RuntimeConfig, logger: Logger): Promis
     logger,
   );
   await heartbeat.start();
+  const supervisor = new Supervisor({
+    runtime,
+    api,
+    worker,
+    settings: { node: settings.node, sweepIntervalMs: settings.sweepIntervalMs, restart: settings.restart },
+    logger,
+  });
+  supervisor.start();
   logger.info({ node: settings.node, portRange: settings.portRange, concurrency: settings.concurrency }, 'Worker started');
   return {
     name: 'worker',
     close: async () => {
-      await pool.close();
+      await supervisor.close();
+      const { handedBack } = await pool.close(config.shutdownTimeoutMs);
+      logger.info({ handedBack }, 'Worker stopped taking jobs');
       await heartbeat.close(settings.node);
       command.disconnect();
       blocking.disconnect();

@@ -4,8 +4,8 @@ import { startController, startWorker, type Component } from './components.ts';
 
 export type Role = 'controller' | 'worker' | 'all';
 
-/** Stops everything within this deadline on SIGTERM: shorter than a pod's 30 s grace period. */
-const SHUTDOWN_DEADLINE_MS = 25_000;
+/** Time left for closing connections after the in-flight work's own timeout. */
+const SHUTDOWN_SLACK_MS = 5_000;
 
 /**
  * Runs ctfleet in the given role until SIGTERM or SIGINT, then closes the
@@ -36,7 +36,7 @@ export async function runRole(role: Role, config: RuntimeConfig): Promise<number
   const deadline = setTimeout(() => {
     logger.error('Shutdown deadline passed; exiting with work unfinished');
     process.exit(1);
-  }, SHUTDOWN_DEADLINE_MS);
+  }, config.shutdownTimeoutMs + SHUTDOWN_SLACK_MS);
   deadline.unref();
   for (const component of components.reverse()) {
     await component.close().catch((error: unknown) => {

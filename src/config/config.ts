@@ -86,7 +86,12 @@ export interface RuntimeConfig extends ConnectionConfig {
     lifetime: { maxLifetimeSeconds: number; onExpiry: 'Keep' | 'Delete' };
     /** Undefined when leader election is off. */
     leaderElection: { namespace: string; name: string } | undefined;
+    nodeLost: { lostAfterMs: number; onNodeLost: 'Reschedule' | 'Keep' };
   };
+  /** Retries of transient job failures: exponential backoff with jitter. */
+  jobs: { attempts: number; backoffMs: number };
+  /** How long a stopping process waits for work in flight before handing it back. */
+  shutdownTimeoutMs: number;
   worker: {
     node: string;
     advertiseAddress: string;
@@ -94,6 +99,8 @@ export interface RuntimeConfig extends ConnectionConfig {
     portRange: PortRange;
     concurrency: number;
     readinessTimeoutMs: number;
+    sweepIntervalMs: number;
+    restart: { limit: number; windowMs: number; backoffMs: number };
   };
 }
 
@@ -127,6 +134,15 @@ const runtimeSchema = z.object({
     }),
   CTFLEET_WORKER_CONCURRENCY: positiveInt(256).default(8),
   CTFLEET_READINESS_TIMEOUT_SECONDS: positiveInt(600).default(30),
+  CTFLEET_JOB_ATTEMPTS: positiveInt(50).default(5),
+  CTFLEET_JOB_BACKOFF_MS: positiveInt(600_000).default(1_000),
+  CTFLEET_NODE_LOST_SECONDS: positiveInt(86_400).default(30),
+  CTFLEET_ON_NODE_LOST: z.enum(['Reschedule', 'Keep']).default('Reschedule'),
+  CTFLEET_SWEEP_INTERVAL_SECONDS: positiveInt(3_600).default(30),
+  CTFLEET_RESTART_LIMIT: z.coerce.number().int().min(0).max(100).default(5),
+  CTFLEET_RESTART_WINDOW_SECONDS: positiveInt(86_400).default(600),
+  CTFLEET_RESTART_BACKOFF_MS: positiveInt(600_000).default(1_000),
+  CTFLEET_SHUTDOWN_TIMEOUT_SECONDS: positiveInt(3_600).default(20),
 });
 
 /** Reads everything a ctfleet process needs; throws {@link ConfigError} listing every problem. */
@@ -153,7 +169,10 @@ export function loadRuntimeConfig(env: Record<string, string | undefined>): Runt
         value.CTFLEET_LEADER_ELECTION === 'false'
           ? undefined
           : { namespace: value.CTFLEET_LEASE_NAMESPACE, name: value.CTFLEET_LEASE_NAME ?? leaseNameFor(connection.redis.prefix) },
+      nodeLost: { lostAfterMs: value.CTFLEET_NODE_LOST_SECONDS * 1000, onNodeLost: value.CTFLEET_ON_NODE_LOST },
     },
+    jobs: { attempts: value.CTFLEET_JOB_ATTEMPTS, backoffMs: value.CTFLEET_JOB_BACKOFF_MS },
+    shutdownTimeoutMs: value.CTFLEET_SHUTDOWN_TIMEOUT_SECONDS * 1000,
     worker: {
       node: value.CTFLEET_NODE_NAME,
       advertiseAddress: value.CTFLEET_ADVERTISE_ADDRESS,
@@ -161,6 +180,8 @@ export function loadRuntimeConfig(env: Record<string, string | undefined>): Runt
       portRange: value.CTFLEET_PORT_RANGE,
       concurrency: value.CTFLEET_WORKER_CONCURRENCY,
       readinessTimeoutMs: value.CTFLEET_READINESS_TIMEOUT_SECONDS * 1000,
+      sweepIntervalMs: value.CTFLEET_SWEEP_INTERVAL_SECONDS * 1000,
+      restart: { limit: value.CTFLEET_RESTART_LIMIT, windowMs: value.CTFLEET_RESTART_WINDOW_SECONDS * 1000, backoffMs: value.CTFLEET_RESTART_BACKOFF_MS },
     },
   };
 }

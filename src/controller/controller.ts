@@ -1,7 +1,8 @@
 import type { InstanceApi, InstanceCache, JobQueue } from '../domain/ports.ts';
 import { describeError } from '../health/dependency-check.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { LifetimePolicy } from './plan.ts';
+import type { NodeMonitor } from './node-monitor.ts';
+import { NO_LOST_NODES, type LifetimePolicy } from './plan.ts';
 import { Reconciler } from './reconciler.ts';
 import { WorkQueue } from './work-queue.ts';
 
@@ -20,13 +21,15 @@ export class Controller {
   private readonly cache: InstanceCache;
   private readonly jobs: JobQueue;
   private readonly logger: Logger;
+  private readonly nodes: NodeMonitor | undefined;
 
-  constructor(deps: { cache: InstanceCache; api: InstanceApi; jobs: JobQueue; logger: Logger; now?: () => Date }, options: ControllerOptions) {
+  constructor(deps: { cache: InstanceCache; api: InstanceApi; jobs: JobQueue; logger: Logger; nodes?: NodeMonitor; now?: () => Date }, options: ControllerOptions) {
     this.cache = deps.cache;
     this.jobs = deps.jobs;
     this.logger = deps.logger;
+    this.nodes = deps.nodes;
     this.queue = new WorkQueue({ concurrency: options.concurrency, baseBackoffMs: 50, maxBackoffMs: 60_000 });
-    this.reconciler = new Reconciler({ ...deps, lifetime: options.lifetime, now: deps.now ?? (() => new Date()) });
+    this.reconciler = new Reconciler({ ...deps, nodes: deps.nodes ?? NO_LOST_NODES, lifetime: options.lifetime, now: deps.now ?? (() => new Date()) });
   }
 
   async start(): Promise<void> {
@@ -43,6 +46,14 @@ export class Controller {
         this.logger.warn({ instance: key, code: (error as { code?: unknown }).code }, `Reconciling ChallengeInstance ${key} failed: ${describeError(error)}`);
       },
     );
+    // A node lost or back changes what its instances need: look at each again.
+    this.nodes?.start((nodes) => {
+      const changed = new Set(nodes);
+      for (const key of this.cache.keys()) {
+        const node = this.cache.get(key)?.status?.node;
+        if (node !== undefined && changed.has(node)) this.queue.add(key);
+      }
+    });
     this.logger.info({ instances: this.cache.keys().length }, 'Controller started');
   }
 
@@ -51,6 +62,7 @@ export class Controller {
   }
 
   async close(): Promise<void> {
+    this.nodes?.close();
     await this.queue.close();
     await this.cache.close();
   }

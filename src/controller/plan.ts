@@ -8,7 +8,7 @@ import {
 import { kubeTime, mergeCondition } from '../domain/conditions.ts';
 import { jobIdFor, type JobAction, type JobState } from '../domain/jobs.ts';
 import { FINALIZER } from '../domain/names.ts';
-import { isPermanentReason, READY_REASONS } from '../domain/reasons.ts';
+import { isPermanentReason, NODE_LOST, READY_REASONS } from '../domain/reasons.ts';
 
 /**
  * What the controller knows of the last job it enqueued for an instance, read from
@@ -38,6 +38,7 @@ export interface ControllerStatus {
   conditions: Condition[];
   lastJob?: LastJob;
   expiresAt?: string;
+  reschedules?: number;
 }
 
 /** What happens when an instance's lifetime (`spec.ttlSeconds`) ends. */
@@ -49,6 +50,16 @@ export interface LifetimePolicy {
 }
 
 export const DEFAULT_LIFETIME_POLICY: LifetimePolicy = { maxLifetimeSeconds: 7 * 24 * 3600, onExpiry: 'Keep' };
+
+/** What the controller knows of the worker nodes, and what to do when one is lost. */
+export interface NodePolicy {
+  /** True when the node's worker stopped sending heartbeats long enough ago to count as lost. */
+  isNodeLost(node: string): boolean;
+  /** Reschedule: start the instance on another worker (new endpoint). Keep: wait for the node. */
+  onNodeLost: 'Reschedule' | 'Keep';
+}
+
+export const NO_LOST_NODES: NodePolicy = { isNodeLost: () => false, onNodeLost: 'Reschedule' };
 
 export interface PlannedEvent {
   type: 'Normal' | 'Warning';
@@ -84,6 +95,7 @@ export function plan(
   lastJob: JobObservation | undefined,
   now: Date,
   lifetime: LifetimePolicy = DEFAULT_LIFETIME_POLICY,
+  nodes: NodePolicy = NO_LOST_NODES,
 ): Plan {
   const { metadata, spec } = instance;
   const status = instance.status ?? {};
@@ -94,6 +106,9 @@ export function plan(
   const job = known !== undefined && lastJob?.id === known.id ? lastJob : undefined;
   const hasContainer = status.containerId !== undefined && status.containerId !== '';
   const expiredThisGeneration = status.phase === 'Expired' && status.observedGeneration === generation;
+  const reschedules = status.reschedules ?? 0;
+  const node = status.node === undefined || status.node === '' ? undefined : status.node;
+  const nodeLost = node !== undefined && nodes.isNodeLost(node);
   const expiresAt = expiryOf(spec.ttlSeconds, status.startedAt, lifetime) ?? (expiredThisGeneration ? status.expiresAt : undefined);
 
   const decide = (
@@ -102,16 +117,18 @@ export function plan(
     message: string,
     actions: Action[] = [],
     lastJobStatus: LastJob | undefined = known,
+    nextReschedules = reschedules,
   ): Plan => {
-    const scheduled = scheduledCondition(phase, reason, message, generation, status.node);
+    const scheduled = scheduledCondition(phase, reason, message, generation, node);
     const conditions = [mergeCondition(findCondition(status, 'Scheduled'), scheduled, now)];
     const next: ControllerStatus = { phase, reason, message, observedGeneration: generation, conditions };
     if (lastJobStatus !== undefined) next.lastJob = lastJobStatus;
     if (expiresAt !== undefined) next.expiresAt = expiresAt;
+    if (nextReschedules > 0) next.reschedules = nextReschedules;
     const events: PlannedEvent[] =
       status.phase === phase && (status.reason ?? '') === reason
         ? []
-        : [{ type: phase === 'Failed' ? 'Warning' : 'Normal', reason: eventReason(phase, reason), message }];
+        : [{ type: phase === 'Failed' || reason === NODE_LOST ? 'Warning' : 'Normal', reason: eventReason(phase, reason), message }];
     const settled = actions.length === 0 && ['Running', 'Stopped', 'Failed', 'Expired'].includes(phase);
     let requeueAfterMs: number = settled ? REQUEUE.settled : REQUEUE.busy;
     // Expiry is driven by requeue-after: the pass at expiresAt removes the container.
@@ -119,38 +136,38 @@ export function plan(
     return { actions, status: next, events, requeueAfterMs };
   };
 
-  const enqueue = (action: JobAction, node: string | undefined, phase: Phase, reason: string, message: string): Plan => {
-    const jobId = jobIdFor(metadata.uid, generation, action);
-    return decide(phase, reason, message, [{ type: 'Enqueue', action, jobId, generation, node }], { id: jobId, action });
+  const enqueue = (action: JobAction, target: string | undefined, phase: Phase, reason: string, message: string, moves = reschedules): Plan => {
+    const jobId = jobIdFor(metadata.uid, generation, action, moves);
+    return decide(phase, reason, message, [{ type: 'Enqueue', action, jobId, generation, node: target }], { id: jobId, action }, moves);
   };
 
   // A job counts as ours when the status records it and the queue still knows it,
   // or it finished; a job the queue lost is as good as never enqueued.
   const isPending = (action: JobAction): boolean =>
     known?.action === action &&
-    known.id === jobIdFor(metadata.uid, generation, action) &&
+    known.id === jobIdFor(metadata.uid, generation, action, reschedules) &&
     job !== undefined &&
     job.state !== 'missing' &&
     job.state !== 'failed' &&
     job.state !== 'completed';
   const hasFailed = (action: JobAction): boolean =>
-    known?.id === jobIdFor(metadata.uid, generation, action) && job?.state === 'failed';
+    known?.id === jobIdFor(metadata.uid, generation, action, reschedules) && job?.state === 'failed';
 
   // ---- deletion
   if (metadata.deletionTimestamp !== undefined) {
     if (!hasFinalizer) return { actions: [], status: undefined, events: [], requeueAfterMs: REQUEUE.settled };
     const deleteDone =
       known?.action === 'delete' && known.id === jobIdFor(metadata.uid, generation, 'delete') && job?.state === 'completed';
-    if (!hasContainer || deleteDone) {
+    // A lost node's queue is not served: its worker removes the container in its
+    // first sweep if it ever returns, so deletion does not wait for it.
+    if (!hasContainer || deleteDone || nodeLost) {
       // A start job still in the queue is skipped by the worker once it sees the
       // deletion; wait for it so it cannot leave a container behind.
       if (isPending('start')) return decide('Terminating', 'WaitingForStartJob', 'Waiting for the in-flight start job to finish before cleanup.');
-      return {
-        actions: [{ type: 'RemoveFinalizer' }],
-        status: undefined,
-        events: [{ type: 'Normal', reason: 'Deleted', message: `Removed container and finalizer of ChallengeInstance ${metadata.namespace}/${metadata.name}` }],
-        requeueAfterMs: REQUEUE.settled,
-      };
+      const message = nodeLost && !deleteDone
+        ? `Released ChallengeInstance ${metadata.namespace}/${metadata.name}: node ${node} is lost, and its worker removes the container if it returns`
+        : `Removed container and finalizer of ChallengeInstance ${metadata.namespace}/${metadata.name}`;
+      return { actions: [{ type: 'RemoveFinalizer' }], status: undefined, events: [{ type: 'Normal', reason: 'Deleted', message }], requeueAfterMs: REQUEUE.settled };
     }
     if (isPending('delete')) return decide('Terminating', 'RemovingContainer', `Removing the container on node ${status.node ?? 'unknown'}.`);
     if (hasFailed('delete')) {
@@ -173,6 +190,7 @@ export function plan(
     if (!hasContainer || (readyForThisGeneration && ready.status === 'False' && ready.reason === READY_REASONS.stopped)) {
       return decide('Stopped', 'Stopped', 'The instance is stopped as requested.');
     }
+    if (nodeLost) return decide('Stopped', NODE_LOST, `Node ${node} is lost; its worker stops the container if it returns.`);
     if (isPending('stop')) return decide('Stopping', 'StoppingContainer', `Stopping the container on node ${status.node ?? 'unknown'}.`);
     if (hasFailed('stop')) return decide('Failed', 'StopFailed', `Stopping the container failed: ${job?.failedReason ?? 'unknown error'}.`);
     return enqueue('stop', status.node, 'Stopping', 'StoppingContainer', `Stopping the container on node ${status.node ?? 'unknown'}.`);
@@ -186,11 +204,28 @@ export function plan(
       return decide('Expired', 'LifetimeEnded', `${ended}; deleting the instance.`, [{ type: 'DeleteResource' }]);
     }
     if (!hasContainer) return decide('Expired', 'LifetimeEnded', `${ended}; the container was removed.`);
+    if (nodeLost) return decide('Expired', 'LifetimeEnded', `${ended}; node ${node} is lost, and its worker removes the container if it returns.`);
     if (isPending('expire')) return decide('Expired', 'LifetimeEnded', `${ended}; removing the container.`);
     return enqueue('expire', status.node, 'Expired', 'LifetimeEnded', `${ended}; removing the container.`);
   }
 
+  // ---- desired: Running, on a node that stopped sending heartbeats
+  if (nodeLost) {
+    const lost = `Node ${node} stopped sending heartbeats`;
+    if (nodes.onNodeLost === 'Keep') return decide('Pending', NODE_LOST, `${lost}; waiting for it to return (node-lost policy Keep).`);
+    const current = jobIdFor(metadata.uid, generation, 'start', reschedules);
+    if (reschedules > 0 && known?.id === current && job !== undefined) {
+      if (job.state === 'failed') return decide('Failed', reasonOfFailure(job.failedReason), job.failedReason ?? 'The rescheduled start job failed.');
+      if (job.state !== 'missing') return decide('Scheduled', NODE_LOST, `${lost}; rescheduled, waiting for another worker to start it.`);
+      return enqueue('start', undefined, 'Scheduled', NODE_LOST, `${lost}; rescheduling on another worker.`);
+    }
+    return enqueue('start', undefined, 'Scheduled', NODE_LOST, `${lost}; rescheduling on another worker.`, reschedules + 1);
+  }
+
   // ---- desired: Running
+  if (readyForThisGeneration && ready.status === 'False' && ready.reason === READY_REASONS.restarting) {
+    return decide('Starting', READY_REASONS.restarting, ready.message);
+  }
   if (readyForThisGeneration && ready.status === 'True') {
     return decide('Running', 'ContainerReady', ready.message);
   }
@@ -229,7 +264,7 @@ function reasonOfFailure(failedReason: string | undefined): string {
  */
 function scheduledCondition(phase: Phase, reason: string, message: string, generation: number, node: string | undefined): Omit<Condition, 'lastTransitionTime'> {
   const base = { type: 'Scheduled', observedGeneration: generation };
-  if (phase === 'Failed') return { ...base, status: 'False', reason, message };
+  if (phase === 'Failed' || reason === NODE_LOST) return { ...base, status: 'False', reason, message };
   if (node !== undefined && node !== '') return { ...base, status: 'True', reason: 'Placed', message: `Placed on node ${node}.` };
   if (phase === 'Scheduled' || phase === 'Starting') return { ...base, status: 'True', reason: 'Queued', message: 'Queued for the workers; the first with free capacity takes it.' };
   return { ...base, status: 'False', reason: 'NotPlaced', message: 'No container is placed on a node.' };
@@ -244,6 +279,6 @@ function expiryOf(ttlSeconds: number | undefined, startedAt: string | undefined,
 }
 
 function eventReason(phase: Phase, reason: string): string {
-  if (phase === 'Failed') return reason;
+  if (phase === 'Failed' || reason === NODE_LOST || reason === READY_REASONS.restarting) return reason;
   return phase;
 }

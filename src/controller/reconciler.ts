@@ -5,11 +5,12 @@ import { FIELD_MANAGERS, FINALIZER } from '../domain/names.ts';
 import { describeError } from '../health/dependency-check.ts';
 import type { InstanceApi, InstanceCache, JobQueue } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
-import { plan, type Action, type ControllerStatus, type JobObservation, type LifetimePolicy } from './plan.ts';
+import { plan, type Action, type ControllerStatus, type JobObservation, type LifetimePolicy, type NodePolicy } from './plan.ts';
 import type { WorkResult } from './work-queue.ts';
 
 export interface ReconcilerDeps {
   lifetime: LifetimePolicy;
+  nodes: NodePolicy;
   cache: InstanceCache;
   api: InstanceApi;
   jobs: JobQueue;
@@ -34,7 +35,7 @@ export class Reconciler {
   }
 
   async reconcile(key: string): Promise<WorkResult> {
-    const { cache, api, jobs, logger, now, lifetime } = this.deps;
+    const { cache, api, jobs, logger, now, lifetime, nodes } = this.deps;
     let instance = cache.get(key);
     // Gone from the cache: deleted for good (its finalizer was already released).
     if (instance === undefined) return { requeueAfterMs: null };
@@ -47,7 +48,7 @@ export class Reconciler {
       observation = { id: known.id, ...queued };
     }
 
-    let result = plan(instance, observation, now(), lifetime);
+    let result = plan(instance, observation, now(), lifetime, nodes);
     // Finalizer first, then go on in the same pass with the object as it now is:
     // waiting for the informer to echo the change back would cost a round trip.
     if (result.actions.some((action) => action.type === 'AddFinalizer')) {
@@ -57,7 +58,7 @@ export class Reconciler {
         ...instance,
         metadata: { ...instance.metadata, finalizers: [...(instance.metadata.finalizers ?? []), FINALIZER], ...(resourceVersion === undefined ? {} : { resourceVersion }) },
       };
-      result = plan(instance, observation, now(), lifetime);
+      result = plan(instance, observation, now(), lifetime, nodes);
     }
     const enqueued = new Map<string, string>();
     for (const action of result.actions) {
@@ -120,6 +121,7 @@ function isSameControllerStatus(current: InstanceStatus | undefined, next: Insta
     conditions: (status?.conditions ?? []).filter((condition) => condition.type !== 'Ready'),
     lastJob: status?.lastJob,
     expiresAt: status?.expiresAt,
+    reschedules: status?.reschedules,
   });
   return isDeepStrictEqual(owned(current), owned(next));
 }

@@ -93,6 +93,8 @@ export interface InstanceStatus {
   endpoints?: Endpoint[];
   startedAt?: string;
   expiresAt?: string;
+  /** How many times the controller moved the instance off a lost node. */
+  reschedules?: number;
   conditions?: Condition[];
   lastJob?: LastJob;
 }

@@ -27,10 +27,14 @@ export interface InstanceJob {
 /**
  * Deterministic job id: the same need never queues twice while its job exists.
  * BullMQ forbids `:` in custom ids and all-digit ids; uids are hex and dashes, and
- * the `.` separators keep the id from ever being all digits.
+ * the `.` separators keep the id from ever being all digits. The n-th
+ * reschedule of a start gets the suffix `.r<n>`.
  */
-export function jobIdFor(uid: string, generation: number, action: JobAction): string {
-  return action === 'delete' ? `${uid}.delete` : `${uid}.${generation}.${action}`;
+export function jobIdFor(uid: string, generation: number, action: JobAction, reschedules = 0): string {
+  if (action === 'delete') return `${uid}.delete`;
+  const id = `${uid}.${generation}.${action}`;
+  // Each move off a lost node is a new start job of the same generation.
+  return action === 'start' && reschedules > 0 ? `${id}.r${reschedules}` : id;
 }
 
 /** Queue for start jobs any worker may take. */

@@ -51,6 +51,8 @@ export interface JobOutcome {
 }
 
 const PORT_LISTING_TTL_MS = 10_000;
+/** Longer than any sweep grace: after this, when a uid was last worked on no longer matters. */
+const FORGET_TOUCHED_MS = 120_000;
 
 /** Hash of everything that shapes the container; a change means replace it. */
 export function specHash(spec: InstanceSpec): string {
@@ -87,6 +89,12 @@ export class InstanceWorker {
   private readonly logger: Logger;
   private readonly now: () => Date;
   private portListing: { at: number; ports: Set<number> } | undefined;
+  /** Per-uid chain: jobs and repairs of one instance never overlap. */
+  private readonly locks = new Map<string, Promise<unknown>>();
+  /** When work on a uid last ended, so a sweep leaves fresh work alone. */
+  private readonly lastTouched = new Map<string, number>();
+  /** Containers ctfleet itself is stopping or removing: their exits are not crashes. */
+  private readonly expectedExits = new Set<string>();
 
   constructor(deps: {
     runtime: ContainerRuntime;
@@ -110,6 +118,55 @@ export class InstanceWorker {
     const parsed = parseJob(data);
     if (!parsed.ok) throw permanent('InvalidJob', `Refused a malformed job payload: ${parsed.problems}`);
     const job = parsed.job;
+    return this.exclusive(job.target.uid, () => this.run(job, context));
+  }
+
+  /** Runs `work` once no other job or repair of this uid runs. */
+  async exclusive<T>(uid: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.locks.get(uid) ?? Promise.resolve();
+    const current = previous.catch(() => undefined).then(work);
+    const settled = current.catch(() => undefined);
+    this.locks.set(uid, settled);
+    try {
+      return await current;
+    } finally {
+      this.lastTouched.set(uid, Date.now());
+      if (this.locks.get(uid) === settled) this.locks.delete(uid);
+    }
+  }
+
+  /** A job or repair of this uid runs, or ended less than `graceMs` ago. */
+  isBusy(uid: string, graceMs: number): boolean {
+    if (this.locks.has(uid)) return true;
+    const touched = this.lastTouched.get(uid);
+    if (touched === undefined) return false;
+    const age = Date.now() - touched;
+    if (age >= FORGET_TOUCHED_MS) this.lastTouched.delete(uid);
+    return age < graceMs;
+  }
+
+  /** True (once) when ctfleet itself stopped or removed this container. */
+  takeExpectedExit(containerId: string): boolean {
+    return this.expectedExits.delete(containerId);
+  }
+
+  private async stopContainer(id: string): Promise<void> {
+    this.expectExit(id);
+    await this.runtime.stop(id);
+  }
+
+  private async removeContainer(id: string): Promise<void> {
+    this.expectExit(id);
+    await this.runtime.remove(id);
+  }
+
+  private expectExit(id: string): void {
+    this.expectedExits.add(id);
+    // Events come within a second; forget ids whose event never came.
+    setTimeout(() => this.expectedExits.delete(id), 60_000).unref();
+  }
+
+  private async run(job: InstanceJob, context: JobContext): Promise<JobOutcome> {
     const log = this.logger.child({ job: context.id, action: job.action, instance: `${job.target.namespace}/${job.target.name}`, uid: job.target.uid });
     // A delete needs nothing from the API: the controller learns of it from the job.
     if (job.action === 'delete') return this.remove(job.target, log);
@@ -125,7 +182,76 @@ export class InstanceWorker {
     }
   }
 
-  private async start(job: InstanceJob, instance: ChallengeInstance | undefined, context: JobContext, log: Logger): Promise<JobOutcome> {
+  /**
+   * Brings back the container of an instance that was running here: starts it
+   * again, or re-creates it (on its old host ports when they are free) when it is
+   * gone. Reads the instance afresh and does nothing unless it still wants to run
+   * here at the same generation. A container that exits again before it is ready
+   * fails with ContainerExited, without marking the instance Failed: the caller's
+   * restart policy decides.
+   */
+  async revive(namespace: string, name: string, uid: string, generation: number): Promise<JobOutcome> {
+    return this.exclusive(uid, async () => {
+      const instance = await this.api.get(namespace, name);
+      const log = this.logger.child({ action: 'revive', instance: `${namespace}/${name}`, uid });
+      if (instance === undefined || instance.metadata.uid !== uid) return skipped('InstanceGone', log);
+      const { metadata, spec, status } = instance;
+      if (metadata.generation !== generation || metadata.deletionTimestamp !== undefined || spec.desiredState !== 'Running' || status?.node !== this.settings.node || status.phase === 'Expired') {
+        return skipped('NoLongerWanted', log);
+      }
+      const job: InstanceJob = { v: 1, action: 'start', target: { namespace, name, uid, generation }, spec };
+      const preferred = (status.endpoints ?? []).map((endpoint) => endpoint.port);
+      return this.start(job, instance, { id: `revive.${uid}`, progress: () => Promise.resolve() }, log, { preferred, reportFailures: false });
+    });
+  }
+
+  /** Reports that the container exited behind ctfleet's back and is being restarted. */
+  async reportRestarting(instance: ChallengeInstance, message: string): Promise<void> {
+    await this.reportReady(instance, READY_REASONS.restarting, message, 'failed');
+  }
+
+  /** Reports that the container exited more often than the restart policy allows. */
+  async reportCrashLoop(instance: ChallengeInstance, message: string): Promise<void> {
+    await this.reportReady(instance, READY_REASONS.crashLoop, message, 'failed');
+  }
+
+  /** Refreshes the observed state in Redis of a container that runs as it should (it may have lost its keys). */
+  async recordHealthy(instance: ChallengeInstance, container: ContainerInfo): Promise<void> {
+    const { namespace, name, uid, generation } = instance.metadata;
+    const observed: ObservedState = { namespace, name, node: this.settings.node, state: 'running', reason: READY_REASONS.ready, containerId: container.id, generation };
+    if (instance.status?.endpoints !== undefined) observed.endpoints = instance.status.endpoints;
+    await this.observed.record(uid, observed);
+  }
+
+  /** Removes an orphan container (no instance wants it here). */
+  async removeOrphan(container: ContainerInfo): Promise<void> {
+    await this.removeContainer(container.id);
+  }
+
+  /** Stops a container whose instance asks to be stopped. */
+  async stopUnwanted(container: ContainerInfo): Promise<void> {
+    await this.stopContainer(container.id);
+  }
+
+  private async reportReady(instance: ChallengeInstance, reason: string, message: string, state: ObservedState['state']): Promise<void> {
+    const { namespace, name, uid, generation } = instance.metadata;
+    await this.api.applyStatus(instance, FIELD_MANAGERS.worker, {
+      node: this.settings.node,
+      ...(instance.status?.containerId === undefined ? {} : { containerId: instance.status.containerId }),
+      ...(instance.status?.endpoints === undefined ? {} : { endpoints: instance.status.endpoints }),
+      ...(instance.status?.startedAt === undefined ? {} : { startedAt: instance.status.startedAt }),
+      conditions: [this.readyFalse(instance, reason, message, generation)],
+    });
+    await this.observed.record(uid, { namespace, name, node: this.settings.node, state, reason, generation });
+  }
+
+  private async start(
+    job: InstanceJob,
+    instance: ChallengeInstance | undefined,
+    context: JobContext,
+    log: Logger,
+    options: { preferred: number[]; reportFailures: boolean } = { preferred: [], reportFailures: true },
+  ): Promise<JobOutcome> {
     const { target } = job;
     const spec = job.spec as InstanceSpec;
     if (instance === undefined) return skipped('InstanceGone', log);
@@ -142,7 +268,7 @@ export class InstanceWorker {
       // as a name conflict, and only then is it inspected (one Docker call saved
       // on every fresh start).
       try {
-        const container = await this.createWithPorts(job, name, hash, []);
+        const container = await this.createWithPorts(job, name, hash, options.preferred);
         await context.progress(60, 'started');
         return await this.becomeReady(job, instance, container, context, log, 'started');
       } catch (error) {
@@ -158,14 +284,15 @@ export class InstanceWorker {
           return await this.becomeReady(job, instance, existing, context, log, existing.running ? 'adopted' : 'started');
         }
         if (ours) preferredPorts = existing.hostPorts;
-        await this.runtime.remove(existing.id);
+        await this.removeContainer(existing.id);
         log.info({ container: existing.id }, `Removed outdated container ${name}`);
       }
       const container = await this.createWithPorts(job, name, hash, preferredPorts);
       await context.progress(60, 'started');
       return await this.becomeReady(job, instance, container, context, log, 'started');
     } catch (error) {
-      if (error instanceof CtfleetError && isPermanentReason(error.code)) {
+      const expectedByCaller = !options.reportFailures && error instanceof CtfleetError && error.code === 'ContainerExited';
+      if (error instanceof CtfleetError && isPermanentReason(error.code) && !expectedByCaller) {
         await this.reportFailure(target, instance, error).catch((reportError: unknown) => {
           log.warn({ err: reportError }, 'Reporting a failure to the resource failed');
         });
@@ -254,7 +381,11 @@ export class InstanceWorker {
       message: `Container is ready on node ${this.settings.node}.`,
       observedGeneration: job.target.generation,
     };
-    const previousStart = instance.status?.containerId === container.id ? instance.status.startedAt : undefined;
+    // The lifetime runs from the first start of this generation: a restart, a
+    // re-created container or a move to another node does not reset it.
+    const readyBefore = findCondition(instance.status, 'Ready');
+    const sameGeneration = readyBefore?.observedGeneration === job.target.generation && readyBefore.reason !== READY_REASONS.removed;
+    const previousStart = instance.status?.containerId === container.id || sameGeneration ? instance.status?.startedAt : undefined;
     await this.api.applyStatus(instance, FIELD_MANAGERS.worker, {
       node: this.settings.node,
       containerId: container.id,
@@ -289,7 +420,7 @@ export class InstanceWorker {
       const inspected = await this.runtime.find(container.id);
       if (inspected === undefined || !inspected.running) {
         const logs = await this.runtime.logTail(container.id, 5);
-        await this.runtime.remove(container.id);
+        await this.removeContainer(container.id);
         const exit = inspected?.exitCode === undefined ? 'exited' : `exited with code ${inspected.exitCode}`;
         throw permanent('ContainerExited', `The container ${exit} before it became ready${logs === '' ? '.' : `: ${logs.split('\n').slice(-3).join(' | ')}`}`);
       }
@@ -304,7 +435,7 @@ export class InstanceWorker {
       }
       if (pending.length === 0) return;
       if (Date.now() > deadline) {
-        await this.runtime.remove(container.id);
+        await this.removeContainer(container.id);
         throw permanent(
           'ReadinessTimeout',
           `Port${pending.length > 1 ? 's' : ''} ${pending.map((port) => port.containerPort).join(', ')} did not accept connections within ${Math.round(this.settings.readinessTimeoutMs / 1000)} s.`,
@@ -325,7 +456,7 @@ export class InstanceWorker {
   private async stop(target: JobTarget, instance: ChallengeInstance | undefined, log: Logger): Promise<JobOutcome> {
     const container = await this.runtime.find(containerName(target.namespace, target.name));
     if (container !== undefined && container.labels[LABELS.uid] === target.uid) {
-      await this.runtime.stop(container.id);
+      await this.stopContainer(container.id);
       log.info({ container: container.id }, `Stopped container for ChallengeInstance ${target.namespace}/${target.name}`);
     }
     const status: InstanceStatus = {
@@ -353,7 +484,7 @@ export class InstanceWorker {
     const container = await this.runtime.find(containerName(target.namespace, target.name));
     // A container of the same name but another uid belongs to a newer instance.
     if (container !== undefined && container.labels[LABELS.uid] === target.uid) {
-      await this.runtime.remove(container.id);
+      await this.removeContainer(container.id);
       log.info({ container: container.id }, `Removed container for ChallengeInstance ${target.namespace}/${target.name}`);
     }
     await this.observed.record(target.uid, { namespace: target.namespace, name: target.name, node: this.settings.node, state: 'removed', reason: READY_REASONS.removed, generation: target.generation });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { DEFAULT_LIFETIME_POLICY, plan, REQUEUE, type Action, type JobObservation, type Plan } from '../../src/controller/plan.ts';
+import { DEFAULT_LIFETIME_POLICY, plan, REQUEUE, type Action, type JobObservation, type NodePolicy, type Plan } from '../../src/controller/plan.ts';
 import type { ChallengeInstance, Condition, InstanceStatus } from '../../src/domain/challenge-instance.ts';
 import { jobIdFor, type JobAction } from '../../src/domain/jobs.ts';
 import { FINALIZER } from '../../src/domain/names.ts';
@@ -306,6 +306,87 @@ describe('plan', () => {
       const expired: InstanceStatus = { phase: 'Expired', reason: 'LifetimeEnded', observedGeneration: 1, expiresAt: '2026-11-21T11:59:59Z' };
       const result = plan(instance({ generation: 2, ttlSeconds: 600, status: expired }), undefined, NOW);
       assert.deepEqual(result.actions, [{ type: 'Enqueue', action: 'start', jobId: jobIdFor(UID, 2, 'start'), generation: 2, node: undefined }]);
+    });
+  });
+
+  describe('lost nodes', () => {
+    const lostA: NodePolicy = { isNodeLost: (node) => node === 'node-a', onNodeLost: 'Reschedule' };
+    const reschedule1 = jobIdFor(UID, 1, 'start', 1);
+
+    test('a running instance on a lost node is marked NodeLost and rescheduled on the shared queue with a new job id', () => {
+      const result = plan(instance({ status: { ...running(1), phase: 'Running' } }), job('start', 1, 'completed'), NOW, DEFAULT_LIFETIME_POLICY, lostA);
+      assert.deepEqual(result.actions, [{ type: 'Enqueue', action: 'start', jobId: reschedule1, generation: 1, node: undefined }]);
+      assert.equal(result.status?.phase, 'Scheduled');
+      assert.equal(result.status.reason, 'NodeLost');
+      assert.equal(result.status.reschedules, 1);
+      const scheduled = result.status.conditions.find((condition) => condition.type === 'Scheduled');
+      assert.equal(scheduled?.status, 'False');
+      assert.equal(scheduled.reason, 'NodeLost');
+      assert.deepEqual(result.events.map((event) => [event.type, event.reason]), [['Warning', 'NodeLost']]);
+    });
+
+    test('while the rescheduled job waits nothing more is queued; when the queue lost it, it is queued again under the same id', () => {
+      const moving = running(1, { phase: 'Scheduled', reason: 'NodeLost', reschedules: 1, lastJob: { id: reschedule1, action: 'start' } });
+      const waiting = plan(instance({ status: moving }), { id: reschedule1, state: 'waiting' }, NOW, DEFAULT_LIFETIME_POLICY, lostA);
+      assert.deepEqual(waiting.actions, []);
+      assert.equal(waiting.status?.reason, 'NodeLost');
+      const lost = plan(instance({ status: moving }), { id: reschedule1, state: 'missing' }, NOW, DEFAULT_LIFETIME_POLICY, lostA);
+      assert.deepEqual(enqueued(lost).map((action) => action.type === 'Enqueue' && action.jobId), [reschedule1]);
+    });
+
+    test('once another node reports it ready the instance is Running there, and its start jobs keep the reschedule number', () => {
+      const moved = running(1, { node: 'node-b', reschedules: 1, lastJob: { id: reschedule1, action: 'start' } });
+      const result = plan(instance({ status: moved }), { id: reschedule1, state: 'completed' }, NOW, DEFAULT_LIFETIME_POLICY, lostA);
+      assert.equal(result.status?.phase, 'Running');
+      assert.deepEqual(result.actions, []);
+      const changed = plan(instance({ generation: 2, status: moved }), { id: reschedule1, state: 'completed' }, NOW, DEFAULT_LIFETIME_POLICY, lostA);
+      assert.deepEqual(enqueued(changed).map((action) => action.type === 'Enqueue' && action.jobId), [jobIdFor(UID, 2, 'start', 1)]);
+    });
+
+    test('with policy Keep the instance waits for its node as Pending/NodeLost', () => {
+      const result = plan(instance({ status: running(1) }), job('start', 1, 'completed'), NOW, DEFAULT_LIFETIME_POLICY, { ...lostA, onNodeLost: 'Keep' });
+      assert.deepEqual(result.actions, []);
+      assert.equal(result.status?.phase, 'Pending');
+      assert.equal(result.status.reason, 'NodeLost');
+    });
+
+    test('deleting, stopping or expiring an instance on a lost node never waits for that node', () => {
+      const deleting = plan(instance({ deleting: true, status: running(1) }), job('start', 1, 'completed'), NOW, DEFAULT_LIFETIME_POLICY, lostA);
+      assert.deepEqual(deleting.actions, [{ type: 'RemoveFinalizer' }]);
+      const stopping = plan(instance({ generation: 2, desiredState: 'Stopped', status: running(1) }), job('start', 1, 'completed'), NOW, DEFAULT_LIFETIME_POLICY, lostA);
+      assert.deepEqual(stopping.actions, []);
+      assert.equal(stopping.status?.phase, 'Stopped');
+      const expiring = plan(instance({ ttlSeconds: 5, status: running(1, { startedAt: '2026-11-21T11:59:50Z' }) }), job('start', 1, 'completed'), NOW, DEFAULT_LIFETIME_POLICY, lostA);
+      assert.deepEqual(expiring.actions, []);
+      assert.equal(expiring.status?.phase, 'Expired');
+    });
+
+    test('a rescheduled start that fails marks the instance Failed with the job\'s reason', () => {
+      const moving = running(1, { reschedules: 1, lastJob: { id: reschedule1, action: 'start' } });
+      const result = plan(instance({ status: moving }), { id: reschedule1, state: 'failed', failedReason: 'PortsExhausted: none left' }, NOW, DEFAULT_LIFETIME_POLICY, lostA);
+      assert.equal(result.status?.phase, 'Failed');
+      assert.equal(result.status.reason, 'PortsExhausted');
+    });
+  });
+
+  describe('crash restarts', () => {
+    test('a container the worker is restarting shows as Starting/ContainerRestarting with no new job', () => {
+      const restarting = running(1, { conditions: [ready('False', 'ContainerRestarting', 1, 'The container is not running; restart 1 of 5 in 1 s.')] });
+      const result = plan(instance({ status: restarting }), job('start', 1, 'completed'), NOW);
+      assert.deepEqual(result.actions, []);
+      assert.equal(result.status?.phase, 'Starting');
+      assert.equal(result.status.reason, 'ContainerRestarting');
+      assert.match(result.status.message, /restart 1 of 5/);
+    });
+
+    test('past the restart limit the instance is Failed with CrashLoop until its spec changes', () => {
+      const looping = running(1, { conditions: [ready('False', 'CrashLoop', 1, 'stopped 6 times')] });
+      const result = plan(instance({ status: looping }), job('start', 1, 'completed'), NOW);
+      assert.equal(result.status?.phase, 'Failed');
+      assert.equal(result.status.reason, 'CrashLoop');
+      assert.deepEqual(result.actions, []);
+      const changed = plan(instance({ generation: 2, status: looping }), job('start', 1, 'completed'), NOW);
+      assert.equal(enqueued(changed).length, 1);
     });
   });
 });

@@ -35,6 +35,23 @@ export interface ContainerInfo {
   hostPorts: number[];
   /** Address on Docker's bridge network, when the container has one (inspect only). */
   ipAddress?: string;
+  /** When Docker created it, in ms since the epoch (second precision from listings). */
+  createdAt: number;
+}
+
+/** A ctfleet container that stopped running (`die`) or was removed (`destroy`). */
+export interface ContainerExit {
+  id: string;
+  action: 'die' | 'destroy';
+  labels: Record<string, string>;
+  exitCode: number | undefined;
+}
+
+/** An open subscription to Docker's event stream. */
+export interface EventWatch {
+  /** Resolves when the stream ends (the engine stopped or restarted) or is closed. */
+  ended: Promise<void>;
+  close(): void;
 }
 
 /** The Docker operations a worker needs. Errors are {@link CtfleetError}s with stable codes. */
@@ -51,6 +68,8 @@ export interface ContainerRuntime {
   listManaged(): Promise<ContainerInfo[]>;
   /** The last lines the container wrote, for failure messages. */
   logTail(id: string, lines: number): Promise<string>;
+  /** Follows Docker's events for ctfleet containers that exit or are removed. */
+  watchExits(onExit: (exit: ContainerExit) => void): Promise<EventWatch>;
 }
 
 interface DockerHttpError {
@@ -142,6 +161,7 @@ export class DockerRuntime implements ContainerRuntime {
         labels: inspected.Config.Labels,
         hostPorts: parseHostPorts(inspected.Config.Labels[HOST_PORTS_LABEL]),
         ipAddress: bridgeAddress(inspected),
+        createdAt: Date.parse(inspected.Created),
       };
     } catch (error) {
       if (statusOf(error) === 404) return undefined;
@@ -219,6 +239,7 @@ export class DockerRuntime implements ContainerRuntime {
       exitCode: undefined,
       labels,
       hostPorts: definition.ports.map((port) => port.hostPort),
+      createdAt: Date.now(),
     };
   }
 
@@ -269,10 +290,49 @@ export class DockerRuntime implements ContainerRuntime {
         exitCode: undefined,
         labels: container.Labels,
         hostPorts: parseHostPorts(container.Labels[HOST_PORTS_LABEL]),
+        createdAt: container.Created * 1000,
       }));
     } catch (error) {
       throw transient('DockerUnavailable', `list containers: ${dockerMessage(error)}`, error);
     }
+  }
+
+  async watchExits(onExit: (exit: ContainerExit) => void): Promise<EventWatch> {
+    let stream: NodeJS.ReadableStream;
+    try {
+      stream = await this.docker.getEvents({
+        filters: { type: ['container'], event: ['die', 'destroy'], label: [`${LABELS.managedBy}=${MANAGED_BY}`] },
+      });
+    } catch (error) {
+      throw transient('DockerUnavailable', `follow Docker events: ${dockerMessage(error)}`, error);
+    }
+    // Events arrive as JSON lines that chunks may split anywhere.
+    let pending = '';
+    stream.on('data', (chunk: Buffer | string) => {
+      pending += chunk.toString();
+      let newline = pending.indexOf('\n');
+      while (newline >= 0) {
+        const line = pending.slice(0, newline).trim();
+        pending = pending.slice(newline + 1);
+        newline = pending.indexOf('\n');
+        if (line === '') continue;
+        const exit = parseExitEvent(line);
+        if (exit !== undefined) onExit(exit);
+      }
+    });
+    const ended = new Promise<void>((resolve) => {
+      stream.once('end', resolve);
+      stream.once('close', resolve);
+      stream.once('error', () => {
+        resolve();
+      });
+    });
+    return {
+      ended,
+      close: () => {
+        (stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
+      },
+    };
   }
 
   async logTail(id: string, lines: number): Promise<string> {
@@ -282,6 +342,19 @@ export class DockerRuntime implements ContainerRuntime {
     } catch {
       return '';
     }
+  }
+}
+
+function parseExitEvent(line: string): ContainerExit | undefined {
+  try {
+    const event = JSON.parse(line) as { Action?: string; id?: string; Actor?: { ID?: string; Attributes?: Record<string, string> } };
+    const action = event.Action;
+    if (action !== 'die' && action !== 'destroy') return undefined;
+    const attributes = event.Actor?.Attributes ?? {};
+    const code = attributes.exitCode === undefined ? undefined : Number(attributes.exitCode);
+    return { id: event.Actor?.ID ?? event.id ?? '', action, labels: attributes, exitCode: Number.isInteger(code) ? code : undefined };
+  } catch {
+    return undefined;
   }
 }
 

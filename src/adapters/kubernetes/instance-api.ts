@@ -35,6 +35,15 @@ export class KubeInstanceApi implements InstanceApi {
     }
   }
 
+  async list(): Promise<ChallengeInstance[]> {
+    try {
+      const raw = (await this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })) as { items?: unknown[] };
+      return (raw.items ?? []).map(toInstance);
+    } catch (error) {
+      throw translateKubeError(error, 'list ChallengeInstances');
+    }
+  }
+
   async addFinalizer(instance: ChallengeInstance): Promise<string | undefined> {
     const finalizers = instance.metadata.finalizers ?? [];
     if (finalizers.includes(FINALIZER)) return instance.metadata.resourceVersion;

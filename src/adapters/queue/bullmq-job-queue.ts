@@ -4,6 +4,17 @@ import type { InstanceJob } from '../../domain/jobs.ts';
 import type { JobQueue, QueuedJob } from '../../domain/ports.ts';
 import { transient } from '../../domain/errors.ts';
 
+/** Transient failures retry after backoffMs, 2×, 4×… each drawn at random from its upper half. */
+export interface RetryPolicy {
+  attempts: number;
+  backoffMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { attempts: 5, backoffMs: 1_000 };
+
+/** Half of each backoff is random, so jobs that failed together do not retry together. */
+export const BACKOFF_JITTER = 0.5;
+
 /** How long finished jobs stay readable (Celery's result expiry): 1 hour, at most 10,000 per queue. */
 export const RESULT_RETENTION = { age: 3_600, count: 10_000 } as const;
 
@@ -22,11 +33,13 @@ export class BullJobQueue implements JobQueue {
   private readonly producer: Redis;
   private readonly blocking: Redis;
   private readonly prefix: string;
+  private readonly retry: RetryPolicy;
 
-  constructor(producer: Redis, blocking: Redis, prefix: string) {
+  constructor(producer: Redis, blocking: Redis, prefix: string, retry: RetryPolicy = DEFAULT_RETRY) {
     this.producer = producer;
     this.blocking = blocking;
     this.prefix = prefix;
+    this.retry = retry;
   }
 
   private queue(name: string): Queue {
@@ -61,10 +74,10 @@ export class BullJobQueue implements JobQueue {
       await this.queue(queueName).add(job.action, job, {
         jobId,
         priority,
-        // Transient failures retry with backoff inside the worker's job; the
-        // worker marks permanent ones unrecoverable so they fail at once.
-        attempts: 3,
-        backoff: { type: 'exponential', delay: 1_000 },
+        // Transient failures retry with backoff and jitter; the worker marks
+        // permanent ones unrecoverable so they fail at once.
+        attempts: this.retry.attempts,
+        backoff: { type: 'exponential', delay: this.retry.backoffMs, jitter: BACKOFF_JITTER },
         removeOnComplete: RESULT_RETENTION,
         removeOnFail: RESULT_RETENTION,
       });

@@ -18,6 +18,8 @@ export class BullWorkerPool {
   private readonly blocking: Redis;
   private readonly prefix: string;
   private readonly logger: Logger;
+  /** Jobs in flight, with the lock token needed to hand them back. */
+  private readonly active = new Map<string, { job: Job; token: string | undefined }>();
 
   constructor(blocking: Redis, prefix: string, logger: Logger) {
     this.blocking = blocking;
@@ -29,7 +31,9 @@ export class BullWorkerPool {
     const connection = this.blocking.duplicate();
     const worker = new Worker(
       queue,
-      async (job: Job) => {
+      async (job: Job, token?: string) => {
+        const key = `${queue}/${job.id ?? ''}`;
+        this.active.set(key, { job, token });
         const context: JobContext = {
           id: job.id ?? '',
           progress: async (percent, step) => {
@@ -40,6 +44,8 @@ export class BullWorkerPool {
           return await handler(job.data, context);
         } catch (error) {
           throw asJobError(error);
+        } finally {
+          this.active.delete(key);
         }
       },
       { connection, prefix: this.prefix, concurrency, autorun: true },
@@ -59,10 +65,39 @@ export class BullWorkerPool {
     await Promise.all(this.workers.map((worker) => worker.waitUntilReady()));
   }
 
-  /** Stops taking jobs and waits for the ones in flight. */
-  async close(): Promise<void> {
-    await Promise.all(this.workers.map((worker) => worker.close()));
+  /**
+   * Stops taking jobs and waits up to `timeoutMs` for the ones in flight; jobs
+   * still running then go back to their queue's wait list, where another worker
+   * (or this one, restarted) takes them at once instead of after a stalled-lock
+   * timeout. Jobs are idempotent, so one cut short and run again is safe.
+   */
+  async close(timeoutMs: number): Promise<{ handedBack: number }> {
+    const closing = Promise.all(this.workers.map((worker) => worker.close()));
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([
+      closing.then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => {
+          resolve(false);
+        }, timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    let handedBack = 0;
+    if (!finished) {
+      for (const [key, { job, token }] of this.active) {
+        try {
+          await job.moveToWait(token);
+          handedBack += 1;
+          this.logger.info({ job: job.id, queue: job.queueName }, `Handed job ${key} back to its queue`);
+        } catch (error) {
+          this.logger.warn({ err: error, job: job.id }, 'Handing a job back failed; it returns to the queue when its lock expires');
+        }
+      }
+      await Promise.all(this.workers.map((worker) => worker.close(true)));
+    }
     for (const connection of this.connections) connection.disconnect();
+    return { handedBack };
   }
 }
 

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { LiveNodeSource } from '../../controller/node-monitor.ts';
 import type { HeartbeatStore, WorkerBeat } from '../../worker/heartbeat.ts';
 
 /**
@@ -6,7 +7,7 @@ import type { HeartbeatStore, WorkerBeat } from '../../worker/heartbeat.ts';
  * sorted set of nodes by last beat (`<prefix>:workers`), so readers list workers
  * without scanning keys.
  */
-export class RedisHeartbeatStore implements HeartbeatStore {
+export class RedisHeartbeatStore implements HeartbeatStore, LiveNodeSource {
   private readonly redis: Redis;
   private readonly prefix: string;
 
@@ -31,6 +32,20 @@ export class RedisHeartbeatStore implements HeartbeatStore {
       .pexpire(key, ttlMs)
       .zadd(RedisHeartbeatStore.workersKey(this.prefix), Date.parse(beat.beatAt), beat.node)
       .exec();
+  }
+
+  /** Nodes listed in the set whose heartbeat hash has not expired. */
+  async liveNodes(): Promise<Set<string>> {
+    const nodes = await this.redis.zrange(RedisHeartbeatStore.workersKey(this.prefix), '0', '-1');
+    if (nodes.length === 0) return new Set();
+    const pipeline = this.redis.pipeline();
+    for (const node of nodes) pipeline.exists(RedisHeartbeatStore.workerKey(this.prefix, node));
+    const results = (await pipeline.exec()) ?? [];
+    return new Set(nodes.filter((_, i) => {
+      const [error, exists] = results[i] ?? [null, 0];
+      if (error !== null) throw error;
+      return exists === 1;
+    }));
   }
 
   async remove(node: string): Promise<void> {
