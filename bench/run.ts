@@ -107,7 +107,7 @@ async function baseline(): Promise<{ start: Summary; teardownMs: number }> {
 /** Runs the compiled build with the V8 flags the bin and the image use, as deployed. */
 function startProcess(role: 'controller' | 'worker', env: Record<string, string>): ChildProcess {
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-  return spawn(process.execPath, [...PRODUCTION_NODE_FLAGS, join(ROOT, 'dist/main.js'), role], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
+  return spawn(process.execPath, [...PRODUCTION_NODE_FLAGS, join(ROOT, 'dist/main.js'), role], { env: { ...process.env, CTFLEET_HTTP_PORT: '0', ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
 function peakRssMb(pid: number | undefined): number {
@@ -119,6 +119,7 @@ function peakRssMb(pid: number | undefined): number {
 async function ctfleet(): Promise<{ start: Summary; teardownMs: number; rssMb: Record<string, number> }> {
   const env = {
     CTFLEET_REDIS_PREFIX: PREFIX,
+    CTFLEET_NAMESPACES: NS,
     CTFLEET_NODE_NAME: 'bench-node',
     CTFLEET_BIND_ADDRESS: '127.0.0.1',
     CTFLEET_PORT_RANGE: '34000-34999',

@@ -25,7 +25,7 @@ if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
 fi
 mkdir -p "$STATE_DIR/logs" "$STATE_DIR/pids"
 CTFLEET_NODE_NAME=demo-node CTFLEET_BIND_ADDRESS=127.0.0.1 CTFLEET_ADVERTISE_ADDRESS=127.0.0.1 \
-  CTFLEET_PORT_RANGE=31000-31999 \
+  CTFLEET_PORT_RANGE=31000-31999 CTFLEET_HTTP_HOST=127.0.0.1 CTFLEET_HTTP_PORT="${CTFLEET_HTTP_PORT:-18080}" \
   setsid bash -c 'echo $$ > "$0"; exec node src/main.ts all' "$pidfile" >>"$STATE_DIR/logs/ctfleet.log" 2>&1 < /dev/null &
 
 echo "== Applying manifests/samples/ (team-7: web-101, team-12: echo-200)"
@@ -49,5 +49,6 @@ ctfleet and the stack keep running. Try:
   kubectl describe chi -n ctf-demo web-101-team-7   # conditions and events
   kubectl patch chi -n ctf-demo web-101-team-7 --type=merge -p '{"spec":{"desiredState":"Stopped"}}'
   kubectl delete chi -n ctf-demo echo-200-team-12   # container removed, then the resource
+  curl -s 127.0.0.1:${CTFLEET_HTTP_PORT:-18080}/readyz   # readiness of Redis, the API server, Docker and the informer
 Logs: $STATE_DIR/logs/ctfleet.log     Stop everything: hack/stack.sh down
 MSG

@@ -13,12 +13,17 @@ import { KubeLeaseStore } from '../adapters/kubernetes/lease-store.ts';
 import { Controller } from '../controller/controller.ts';
 import { LeaderElector } from '../controller/leader-election.ts';
 import { nodeQueue, SHARED_QUEUE } from '../domain/jobs.ts';
+import { LABELS } from '../domain/names.ts';
 import type { Logger } from '../observability/logger.ts';
 import { InstanceWorker } from '../worker/instance-worker.ts';
 import { PortAllocator } from '../worker/port-allocator.ts';
 import { Heartbeat } from '../worker/heartbeat.ts';
 import { RedisHeartbeatStore } from '../adapters/redis/heartbeat-store.ts';
 import { VERSION } from '../version.ts';
+import { dockerCheck } from '../adapters/docker/docker-check.ts';
+import { kubernetesReadiness } from '../adapters/kubernetes/kubernetes-check.ts';
+import { redisReadiness } from '../adapters/redis/redis-check.ts';
+import type { DependencyCheck } from '../health/dependency-check.ts';
 import { NodeMonitor } from '../controller/node-monitor.ts';
 import { Supervisor } from '../worker/supervisor.ts';
 
@@ -28,6 +33,8 @@ const NODE_POLL_MS = 2_000;
 /** Something started that must be closed on shutdown. */
 export interface Component {
   name: string;
+  /** What `/readyz` checks for this component. */
+  readiness: Record<string, DependencyCheck>;
   close(): Promise<void>;
 }
 
@@ -61,7 +68,7 @@ export async function startController(config: RuntimeConfig, logger: Logger, onL
   const makeController = (): Controller =>
     new Controller(
       {
-        cache: new KubeInstanceCache(kubeConfig, logger),
+        cache: new KubeInstanceCache(kubeConfig, logger, config.namespaces),
         api: new KubeInstanceApi(kubeConfig),
         jobs,
         logger,
@@ -75,14 +82,26 @@ export async function startController(config: RuntimeConfig, logger: Logger, onL
     blocking.disconnect();
   };
 
+  let controller: Controller | undefined;
+  const readiness: Record<string, DependencyCheck> = {
+    redis: redisReadiness(producer),
+    kubernetes: kubernetesReadiness(kubeConfig),
+    informer: () =>
+      Promise.resolve(
+        controller === undefined
+          ? { name: 'informer', healthy: true, detail: 'standby: not leading, nothing to sync' }
+          : { name: 'informer', healthy: controller.isReady(), detail: controller.isReady() ? 'ChallengeInstances synced' : 'waiting for the first list of ChallengeInstances' },
+      ),
+  };
+
   const election = config.controller.leaderElection;
   if (election === undefined) {
-    const controller = makeController();
-    await controller.start();
-    return { name: 'controller', close: async () => { await controller.close(); await closeConnections(); } };
+    const running = makeController();
+    controller = running;
+    await running.start();
+    return { name: 'controller', readiness, close: async () => { await running.close(); await closeConnections(); } };
   }
 
-  let controller: Controller | undefined;
   const identity = `${hostname()}-${process.pid}`;
   const elector = new LeaderElector(new KubeLeaseStore(kubeConfig, election.namespace, election.name), identity, logger.child({ lease: `${election.namespace}/${election.name}` }));
   elector.start(
@@ -99,6 +118,7 @@ export async function startController(config: RuntimeConfig, logger: Logger, onL
   logger.info({ identity, lease: `${election.namespace}/${election.name}` }, 'Waiting to lead');
   return {
     name: 'controller',
+    readiness,
     close: async () => {
       await elector.close(async () => {
         await controller?.close();
@@ -113,7 +133,8 @@ export async function startWorker(config: RuntimeConfig, logger: Logger): Promis
   const settings = config.worker;
   const kubeConfig = loadKubeConfig(config.kubeconfigPath);
   const { command, blocking } = openRedis(config, logger);
-  const runtime = new DockerRuntime(createDockerClient(config.docker));
+  const docker = createDockerClient(config.docker);
+  const runtime = new DockerRuntime(docker);
   const api = new KubeInstanceApi(kubeConfig);
   const worker = new InstanceWorker({
     runtime,
@@ -139,7 +160,7 @@ export async function startWorker(config: RuntimeConfig, logger: Logger): Promis
     async () => ({
       node: settings.node,
       capacity: settings.concurrency,
-      running: (await runtime.listManaged()).filter((container) => container.running).length,
+      running: (await runtime.listManaged()).filter((container) => container.running && (container.labels[LABELS.node] ?? settings.node) === settings.node).length,
       version: VERSION,
       startedAt,
     }),
@@ -150,13 +171,14 @@ export async function startWorker(config: RuntimeConfig, logger: Logger): Promis
     runtime,
     api,
     worker,
-    settings: { node: settings.node, sweepIntervalMs: settings.sweepIntervalMs, restart: settings.restart },
+    settings: { node: settings.node, namespaces: config.namespaces, sweepIntervalMs: settings.sweepIntervalMs, restart: settings.restart },
     logger,
   });
   supervisor.start();
   logger.info({ node: settings.node, portRange: settings.portRange, concurrency: settings.concurrency }, 'Worker started');
   return {
     name: 'worker',
+    readiness: { redis: redisReadiness(command), kubernetes: kubernetesReadiness(kubeConfig), docker: dockerCheck(docker) },
     close: async () => {
       await supervisor.close();
       const { handedBack } = await pool.close(config.shutdownTimeoutMs);

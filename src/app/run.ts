@@ -1,5 +1,6 @@
 import type { RuntimeConfig } from '../config/config.ts';
 import { createLogger } from '../observability/logger.ts';
+import { startHealthServer } from '../http/health-server.ts';
 import { startController, startWorker, type Component } from './components.ts';
 
 export type Role = 'controller' | 'worker' | 'all';
@@ -26,6 +27,13 @@ export async function runRole(role: Role, config: RuntimeConfig): Promise<number
       resolve('LostLeadership');
     };
   });
+  const expected = role === 'all' ? 2 : 1;
+  // Health first: while a dependency is down at start, /readyz says so and
+  // /healthz still answers.
+  const health = await startHealthServer(config.http.host, config.http.port, () => {
+    if (components.length < expected) return { startup: () => Promise.resolve({ name: 'startup', healthy: false, detail: 'components are starting' }) };
+    return Object.fromEntries(components.flatMap((component) => Object.entries(component.readiness).map(([name, check]) => [`${component.name}.${name}`, check])));
+  }, logger);
   if (role === 'worker' || role === 'all') components.push(await startWorker(config, logger));
   if (role === 'controller' || role === 'all') components.push(await startController(config, logger, lostLeadership));
 
@@ -43,6 +51,7 @@ export async function runRole(role: Role, config: RuntimeConfig): Promise<number
       logger.error({ err: error, component: component.name }, 'Closing a component failed');
     });
   }
+  await health.close();
   clearTimeout(deadline);
   logger.info('Stopped');
   return signal === 'LostLeadership' ? 1 : 0;

@@ -92,6 +92,10 @@ export interface RuntimeConfig extends ConnectionConfig {
   jobs: { attempts: number; backoffMs: number };
   /** How long a stopping process waits for work in flight before handing it back. */
   shutdownTimeoutMs: number;
+  /** Where /healthz and /readyz are served. */
+  http: { host: string; port: number };
+  /** The namespaces whose instances this deployment manages; empty: all of them. */
+  namespaces: string[];
   worker: {
     node: string;
     advertiseAddress: string;
@@ -143,6 +147,13 @@ const runtimeSchema = z.object({
   CTFLEET_RESTART_WINDOW_SECONDS: positiveInt(86_400).default(600),
   CTFLEET_RESTART_BACKOFF_MS: positiveInt(600_000).default(1_000),
   CTFLEET_SHUTDOWN_TIMEOUT_SECONDS: positiveInt(3_600).default(20),
+  CTFLEET_HTTP_HOST: z.string().min(1).default('0.0.0.0'),
+  CTFLEET_NAMESPACES: z
+    .string()
+    .default('')
+    .transform((value) => value.split(',').map((item) => item.trim()).filter((item) => item !== ''))
+    .pipe(z.array(z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must list namespace names (DNS labels), comma-separated').max(63))),
+  CTFLEET_HTTP_PORT: z.coerce.number().int().min(0, 'must be a port number (0 picks a free one)').max(65535, 'must be a port number (0 picks a free one)').default(8080),
 });
 
 /** Reads everything a ctfleet process needs; throws {@link ConfigError} listing every problem. */
@@ -173,6 +184,8 @@ export function loadRuntimeConfig(env: Record<string, string | undefined>): Runt
     },
     jobs: { attempts: value.CTFLEET_JOB_ATTEMPTS, backoffMs: value.CTFLEET_JOB_BACKOFF_MS },
     shutdownTimeoutMs: value.CTFLEET_SHUTDOWN_TIMEOUT_SECONDS * 1000,
+    http: { host: value.CTFLEET_HTTP_HOST, port: value.CTFLEET_HTTP_PORT },
+    namespaces: value.CTFLEET_NAMESPACES,
     worker: {
       node: value.CTFLEET_NODE_NAME,
       advertiseAddress: value.CTFLEET_ADVERTISE_ADDRESS,

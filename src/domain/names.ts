@@ -18,6 +18,8 @@ export const LABELS = {
   challenge: `${GROUP}/challenge`,
   generation: `${GROUP}/generation`,
   specHash: `${GROUP}/spec-hash`,
+  /** The worker node that created the container; each worker only sweeps its own. */
+  node: `${GROUP}/node`,
 } as const;
 
 export const MANAGED_BY = 'ctfleet';

@@ -16,8 +16,8 @@ export interface InstanceEvent {
 export interface InstanceApi {
   /** The newest object from the API server, or undefined when it does not exist. */
   get(namespace: string, name: string): Promise<ChallengeInstance | undefined>;
-  /** Every ChallengeInstance in every namespace, read from the API server (not a cache). */
-  list(): Promise<ChallengeInstance[]>;
+  /** Every ChallengeInstance of these namespaces (all when empty), read from the API server (not a cache). */
+  list(namespaces?: readonly string[]): Promise<ChallengeInstance[]>;
   /** Adds ctfleet's finalizer; resolves with the object's new resourceVersion. */
   addFinalizer(instance: ChallengeInstance): Promise<string | undefined>;
   removeFinalizer(instance: ChallengeInstance): Promise<void>;

@@ -9,7 +9,7 @@ export interface DependencyStatus {
 /** A check of one dependency. Never throws: failures become an unhealthy status. */
 export type DependencyCheck = () => Promise<DependencyStatus>;
 
-/** Runs the checks side by side, each bounded by `timeoutMs`. */
+/** Runs the checks side by side, each bounded by `timeoutMs`; each result is named by its key. */
 export async function checkDependencies(
   checks: Record<string, DependencyCheck>,
   timeoutMs: number,
@@ -22,7 +22,10 @@ export async function checkDependencies(
       });
       try {
         return await Promise.race([
-          check().catch((error: unknown) => ({ name, healthy: false, detail: describeError(error) })),
+          check().then(
+            (status) => ({ ...status, name }),
+            (error: unknown) => ({ name, healthy: false, detail: describeError(error) }),
+          ),
           timeout,
         ]);
       } finally {

@@ -14,6 +14,8 @@ export type DriftAction =
 
 export interface DriftInput {
   node: string;
+  /** The deployment's namespaces (empty: all): containers of others are not its business. */
+  namespaces: readonly string[];
   /** Every container on this node that carries ctfleet's labels. */
   containers: ContainerInfo[];
   /** Every ChallengeInstance, listed after the containers. */
@@ -28,7 +30,8 @@ export interface DriftInput {
 /**
  * Level-triggered comparison of what runs on this node with what should. Pure.
  *
- * A container is an orphan when no instance has its uid, when it is not the one
+ * Only containers this node's worker created, in the deployment's namespaces,
+ * are looked at. A container is an orphan when no instance has its uid, when it is not the one
  * container its instance may have (another name), when its instance is being
  * deleted or has expired, or when its instance now lives on another node. An
  * instance placed here that was ready for its current generation must have a
@@ -36,12 +39,16 @@ export interface DriftInput {
  * generation) are the controller's and the queue's to finish, not the sweep's.
  */
 export function planDrift(input: DriftInput): DriftAction[] {
-  const { node, containers, instances, isBusy, now, graceMs } = input;
+  const { node, namespaces, containers, instances, isBusy, now, graceMs } = input;
   const byUid = new Map(instances.map((instance) => [instance.metadata.uid, instance]));
   const actions: DriftAction[] = [];
   const owned = new Map<string, ContainerInfo>();
 
   for (const container of containers) {
+    // Only this worker's own containers: another worker's (several sharing one
+    // engine) or another deployment's are not its to judge.
+    if (container.labels[LABELS.node] !== node) continue;
+    if (namespaces.length > 0 && !namespaces.includes(container.labels[LABELS.namespace] ?? '')) continue;
     const uid = container.labels[LABELS.uid] ?? '';
     if (isBusy(uid) || now - container.createdAt < graceMs) continue;
     const instance = byUid.get(uid);

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { ContainerInfo, ContainerRuntime, PortBinding } from '../adapters/docker/container-runtime.ts';
 import { findCondition, type ChallengeInstance, type Condition, type Endpoint, type InstanceSpec, type InstanceStatus } from '../domain/challenge-instance.ts';
 import { kubeTime, mergeCondition } from '../domain/conditions.ts';
-import { CtfleetError, permanent } from '../domain/errors.ts';
+import { CtfleetError, isNotFound, permanent } from '../domain/errors.ts';
 import { parseJob, type InstanceJob, type JobTarget } from '../domain/jobs.ts';
 import { containerName, FIELD_MANAGERS, LABELS } from '../domain/names.ts';
 import type { InstanceApi } from '../domain/ports.ts';
@@ -54,7 +54,21 @@ const PORT_LISTING_TTL_MS = 10_000;
 /** Longer than any sweep grace: after this, when a uid was last worked on no longer matters. */
 const FORGET_TOUCHED_MS = 120_000;
 
-/** Hash of everything that shapes the container; a change means replace it. */
+/** JSON with object keys sorted at every level: the same value always gives the same text. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, item]) => item !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/**
+ * Hash of everything that shapes the container; a change means replace it.
+ * Canonical, so a spec read from the API server (keys sorted) and one parsed from
+ * a job payload (keys in schema order) hash alike.
+ */
 export function specHash(spec: InstanceSpec): string {
   const shape = {
     image: spec.image,
@@ -64,7 +78,7 @@ export function specHash(spec: InstanceSpec): string {
     args: spec.args ?? [],
     resources: spec.resources ?? {},
   };
-  return createHash('sha256').update(JSON.stringify(shape)).digest('hex').slice(0, 16);
+  return createHash('sha256').update(canonicalJson(shape)).digest('hex').slice(0, 16);
 }
 
 export function endpointUrl(name: string, protocol: string, host: string, port: number): string {
@@ -201,6 +215,10 @@ export class InstanceWorker {
       }
       const job: InstanceJob = { v: 1, action: 'start', target: { namespace, name, uid, generation }, spec };
       const preferred = (status.endpoints ?? []).map((endpoint) => endpoint.port);
+      // Its own ports: free them from the allocator's recent-use grace, and list
+      // afresh so the listing does not count the container that is gone.
+      this.ports.release(preferred);
+      this.portListing = undefined;
       return this.start(job, instance, { id: `revive.${uid}`, progress: () => Promise.resolve() }, log, { preferred, reportFailures: false });
     });
   }
@@ -254,8 +272,11 @@ export class InstanceWorker {
   ): Promise<JobOutcome> {
     const { target } = job;
     const spec = job.spec as InstanceSpec;
-    if (instance === undefined) return skipped('InstanceGone', log);
-    if (instance.metadata.deletionTimestamp !== undefined) return skipped('InstanceDeleting', log);
+    // Gone or going: an earlier attempt of this job may have left a container.
+    if (instance === undefined || instance.metadata.deletionTimestamp !== undefined) {
+      await this.remove(target, log);
+      return skipped(instance === undefined ? 'InstanceGone' : 'InstanceDeleting', log);
+    }
     if (instance.metadata.generation > target.generation) return skipped('Superseded', log);
 
     try {
@@ -327,6 +348,7 @@ export class InstanceWorker {
             [LABELS.challenge]: spec.challenge,
             [LABELS.generation]: String(target.generation),
             [LABELS.specHash]: hash,
+            [LABELS.node]: this.settings.node,
           },
           bindAddress: this.settings.bindAddress,
           ports: bindings,
@@ -386,13 +408,20 @@ export class InstanceWorker {
     const readyBefore = findCondition(instance.status, 'Ready');
     const sameGeneration = readyBefore?.observedGeneration === job.target.generation && readyBefore.reason !== READY_REASONS.removed;
     const previousStart = instance.status?.containerId === container.id || sameGeneration ? instance.status?.startedAt : undefined;
-    await this.api.applyStatus(instance, FIELD_MANAGERS.worker, {
-      node: this.settings.node,
-      containerId: container.id,
-      endpoints,
-      startedAt: previousStart ?? kubeTime(this.now()),
-      conditions: [mergeCondition(findCondition(instance.status, 'Ready'), readyCondition, this.now())],
-    });
+    try {
+      await this.api.applyStatus(instance, FIELD_MANAGERS.worker, {
+        node: this.settings.node,
+        containerId: container.id,
+        endpoints,
+        startedAt: previousStart ?? kubeTime(this.now()),
+        conditions: [mergeCondition(findCondition(instance.status, 'Ready'), readyCondition, this.now())],
+      });
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+      // Deleted while it started: nothing will ask for this container again.
+      await this.remove(job.target, log);
+      return skipped('InstanceGone', log);
+    }
     await this.observed.record(job.target.uid, {
       namespace: job.target.namespace,
       name: job.target.name,

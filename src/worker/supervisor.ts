@@ -10,6 +10,8 @@ import { RestartPolicy, type RestartPolicyOptions } from './restart-policy.ts';
 
 export interface SupervisorSettings {
   node: string;
+  /** Namespaces this deployment manages; empty: all. */
+  namespaces: string[];
   sweepIntervalMs: number;
   restart: Omit<RestartPolicyOptions, 'maxBackoffMs'>;
 }
@@ -86,9 +88,10 @@ export class Supervisor {
       // before the instance list was read, so its instance already says so
       // unless its job is still running (and the uid is busy).
       const containers = await this.runtime.listManaged();
-      const instances = await this.api.list();
+      const instances = await this.api.list(this.settings.namespaces);
       const actions = planDrift({
         node: this.settings.node,
+        namespaces: this.settings.namespaces,
         containers,
         instances,
         isBusy: (uid) => this.worker.isBusy(uid, SWEEP_GRACE_MS) || this.scheduled.has(uid) || this.checking.has(uid),
@@ -148,6 +151,7 @@ export class Supervisor {
     const instance = await this.api.get(namespace, name);
     const actions = planDrift({
       node: this.settings.node,
+      namespaces: this.settings.namespaces,
       containers,
       instances: instance === undefined ? [] : [instance],
       isBusy: (id) => this.worker.isBusy(id, 0) || this.scheduled.has(id),

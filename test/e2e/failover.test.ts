@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { CtfleetProcess, isRunning, kubectl, manifest, prepareNamespace, webSpec, type Instances } from '../support/ctfleet.ts';
+import { ARTIFACTS, CtfleetProcess, isRunning, kubectl, manifest, prepareNamespace, webSpec, type Instances } from '../support/ctfleet.ts';
+import { appendFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { KubeConfig } from '@kubernetes/client-node';
+import Docker from 'dockerode';
+import { waitConverged } from '../support/convergence.ts';
 import { eventually, uniqueSuffix } from '../support/stack.ts';
 
 // Two controllers and one worker of one deployment: only the Lease holder
@@ -16,13 +21,14 @@ async function leaseHolder(): Promise<string> {
 }
 
 describe('controller failover', () => {
-  const env = { CTFLEET_REDIS_PREFIX: PREFIX, CTFLEET_NODE_NAME: 'e2e-ha-node', CTFLEET_BIND_ADDRESS: '127.0.0.1', CTFLEET_PORT_RANGE: '32700-32799' };
+  const env = { CTFLEET_REDIS_PREFIX: PREFIX, CTFLEET_NAMESPACES: NS, CTFLEET_NODE_NAME: 'e2e-ha-node', CTFLEET_BIND_ADDRESS: '127.0.0.1', CTFLEET_PORT_RANGE: '32700-32799' };
   const controllers: CtfleetProcess[] = [];
   let worker: CtfleetProcess;
   let instances: Instances;
+  let kubeConfig: KubeConfig;
 
   before(async () => {
-    ({ instances } = await prepareNamespace(NS));
+    ({ instances, kubeConfig } = await prepareNamespace(NS));
     worker = new CtfleetProcess('worker', env, `e2e-ha-worker-${suffix}`);
     controllers.push(new CtfleetProcess('controller', env, `e2e-ha-controller-a-${suffix}`));
     controllers.push(new CtfleetProcess('controller', env, `e2e-ha-controller-b-${suffix}`));
@@ -37,13 +43,13 @@ describe('controller failover', () => {
     await kubectl(['delete', 'namespace', NS, '--wait=false']);
   });
 
-  test('the standby takes over within 15 s of the leader being killed and finishes the instances', async () => {
+  test('the standby takes over within 15 s of the leader being killed while 20 instances are created, and finishes them', async () => {
     const holder = await eventually('a leader', 20_000, async () => ((await leaseHolder()) === '' ? undefined : leaseHolder()));
     const leader = controllers.find((c) => holder.endsWith(`-${String(c.child.pid)}`));
     const standby = controllers.find((c) => c !== leader);
     assert.ok(leader && standby, `the holder ${holder} is one of the two controllers`);
 
-    const names = Array.from({ length: 10 }, (_, i) => `ha-${i}`);
+    const names = Array.from({ length: 20 }, (_, i) => `ha-${i}`);
     await kubectl(['apply', '-f', '-'], names.map((name, i) => manifest(NS, name, webSpec(`team-${i}`))).join('\n'));
     leader.child.kill('SIGKILL');
     const killedAt = Date.now();
@@ -56,7 +62,11 @@ describe('controller failover', () => {
     assert.ok(takeoverSeconds <= 15, `takeover took ${takeoverSeconds.toFixed(1)} s`);
     console.log(`# standby ${newHolder} took over ${takeoverSeconds.toFixed(1)} s after the leader was killed`);
 
-    await Promise.all(names.map((name) => instances.waitFor(NS, name, 'to run', isRunning, 60_000)));
+    await Promise.all(names.map((name) => instances.waitFor(NS, name, 'to run', isRunning, 90_000)));
+    // Fault-injection test 5 ends with the same convergence checks as the others.
+    const ms = await waitConverged(kubeConfig, new Docker(), NS, killedAt, 30_000);
+    console.log(`# failover: leader killed during 20 creates: converged in ${(ms / 1000).toFixed(1)} s`);
+    appendFileSync(join(ARTIFACTS, 'convergence.txt'), `${new Date().toISOString()} failover: leader killed during 20 creates: converged in ${(ms / 1000).toFixed(1)} s\n`);
   });
 
   test('a leader stopped with SIGTERM releases its lease and exits 0', async () => {

@@ -33,6 +33,7 @@ describe('ChallengeInstances end to end', () => {
       'all',
       {
         CTFLEET_REDIS_PREFIX: PREFIX,
+        CTFLEET_NAMESPACES: NS,
         CTFLEET_NODE_NAME: 'e2e-node',
         CTFLEET_BIND_ADDRESS: '127.0.0.1',
         CTFLEET_ADVERTISE_ADDRESS: '127.0.0.1',

@@ -20,6 +20,7 @@ describe('instance lifetimes', () => {
       'all',
       {
         CTFLEET_REDIS_PREFIX: `{ctfleet-e2e-${suffix}}`,
+        CTFLEET_NAMESPACES: NS,
         CTFLEET_NODE_NAME: 'e2e-ttl-node',
         CTFLEET_BIND_ADDRESS: '127.0.0.1',
         CTFLEET_PORT_RANGE: '32800-32899',

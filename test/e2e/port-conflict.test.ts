@@ -27,6 +27,7 @@ describe('a host port already taken on the node', () => {
       'all',
       {
         CTFLEET_REDIS_PREFIX: `{ctfleet-e2e-${suffix}}`,
+        CTFLEET_NAMESPACES: NS,
         CTFLEET_NODE_NAME: 'e2e-ports-node',
         CTFLEET_BIND_ADDRESS: '127.0.0.1',
         CTFLEET_PORT_RANGE: `${RANGE[0]}-${RANGE[1]}`,

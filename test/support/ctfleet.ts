@@ -52,7 +52,8 @@ export class CtfleetProcess {
   constructor(role: 'all' | 'controller' | 'worker', env: Record<string, string>, logName: string) {
     mkdirSync(ARTIFACTS, { recursive: true });
     const log = createWriteStream(join(ARTIFACTS, `${logName}.log`));
-    this.child = spawn(process.execPath, [join(ROOT, 'src/main.ts'), role], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Any free port for /healthz and /readyz unless the test picks one.
+    this.child = spawn(process.execPath, [join(ROOT, 'src/main.ts'), role], { env: { ...process.env, CTFLEET_HTTP_PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout?.pipe(log);
     this.child.stderr?.pipe(log);
   }
@@ -77,10 +78,11 @@ export interface RawInstance {
     node?: string;
     containerId?: string;
     endpoints?: { name: string; host: string; port: number; protocol: string; url?: string }[];
-    conditions?: { type: string; status: string; reason: string; observedGeneration?: number }[];
+    conditions?: { type: string; status: string; reason: string; message?: string; lastTransitionTime?: string; observedGeneration?: number }[];
     lastJob?: { id: string; action: string; queue?: string };
     startedAt?: string;
     expiresAt?: string;
+    reschedules?: number;
   };
 }
 

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo } from 'node:net';
 import { loadConnectionConfig, type ConnectionConfig } from '../../src/config/config.ts';
 
 /**
@@ -34,4 +35,20 @@ export async function eventually<T>(what: string, timeoutMs: number, probe: () =
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** GET `/readyz` of a ctfleet process: its status code and the names of the failing checks. */
+export async function readiness(port: number): Promise<{ status: number; failing: string[] }> {
+  const response = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(5_000) });
+  const body = (await response.json()) as { checks: { name: string; healthy: boolean }[] };
+  return { status: response.status, failing: body.checks.filter((check) => !check.healthy).map((check) => check.name) };
 }

@@ -33,6 +33,11 @@ describe('specHash', () => {
     desiredState: 'Running',
     priority: 0,
   };
+  test('does not depend on the order of keys (API server JSON and parsed job payloads differ)', () => {
+    const reordered = { ...spec, ports: [{ protocol: 'TCP' as const, containerPort: 8080, name: 'http' }], resources: { pids: 64, memory: '64Mi' } };
+    assert.equal(specHash(reordered), specHash({ ...spec, resources: { memory: '64Mi', pids: 64 } }));
+  });
+
   test('changes with what shapes the container, not with desiredState or priority', () => {
     assert.equal(specHash({ ...spec, desiredState: 'Stopped', priority: 500 }), specHash(spec));
     assert.notEqual(specHash({ ...spec, image: 'ctfleet-test/web:2' }), specHash(spec));

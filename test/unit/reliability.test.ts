@@ -117,7 +117,7 @@ describe('planDrift', () => {
       name: `ctfleet-${instance.metadata.namespace}_${instance.metadata.name}`,
       running: true,
       exitCode: undefined,
-      labels: { [LABELS.uid]: instance.metadata.uid },
+      labels: { [LABELS.uid]: instance.metadata.uid, [LABELS.node]: 'node-a' },
       hostPorts: [31000],
       createdAt: NOW - 60_000,
       ...overrides,
@@ -126,7 +126,7 @@ describe('planDrift', () => {
   const summary = (actions: DriftAction[]): string[] =>
     actions.map((action) => (action.type === 'remove' ? `remove ${action.container.name} ${action.reason}` : action.type === 'stop' ? `stop ${action.container.name}` : `${action.type} ${action.instance.metadata.name}`)).sort();
 
-  test('keeps what matches, removes orphans, stops what should be stopped and revives what is missing or stopped', () => {
+  test('keeps what matches, removes orphans (never another node\'s or an unlabelled container), stops what should be stopped and revives what is missing or stopped', () => {
     const healthy = subject('healthy', readyOn(node));
     const missing = subject('missing', readyOn(node));
     const exited = subject('exited', readyOn(node));
@@ -137,6 +137,7 @@ describe('planDrift', () => {
     const ghost = subject('ghost', undefined);
     const actions = planDrift({
       node,
+      namespaces: [],
       instances: [healthy, missing, exited, elsewhere, deleting, stopped, expired],
       containers: [
         containerOf(healthy),
@@ -147,6 +148,8 @@ describe('planDrift', () => {
         containerOf(stopped),
         containerOf(expired),
         containerOf(ghost),
+        containerOf(ghost, { id: 'theirs', name: 'ctfleet-ctf_theirs', labels: { [LABELS.uid]: 'other', [LABELS.node]: 'node-b' } }),
+        containerOf(ghost, { id: 'unlabelled', name: 'ctfleet-ctf_unlabelled', labels: { [LABELS.uid]: 'old' } }),
       ],
       isBusy: () => false,
       now: NOW,
@@ -165,6 +168,20 @@ describe('planDrift', () => {
     ]);
   });
 
+  test('with namespaces set, containers and instances of other namespaces are left alone', () => {
+    const stranger = subject('stranger', undefined);
+    const actions = planDrift({
+      node,
+      namespaces: ['other'],
+      instances: [],
+      containers: [{ ...containerOf(stranger), labels: { [LABELS.uid]: stranger.metadata.uid, [LABELS.node]: node, [LABELS.namespace]: 'ctf' } }],
+      isBusy: () => false,
+      now: NOW,
+      graceMs: 0,
+    });
+    assert.deepEqual(actions, []);
+  });
+
   test('leaves alone young containers, busy uids, and instances that are not ready for their generation', () => {
     const ghost = subject('ghost', undefined);
     const busy = subject('busy', readyOn(node));
@@ -172,6 +189,7 @@ describe('planDrift', () => {
     const restarting = subject('restarting', readyOn(node, 'ContainerRestarting', 'False'));
     const actions = planDrift({
       node,
+      namespaces: [],
       instances: [busy, pending, restarting],
       containers: [containerOf(ghost, { createdAt: NOW - 1_000 }), containerOf(busy, { running: false })],
       isBusy: (uid) => uid === busy.metadata.uid,

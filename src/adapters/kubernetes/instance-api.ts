@@ -35,10 +35,12 @@ export class KubeInstanceApi implements InstanceApi {
     }
   }
 
-  async list(): Promise<ChallengeInstance[]> {
+  async list(namespaces: readonly string[] = []): Promise<ChallengeInstance[]> {
     try {
-      const raw = (await this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })) as { items?: unknown[] };
-      return (raw.items ?? []).map(toInstance);
+      const lists = namespaces.length === 0
+        ? [await this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })]
+        : await Promise.all(namespaces.map((namespace) => this.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL })));
+      return lists.flatMap((raw) => ((raw as { items?: unknown[] }).items ?? []).map(toInstance));
     } catch (error) {
       throw translateKubeError(error, 'list ChallengeInstances');
     }

@@ -8,8 +8,11 @@ import { toInstance } from './instance-object.ts';
 
 type RawInformer = Informer<KubernetesObject> & ObjectCache<KubernetesObject>;
 
+const ALL = '*';
+
 /**
- * An informer over every ChallengeInstance in the cluster, with a uid index.
+ * Informers over the ChallengeInstances of the watched namespaces (one informer
+ * over the whole cluster when no namespaces are given), with a uid index.
  *
  * Caveats: client-node's informer re-lists by itself only on 410 Gone; on any other
  * error it emits `error` and stops. This cache restarts it with capped exponential
@@ -17,25 +20,43 @@ type RawInformer = Informer<KubernetesObject> & ObjectCache<KubernetesObject>;
  * re-list emits every object again, which only enqueues keys (harmless).
  */
 export class KubeInstanceCache implements InstanceCache {
-  private readonly informer: RawInformer;
+  /** By namespace, or under ALL for the cluster-wide informer. */
+  private readonly informers = new Map<string, RawInformer>();
   private readonly uids = new Map<string, string>();
   private synced = false;
   private closed = false;
-  private restartDelayMs = 500;
-  private restartTimer: NodeJS.Timeout | undefined;
+  private readonly restartTimers = new Set<NodeJS.Timeout>();
   private readonly logger: Logger;
 
-  constructor(kubeConfig: KubeConfig, logger: Logger) {
+  constructor(kubeConfig: KubeConfig, logger: Logger, namespaces: readonly string[] = []) {
     const api = makePooledApiClient(kubeConfig, CustomObjectsApi);
     this.logger = logger;
-    this.informer = makeInformer<KubernetesObject>(
-      kubeConfig,
-      `/apis/${GROUP}/${VERSION}/${PLURAL}`,
-      async () => (await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })) as { items: KubernetesObject[]; metadata: { resourceVersion: string } },
-    );
+    type ListResult = { items: KubernetesObject[]; metadata: { resourceVersion: string } };
+    if (namespaces.length === 0) {
+      this.informers.set(
+        ALL,
+        makeInformer<KubernetesObject>(kubeConfig, `/apis/${GROUP}/${VERSION}/${PLURAL}`, async () => (await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })) as ListResult),
+      );
+    }
+    for (const namespace of namespaces) {
+      this.informers.set(
+        namespace,
+        makeInformer<KubernetesObject>(
+          kubeConfig,
+          `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}`,
+          async () => (await api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL })) as ListResult,
+        ),
+      );
+    }
   }
 
   async start(onChange: (key: string) => void): Promise<void> {
+    await Promise.all([...this.informers.values()].map((informer) => this.startInformer(informer, onChange)));
+    this.synced = true;
+  }
+
+  private async startInformer(informer: RawInformer, onChange: (key: string) => void): Promise<void> {
+    let restartDelayMs = 500;
     const notify = (raw: KubernetesObject): void => {
       const { namespace, name, uid } = raw.metadata ?? {};
       if (namespace === undefined || name === undefined) return;
@@ -43,33 +64,34 @@ export class KubeInstanceCache implements InstanceCache {
       if (uid !== undefined) this.uids.set(uid, key);
       onChange(key);
     };
-    this.informer.on('add', notify);
-    this.informer.on('update', notify);
-    this.informer.on('delete', (raw) => {
+    informer.on('add', notify);
+    informer.on('update', notify);
+    informer.on('delete', (raw) => {
       if (raw.metadata?.uid !== undefined) this.uids.delete(raw.metadata.uid);
       notify(raw);
     });
-    this.informer.on('connect', () => {
-      this.restartDelayMs = 500;
+    informer.on('connect', () => {
+      restartDelayMs = 500;
     });
-    this.informer.on('error', (error: unknown) => {
+    informer.on('error', (error: unknown) => {
       if (this.closed) return;
-      this.logger.warn({ err: error, retryInMs: this.restartDelayMs }, 'ChallengeInstance watch failed; restarting it');
-      this.restartTimer = setTimeout(() => {
-        this.informer.start().catch(() => undefined);
-      }, this.restartDelayMs);
-      this.restartDelayMs = Math.min(this.restartDelayMs * 2, 30_000);
+      this.logger.warn({ err: error, retryInMs: restartDelayMs }, 'ChallengeInstance watch failed; restarting it');
+      const timer = setTimeout(() => {
+        this.restartTimers.delete(timer);
+        informer.start().catch(() => undefined);
+      }, restartDelayMs);
+      this.restartTimers.add(timer);
+      restartDelayMs = Math.min(restartDelayMs * 2, 30_000);
     });
-    await this.startWithRetry();
-    this.synced = true;
+    await this.startWithRetry(informer);
   }
 
   /** The first list must succeed before the cache counts as synced; retry until it does. */
-  private async startWithRetry(): Promise<void> {
+  private async startWithRetry(informer: RawInformer): Promise<void> {
     let delay = 500;
     for (;;) {
       try {
-        await this.informer.start();
+        await informer.start();
         return;
       } catch (error) {
         if (this.closed) return;
@@ -83,12 +105,12 @@ export class KubeInstanceCache implements InstanceCache {
   get(key: string): ChallengeInstance | undefined {
     const [namespace, name] = key.split('/');
     if (namespace === undefined || name === undefined) return undefined;
-    const raw = this.informer.get(name, namespace);
+    const raw = (this.informers.get(namespace) ?? this.informers.get(ALL))?.get(name, namespace);
     return raw === undefined ? undefined : toInstance(raw);
   }
 
   keys(): string[] {
-    return this.informer.list().map((raw) => instanceKey(raw as unknown as ChallengeInstance));
+    return [...this.informers.values()].flatMap((informer) => informer.list().map((raw) => instanceKey(raw as unknown as ChallengeInstance)));
   }
 
   keyForUid(uid: string): string | undefined {
@@ -101,7 +123,7 @@ export class KubeInstanceCache implements InstanceCache {
 
   async close(): Promise<void> {
     this.closed = true;
-    clearTimeout(this.restartTimer);
-    await this.informer.stop();
+    for (const timer of this.restartTimers) clearTimeout(timer);
+    await Promise.all([...this.informers.values()].map((informer) => informer.stop()));
   }
 }

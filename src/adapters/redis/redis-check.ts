@@ -30,3 +30,11 @@ export function redisCheck(redis: Redis): DependencyCheck {
     }
   };
 }
+
+/** Readiness: Redis answers PING on this connection (which fails fast while it is down). */
+export function redisReadiness(redis: Redis): DependencyCheck {
+  return async () => {
+    await redis.ping();
+    return { name: 'redis', healthy: true, detail: `PING answered (${redis.status})` };
+  };
+}

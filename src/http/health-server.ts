@@ -1,0 +1,49 @@
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import { checkDependencies, type DependencyCheck } from '../health/dependency-check.ts';
+import type { Logger } from '../observability/logger.ts';
+
+/** Readiness checks stay well under a kubelet probe's default 1 s timeout… plus slack. */
+const CHECK_TIMEOUT_MS = 2_000;
+
+export interface HealthServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * `/healthz`: the process answers (liveness; never checks dependencies, so an
+ * outage of Redis or the API server does not get the pod restarted).
+ * `/readyz`: every readiness check passes; 503 with each check's result
+ * otherwise, so an outage shows as not-ready while the process keeps retrying.
+ */
+export async function startHealthServer(host: string, port: number, checks: () => Record<string, DependencyCheck>, logger: Logger): Promise<HealthServer> {
+  const app = express();
+  app.disable('x-powered-by');
+  app.get('/healthz', (_request, response) => {
+    response.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_request, response) => {
+    const results = await checkDependencies(checks(), CHECK_TIMEOUT_MS);
+    const ready = results.every((result) => result.healthy);
+    response.status(ready ? 200 : 503).json({ ready, checks: results });
+  });
+  const server = await new Promise<ReturnType<typeof app.listen>>((resolve, reject) => {
+    const listening = app.listen(port, host, (error?: Error) => {
+      if (error === undefined) resolve(listening);
+      else reject(error);
+    });
+  });
+  const bound = (server.address() as AddressInfo).port;
+  logger.info({ address: `${host}:${bound}` }, `Serving /healthz and /readyz on ${host}:${bound}`);
+  return {
+    port: bound,
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => {
+          resolve();
+        });
+        server.closeAllConnections();
+      }),
+  };
+}
