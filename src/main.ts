@@ -28,7 +28,12 @@ async function main(argv: readonly string[]): Promise<number> {
     case 'controller':
     case 'worker':
     case 'all':
-      return runRole(command, loadRuntimeConfig(process.env));
+    {
+      const code = await runRole(command, loadRuntimeConfig(process.env));
+      // Everything is closed; a job cut short and handed back may still hold a
+      // timer, and must not keep the process (and the pod) alive.
+      return process.exit(code);
+    }
     case 'doctor':
       return runDoctor(loadConnectionConfig(process.env), parseOutputFormat(args));
     case 'version':

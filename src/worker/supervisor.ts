@@ -138,16 +138,21 @@ export class Supervisor {
     // One look per uid at a time: `die` and `destroy` of one removal come together.
     this.checking.add(uid);
     this.logger.info({ container: exit.id, uid, exitCode: exit.exitCode, event: exit.action }, `Container of ChallengeInstance ${namespace}/${name} ${exit.action === 'die' ? `exited${exit.exitCode === undefined ? '' : ` with code ${exit.exitCode}`}` : 'was removed'} behind ctfleet's back`);
-    void this.checkOne(namespace, name, uid)
+    void this.checkOne(namespace, name, uid, exit)
       .catch((error: unknown) => {
         this.logger.warn({ err: error, uid }, 'Checking an exited container failed; the next sweep retries');
       })
       .finally(() => this.checking.delete(uid));
   }
 
-  /** The sweep, narrowed to one instance (after an event). */
-  private async checkOne(namespace: string, name: string, uid: string): Promise<void> {
-    const containers = (await this.runtime.listManaged()).filter((container) => container.labels[LABELS.uid] === uid);
+  /**
+   * The sweep, narrowed to one instance (after an event). Docker may still list
+   * a container as running a moment after its `die` event: the event wins.
+   */
+  private async checkOne(namespace: string, name: string, uid: string, exit: ContainerExit): Promise<void> {
+    const containers = (await this.runtime.listManaged())
+      .filter((container) => container.labels[LABELS.uid] === uid && !(exit.action === 'destroy' && container.id === exit.id))
+      .map((container) => (container.id === exit.id ? { ...container, running: false } : container));
     const instance = await this.api.get(namespace, name);
     const actions = planDrift({
       node: this.settings.node,
@@ -159,6 +164,7 @@ export class Supervisor {
       // An event is news about an existing container, never a half-made one.
       graceMs: 0,
     });
+    this.logger.debug({ uid, actions: actions.map((action) => action.type) }, 'Looked at an exited container');
     await Promise.all(actions.map((action) => this.carryOut(action, 'event')));
   }
 

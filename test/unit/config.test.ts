@@ -90,4 +90,26 @@ describe('loadRuntimeConfig', () => {
   test('leader election can be turned off', () => {
     assert.equal(loadRuntimeConfig({ CTFLEET_LEADER_ELECTION: 'false' }).controller.leaderElection, undefined);
   });
+
+  test('reliability settings: defaults, namespaces list, and each bad value named', () => {
+    const defaults = loadRuntimeConfig({});
+    assert.deepEqual(defaults.jobs, { attempts: 5, backoffMs: 1_000 });
+    assert.deepEqual(defaults.controller.nodeLost, { lostAfterMs: 30_000, onNodeLost: 'Reschedule' });
+    assert.deepEqual(defaults.worker.restart, { limit: 5, windowMs: 600_000, backoffMs: 1_000 });
+    assert.equal(defaults.worker.sweepIntervalMs, 30_000);
+    assert.equal(defaults.shutdownTimeoutMs, 20_000);
+    assert.deepEqual(defaults.http, { host: '0.0.0.0', port: 8080 });
+    assert.deepEqual(defaults.namespaces, []);
+    assert.deepEqual(loadRuntimeConfig({ CTFLEET_NAMESPACES: 'ctf, ctf-finals,' }).namespaces, ['ctf', 'ctf-finals']);
+    assert.throws(
+      () => loadRuntimeConfig({ CTFLEET_NAMESPACES: 'ctf,Bad_NS', CTFLEET_JOB_ATTEMPTS: '0', CTFLEET_ON_NODE_LOST: 'Ignore', CTFLEET_RESTART_LIMIT: '-1', CTFLEET_HTTP_PORT: '70000' }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        const fields = error.problems.map((problem) => problem.split(':')[0]);
+        assert.deepEqual(fields.sort(), ['CTFLEET_HTTP_PORT', 'CTFLEET_JOB_ATTEMPTS', 'CTFLEET_NAMESPACES.1', 'CTFLEET_ON_NODE_LOST', 'CTFLEET_RESTART_LIMIT']);
+        assert.ok(error.problems.some((problem) => problem.startsWith('CTFLEET_NAMESPACES.1: must list namespace names')));
+        return true;
+      },
+    );
+  });
 });
