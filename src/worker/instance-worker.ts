@@ -223,14 +223,23 @@ export class InstanceWorker {
     });
   }
 
-  /** Reports that the container exited behind ctfleet's back and is being restarted. */
+  /** Reports (status and Warning event) that the container exited behind ctfleet's back and is being restarted. */
   async reportRestarting(instance: ChallengeInstance, message: string): Promise<void> {
     await this.reportReady(instance, READY_REASONS.restarting, message, 'failed');
+    this.warn(instance, READY_REASONS.restarting, message);
   }
 
-  /** Reports that the container exited more often than the restart policy allows. */
+  /** Reports (status and Warning event) that the container exited more often than the restart policy allows. */
   async reportCrashLoop(instance: ChallengeInstance, message: string): Promise<void> {
     await this.reportReady(instance, READY_REASONS.crashLoop, message, 'failed');
+    this.warn(instance, READY_REASONS.crashLoop, message);
+  }
+
+  /** A Warning event from the worker: best effort, off the critical path. */
+  private warn(instance: ChallengeInstance, reason: string, message: string): void {
+    void this.api.recordEvent(instance, { type: 'Warning', reason, message }, 'worker').catch((error: unknown) => {
+      this.logger.warn({ err: error, reason }, 'Recording an event failed');
+    });
   }
 
   /** Refreshes the observed state in Redis of a container that runs as it should (it may have lost its keys). */

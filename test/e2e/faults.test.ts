@@ -188,6 +188,8 @@ describe('fault injection', { concurrency: 1 }, () => {
       const restarted = await scenario.instances.get(scenario.namespace, 'x-1');
       assert.equal(restarted?.status?.containerId, victim?.status?.containerId, 'the same container was started again');
       assert.equal(restarted?.status?.startedAt, victim?.status?.startedAt, 'a restart does not reset the lifetime');
+      const events = await kubectl(['get', 'events', '-n', scenario.namespace, '--field-selector', 'involvedObject.name=x-1,reason=ContainerRestarting', '-o', 'jsonpath={.items[*].message}']);
+      assert.match(events.stdout, /restart 1 of 2/, 'the restart was announced with a Warning event');
     });
 
     test('past the restart limit the instance is Failed/CrashLoop, and a spec change brings it back', async () => {
@@ -234,9 +236,15 @@ describe('fault injection', { concurrency: 1 }, () => {
       for (const container of await containersOf(scenario.docker, scenario.namespace)) {
         if (container.Labels['ctfleet.io/node'] === scenario.node('a')) await scenario.docker.getContainer(container.Id).remove({ force: true });
       }
+      // Deleting an instance of the dead node must not wait for it forever.
+      const deleted = await kubectl(['delete', 'challengeinstance', 'n-5', '-n', scenario.namespace, '--wait=false']);
+      assert.equal(deleted.code, 0, deleted.stderr);
       await scenario.converged('node lost for good', lostAt, 120_000);
+      await scenario.instances.waitForGone(scenario.namespace, 'n-5', 10_000);
       const [low, high] = scenario.portRange(1).split('-').map(Number) as [number, number];
-      for (const instance of await statuses(scenario)) {
+      const moved = await statuses(scenario);
+      assert.deepEqual(moved.map((instance) => instance.metadata.name).sort(), names('n', 5));
+      for (const instance of moved) {
         const before = placed.find((old) => old.metadata.name === instance.metadata.name);
         assert.equal(instance.status?.node, scenario.node('b'));
         const port = instance.status.endpoints?.[0]?.port ?? 0;
@@ -245,7 +253,7 @@ describe('fault injection', { concurrency: 1 }, () => {
         assert.equal(instance.status.reschedules, 1);
       }
       const events = await kubectl(['get', 'events', '-n', scenario.namespace, '--field-selector', 'reason=NodeLost', '-o', 'jsonpath={.items[*].involvedObject.name}']);
-      assert.deepEqual(events.stdout.split(' ').filter((name) => name !== '').sort(), names('n', 6).sort(), 'each instance got a NodeLost warning');
+      assert.deepEqual(events.stdout.split(' ').filter((name) => name !== '').sort(), names('n', 5).sort(), 'each rescheduled instance got a NodeLost warning');
     });
   });
 
@@ -312,8 +320,27 @@ describe('fault injection', { concurrency: 1 }, () => {
     });
   });
 
+  describe('retries run out', () => {
+    const scenario = new Scenario('retry', 9, { CTFLEET_JOB_ATTEMPTS: '3', CTFLEET_JOB_BACKOFF_MS: '200' });
+    before(() => scenario.prepare());
+    after(() => scenario.cleanup());
+
+    test('a worker whose Docker engine is unreachable fails the instance with the last reason after the attempts; it can still be deleted', async () => {
+      scenario.start('controller');
+      // Nothing listens on this port: every Docker call fails transiently.
+      const worker = scenario.start('worker', { DOCKER_HOST: `tcp://127.0.0.1:${await freePort()}` });
+      await scenario.apply(['nodocker'], () => webSpec('nodocker'));
+      const failed = await scenario.instances.waitFor(scenario.namespace, 'nodocker', 'to fail', (instance) => instance.status?.phase === 'Failed', 60_000);
+      assert.equal(failed.status?.reason, 'DockerUnavailable');
+      assert.match(failed.status.message ?? '', /^DockerUnavailable: /);
+      assert.ok(alive(worker), 'the worker keeps running without Docker');
+      const deleted = await kubectl(['delete', 'challengeinstance', 'nodocker', '-n', scenario.namespace, '--wait=true', '--timeout=30s']);
+      assert.equal(deleted.code, 0, deleted.stderr);
+    });
+  });
+
   describe('graceful shutdown of a worker', () => {
-    const scenario = new Scenario('drain', 8, { CTFLEET_SHUTDOWN_TIMEOUT_SECONDS: '1' });
+    const scenario = new Scenario('drain', 10, { CTFLEET_SHUTDOWN_TIMEOUT_SECONDS: '1' });
     before(() => scenario.prepare());
     after(() => scenario.cleanup());
 
