@@ -11,6 +11,14 @@ timed "node $NODE_VERSION" ensure_node
 timed "npm dependencies" ensure_deps
 bash hack/stack.sh up
 eval "$(bash hack/stack.sh env)"
+# The demo's ctfleet manages every namespace: it would act on the tests' instances.
+demo_pid_file="$STATE_DIR/pids/ctfleet.pid"
+if [ -f "$demo_pid_file" ] && kill -0 "$(cat "$demo_pid_file")" 2>/dev/null; then
+  echo "Stopping the demo's ctfleet (pid $(cat "$demo_pid_file")) for the tests; hack/demo.sh starts it again."
+  kill "$(cat "$demo_pid_file")"
+  for _ in $(seq 1 100); do kill -0 "$(cat "$demo_pid_file")" 2>/dev/null || break; sleep 0.2; done
+  rm -f "$demo_pid_file"
+fi
 timed "typecheck, lint, import cycles" npm run --silent check
 
 if [ "$#" -eq 0 ]; then set -- "test/**/*.test.ts"; fi
