@@ -159,9 +159,12 @@ export class InstanceWorker {
     return age < graceMs;
   }
 
-  /** True (once) when ctfleet itself stopped or removed this container. */
-  takeExpectedExit(containerId: string): boolean {
-    return this.expectedExits.delete(containerId);
+  /**
+   * True when ctfleet itself stopped or removed this container lately. Kept for a
+   * minute, not consumed: one removal brings both a `die` and a `destroy` event.
+   */
+  isExpectedExit(containerId: string): boolean {
+    return this.expectedExits.has(containerId);
   }
 
   private async stopContainer(id: string): Promise<void> {
@@ -176,7 +179,7 @@ export class InstanceWorker {
 
   private expectExit(id: string): void {
     this.expectedExits.add(id);
-    // Events come within a second; forget ids whose event never came.
+    // Its events come within a second; a minute later the id is forgotten.
     setTimeout(() => this.expectedExits.delete(id), 60_000).unref();
   }
 
@@ -309,7 +312,11 @@ export class InstanceWorker {
       if (existing !== undefined) {
         const ours = existing.labels[LABELS.uid] === target.uid;
         if (ours && existing.labels[LABELS.specHash] === hash) {
-          if (!existing.running) await this.runtime.start(existing.id);
+          if (!existing.running) {
+            // Started again: its next exit is news, whoever stopped it last time.
+            this.expectedExits.delete(existing.id);
+            await this.runtime.start(existing.id);
+          }
           await context.progress(60, 'started');
           return await this.becomeReady(job, instance, existing, context, log, existing.running ? 'adopted' : 'started');
         }

@@ -129,7 +129,7 @@ export class Supervisor {
   }
 
   private onExit(exit: ContainerExit): void {
-    if (this.worker.takeExpectedExit(exit.id)) return;
+    if (this.worker.isExpectedExit(exit.id)) return;
     const uid = exit.labels[LABELS.uid];
     const namespace = exit.labels[LABELS.namespace];
     const name = exit.labels[LABELS.name];
