@@ -26,6 +26,8 @@ import { redisReadiness } from '../adapters/redis/redis-check.ts';
 import type { DependencyCheck } from '../health/dependency-check.ts';
 import { NodeMonitor } from '../controller/node-monitor.ts';
 import { Supervisor } from '../worker/supervisor.ts';
+import { TimedRuntime } from '../worker/timed-runtime.ts';
+import type { Metrics } from '../observability/metrics.ts';
 
 /** How often the controller reads the workers' heartbeats. */
 const NODE_POLL_MS = 2_000;
@@ -60,7 +62,7 @@ function openRedis(config: RuntimeConfig, logger: Logger): { command: RedisConne
  * controller runs only while this process holds the deployment's Lease; standbys
  * wait. Losing the lease calls `onLostLeadership` after the controller stopped.
  */
-export async function startController(config: RuntimeConfig, logger: Logger, onLostLeadership: () => void): Promise<Component> {
+export async function startController(config: RuntimeConfig, logger: Logger, metrics: Metrics, onLostLeadership: () => void): Promise<Component> {
   const kubeConfig = loadKubeConfig(config.kubeconfigPath);
   const { command: producer, blocking } = openRedis(config, logger);
   const jobs = new BullJobQueue(producer, blocking, config.redis.prefix, config.jobs);
@@ -72,6 +74,7 @@ export async function startController(config: RuntimeConfig, logger: Logger, onL
         api: new KubeInstanceApi(kubeConfig),
         jobs,
         logger,
+        metrics,
         nodes: new NodeMonitor(heartbeats, { ...config.controller.nodeLost, pollMs: NODE_POLL_MS }, logger.child({ component: 'node-monitor' })),
       },
       config.controller,
@@ -83,6 +86,10 @@ export async function startController(config: RuntimeConfig, logger: Logger, onL
   };
 
   let controller: Controller | undefined;
+  metrics.onCollect(() => controller?.observe(metrics));
+  metrics.onCollect(async () => {
+    for (const { queue, state, count } of await jobs.counts()) metrics.queueJobs.set({ queue, state }, count);
+  });
   const readiness: Record<string, DependencyCheck> = {
     redis: redisReadiness(producer),
     kubernetes: kubernetesReadiness(kubeConfig),
@@ -129,12 +136,12 @@ export async function startController(config: RuntimeConfig, logger: Logger, onL
 }
 
 /** Composition root of a worker on this Docker node. */
-export async function startWorker(config: RuntimeConfig, logger: Logger): Promise<Component> {
+export async function startWorker(config: RuntimeConfig, logger: Logger, metrics: Metrics): Promise<Component> {
   const settings = config.worker;
   const kubeConfig = loadKubeConfig(config.kubeconfigPath);
   const { command, blocking } = openRedis(config, logger);
   const docker = createDockerClient(config.docker);
-  const runtime = new DockerRuntime(docker);
+  const runtime = new TimedRuntime(new DockerRuntime(docker), metrics);
   const api = new KubeInstanceApi(kubeConfig);
   const worker = new InstanceWorker({
     runtime,
@@ -149,7 +156,11 @@ export async function startWorker(config: RuntimeConfig, logger: Logger): Promis
     },
     logger,
   });
-  const pool = new BullWorkerPool(blocking, config.redis.prefix, logger);
+  const pool = new BullWorkerPool(blocking, config.redis.prefix, logger, (action, outcome, seconds) => {
+    metrics.jobs.inc({ action, outcome });
+    metrics.jobDuration.observe({ action, outcome }, seconds);
+  });
+  metrics.workerCapacity.set(settings.concurrency);
   const handler = worker.handle.bind(worker);
   pool.consume(SHARED_QUEUE, settings.concurrency, handler);
   pool.consume(nodeQueue(settings.node), settings.concurrency, handler);
@@ -157,14 +168,15 @@ export async function startWorker(config: RuntimeConfig, logger: Logger): Promis
   const startedAt = new Date().toISOString();
   const heartbeat = new Heartbeat(
     new RedisHeartbeatStore(command, config.redis.prefix),
-    async () => ({
-      node: settings.node,
-      capacity: settings.concurrency,
-      running: (await runtime.listManaged()).filter((container) => container.running && (container.labels[LABELS.node] ?? settings.node) === settings.node).length,
-      version: VERSION,
-      startedAt,
-    }),
+    async () => {
+      const running = (await runtime.listManaged()).filter((container) => container.running && (container.labels[LABELS.node] ?? settings.node) === settings.node).length;
+      metrics.workerRunning.set(running);
+      return { node: settings.node, capacity: settings.concurrency, running, version: VERSION, startedAt };
+    },
     logger,
+    (ok) => {
+      metrics.heartbeats.inc({ result: ok ? 'success' : 'error' });
+    },
   );
   await heartbeat.start();
   const supervisor = new Supervisor({
@@ -173,6 +185,7 @@ export async function startWorker(config: RuntimeConfig, logger: Logger): Promis
     worker,
     settings: { node: settings.node, namespaces: config.namespaces, sweepIntervalMs: settings.sweepIntervalMs, restart: settings.restart },
     logger,
+    metrics,
   });
   supervisor.start();
   logger.info({ node: settings.node, portRange: settings.portRange, concurrency: settings.concurrency }, 'Worker started');

@@ -1,6 +1,7 @@
 import type { RuntimeConfig } from '../config/config.ts';
 import { createLogger } from '../observability/logger.ts';
 import { startHealthServer } from '../http/health-server.ts';
+import { Metrics } from '../observability/metrics.ts';
 import { startController, startWorker, type Component } from './components.ts';
 
 export type Role = 'controller' | 'worker' | 'all';
@@ -30,12 +31,13 @@ export async function runRole(role: Role, config: RuntimeConfig): Promise<number
   const expected = role === 'all' ? 2 : 1;
   // Health first: while a dependency is down at start, /readyz says so and
   // /healthz still answers.
+  const metrics = new Metrics();
   const health = await startHealthServer(config.http.host, config.http.port, () => {
     if (components.length < expected) return { startup: () => Promise.resolve({ name: 'startup', healthy: false, detail: 'components are starting' }) };
     return Object.fromEntries(components.flatMap((component) => Object.entries(component.readiness).map(([name, check]) => [`${component.name}.${name}`, check])));
-  }, logger);
-  if (role === 'worker' || role === 'all') components.push(await startWorker(config, logger));
-  if (role === 'controller' || role === 'all') components.push(await startController(config, logger, lostLeadership));
+  }, metrics, logger);
+  if (role === 'worker' || role === 'all') components.push(await startWorker(config, logger, metrics));
+  if (role === 'controller' || role === 'all') components.push(await startController(config, logger, metrics, lostLeadership));
 
   // Losing the lease ends the process with exit code 1 (as controller-runtime
   // does): the pod restarts and rejoins the election as a standby.

@@ -1,6 +1,10 @@
+import type { Phase } from '../domain/challenge-instance.ts';
 import type { InstanceApi, InstanceCache, JobQueue } from '../domain/ports.ts';
+
+const PHASES: Phase[] = ['Pending', 'Scheduled', 'Starting', 'Running', 'Stopping', 'Stopped', 'Failed', 'Expired', 'Terminating'];
 import { describeError } from '../health/dependency-check.ts';
 import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import type { NodeMonitor } from './node-monitor.ts';
 import { NO_LOST_NODES, type LifetimePolicy } from './plan.ts';
 import { Reconciler } from './reconciler.ts';
@@ -22,14 +26,42 @@ export class Controller {
   private readonly jobs: JobQueue;
   private readonly logger: Logger;
   private readonly nodes: NodeMonitor | undefined;
+  private readonly metrics: Metrics | undefined;
 
-  constructor(deps: { cache: InstanceCache; api: InstanceApi; jobs: JobQueue; logger: Logger; nodes?: NodeMonitor; now?: () => Date }, options: ControllerOptions) {
+  constructor(
+    deps: { cache: InstanceCache; api: InstanceApi; jobs: JobQueue; logger: Logger; nodes?: NodeMonitor; metrics?: Metrics; now?: () => Date },
+    options: ControllerOptions,
+  ) {
     this.cache = deps.cache;
     this.jobs = deps.jobs;
     this.logger = deps.logger;
     this.nodes = deps.nodes;
+    this.metrics = deps.metrics;
     this.queue = new WorkQueue({ concurrency: options.concurrency, baseBackoffMs: 50, maxBackoffMs: 60_000 });
-    this.reconciler = new Reconciler({ ...deps, nodes: deps.nodes ?? NO_LOST_NODES, lifetime: options.lifetime, now: deps.now ?? (() => new Date()) });
+    const timeToReady = deps.metrics?.timeToReady;
+    this.reconciler = new Reconciler({
+      ...deps,
+      nodes: deps.nodes ?? NO_LOST_NODES,
+      lifetime: options.lifetime,
+      now: deps.now ?? (() => new Date()),
+      ...(timeToReady === undefined ? {} : { onFirstReady: (seconds: number) => { timeToReady.observe(seconds); } }),
+    });
+  }
+
+  /** Counts by phase, queue depth and nodes, for the metrics scrape. */
+  observe(metrics: Metrics): void {
+    metrics.workQueueDepth.set(this.queue.depth());
+    const phases = new Map<string, number>(PHASES.map((phase) => [phase, 0]));
+    for (const key of this.cache.keys()) {
+      const phase = this.cache.get(key)?.status?.phase ?? 'Pending';
+      phases.set(phase, (phases.get(phase) ?? 0) + 1);
+    }
+    for (const [phase, count] of phases) metrics.instances.set({ phase }, count);
+    if (this.nodes !== undefined) {
+      const { live, lost } = this.nodes.counts();
+      metrics.nodes.set({ state: 'live' }, live);
+      metrics.nodes.set({ state: 'lost' }, lost);
+    }
   }
 
   async start(): Promise<void> {
@@ -40,8 +72,23 @@ export class Controller {
     await this.cache.start((key) => {
       this.queue.add(key);
     });
+    const metrics = this.metrics;
     this.queue.start(
-      (key) => this.reconciler.reconcile(key),
+      metrics === undefined
+        ? (key) => this.reconciler.reconcile(key)
+        : async (key) => {
+          const end = metrics.reconcileDuration.startTimer();
+          try {
+            const result = await this.reconciler.reconcile(key);
+            end({ result: 'success' });
+            metrics.reconciles.inc({ result: 'success' });
+            return result;
+          } catch (error) {
+            end({ result: 'error' });
+            metrics.reconciles.inc({ result: 'error' });
+            throw error;
+          }
+        },
       (key, error) => {
         this.logger.warn({ instance: key, code: (error as { code?: unknown }).code }, `Reconciling ChallengeInstance ${key} failed: ${describeError(error)}`);
       },

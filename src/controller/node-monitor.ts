@@ -54,6 +54,11 @@ export class NodeMonitor implements NodePolicy {
     return [...this.lost];
   }
 
+  /** How many nodes this process knows, and how many of them are lost. */
+  counts(): { live: number; lost: number } {
+    return { live: this.known.size - this.lost.size, lost: this.lost.size };
+  }
+
   /**
    * Folds in one read of the live nodes (`undefined`: the read failed) and
    * returns the nodes that became lost or came back.

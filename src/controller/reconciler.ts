@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { ChallengeInstance, InstanceStatus } from '../domain/challenge-instance.ts';
-import { nodeQueue, SHARED_QUEUE, type InstanceJob } from '../domain/jobs.ts';
+import { jobIdFor, nodeQueue, SHARED_QUEUE, type InstanceJob } from '../domain/jobs.ts';
 import { FIELD_MANAGERS, FINALIZER } from '../domain/names.ts';
 import { describeError } from '../health/dependency-check.ts';
 import type { InstanceApi, InstanceCache, JobQueue } from '../domain/ports.ts';
@@ -16,6 +16,8 @@ export interface ReconcilerDeps {
   jobs: JobQueue;
   logger: Logger;
   now: () => Date;
+  /** Called with the seconds from creation when an instance first reaches Running. */
+  onFirstReady?: (seconds: number) => void;
 }
 
 /** BullMQ runs lower numbers first; a spec priority of 1000 becomes 1, 0 becomes 1001. */
@@ -90,6 +92,11 @@ export class Reconciler {
       }
       if (!isSameControllerStatus(instance.status, status)) {
         await api.applyStatus(instance, FIELD_MANAGERS.controller, status);
+        // First Running of a fresh instance: its first start job of generation 1.
+        const created = Date.parse(instance.metadata.creationTimestamp ?? '');
+        if (status.phase === 'Running' && instance.status?.phase !== 'Running' && status.lastJob?.id === jobIdFor(instance.metadata.uid, 1, 'start') && !Number.isNaN(created)) {
+          this.deps.onFirstReady?.((now().getTime() - created) / 1000);
+        }
       }
     }
     // Events are best effort and off the critical path: a slow or refused event

@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { checkDependencies, type DependencyCheck } from '../health/dependency-check.ts';
 import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
 
 /** Readiness checks stay well under a kubelet probe's default 1 s timeout… plus slack. */
 const CHECK_TIMEOUT_MS = 2_000;
@@ -16,8 +17,15 @@ export interface HealthServer {
  * outage of Redis or the API server does not get the pod restarted).
  * `/readyz`: every readiness check passes; 503 with each check's result
  * otherwise, so an outage shows as not-ready while the process keeps retrying.
+ * `/metrics`: Prometheus text format from ctfleet's own registry.
  */
-export async function startHealthServer(host: string, port: number, checks: () => Record<string, DependencyCheck>, logger: Logger): Promise<HealthServer> {
+export async function startHealthServer(
+  host: string,
+  port: number,
+  checks: () => Record<string, DependencyCheck>,
+  metrics: Metrics,
+  logger: Logger,
+): Promise<HealthServer> {
   const app = express();
   app.disable('x-powered-by');
   app.get('/healthz', (_request, response) => {
@@ -28,6 +36,10 @@ export async function startHealthServer(host: string, port: number, checks: () =
     const ready = results.every((result) => result.healthy);
     response.status(ready ? 200 : 503).json({ ready, checks: results });
   });
+  app.get('/metrics', async (_request, response) => {
+    const text = await metrics.exposition();
+    response.type(metrics.contentType).send(text);
+  });
   const server = await new Promise<ReturnType<typeof app.listen>>((resolve, reject) => {
     const listening = app.listen(port, host, (error?: Error) => {
       if (error === undefined) resolve(listening);
@@ -35,7 +47,7 @@ export async function startHealthServer(host: string, port: number, checks: () =
     });
   });
   const bound = (server.address() as AddressInfo).port;
-  logger.info({ address: `${host}:${bound}` }, `Serving /healthz and /readyz on ${host}:${bound}`);
+  logger.info({ address: `${host}:${bound}` }, `Serving /healthz, /readyz and /metrics on ${host}:${bound}`);
   return {
     port: bound,
     close: () =>

@@ -31,13 +31,15 @@ export class Heartbeat {
   private readonly store: HeartbeatStore;
   private readonly describe: () => Promise<Omit<WorkerBeat, 'beatAt'>>;
   private readonly logger: Logger;
+  private readonly onBeat: (ok: boolean) => void;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
-  constructor(store: HeartbeatStore, describe: () => Promise<Omit<WorkerBeat, 'beatAt'>>, logger: Logger) {
+  constructor(store: HeartbeatStore, describe: () => Promise<Omit<WorkerBeat, 'beatAt'>>, logger: Logger, onBeat: (ok: boolean) => void = () => undefined) {
     this.store = store;
     this.describe = describe;
     this.logger = logger;
+    this.onBeat = onBeat;
   }
 
   async start(): Promise<void> {
@@ -59,7 +61,9 @@ export class Heartbeat {
     try {
       const state = await this.describe();
       await this.store.beat({ ...state, beatAt: new Date().toISOString() }, HEARTBEAT_TTL_MS);
+      this.onBeat(true);
     } catch (error) {
+      this.onBeat(false);
       this.logger.warn({ err: error }, 'Sending the worker heartbeat failed; retrying next interval');
     }
   }

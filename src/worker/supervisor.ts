@@ -4,6 +4,7 @@ import { CtfleetError } from '../domain/errors.ts';
 import { LABELS } from '../domain/names.ts';
 import type { InstanceApi } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import { planDrift, type DriftAction } from './drift.ts';
 import type { InstanceWorker } from './instance-worker.ts';
 import { RestartPolicy, type RestartPolicyOptions } from './restart-policy.ts';
@@ -50,8 +51,10 @@ export class Supervisor {
   private sweeping: Promise<void> | undefined;
   private closed = false;
   private watching: Promise<void> | undefined;
+  private readonly metrics: Metrics | undefined;
 
-  constructor(deps: { runtime: ContainerRuntime; api: InstanceApi; worker: InstanceWorker; settings: SupervisorSettings; logger: Logger }) {
+  constructor(deps: { runtime: ContainerRuntime; api: InstanceApi; worker: InstanceWorker; settings: SupervisorSettings; logger: Logger; metrics?: Metrics }) {
+    this.metrics = deps.metrics;
     this.runtime = deps.runtime;
     this.api = deps.api;
     this.worker = deps.worker;
@@ -176,13 +179,16 @@ export class Supervisor {
           return;
         case 'remove':
           await this.worker.removeOrphan(action.container);
+          this.metrics?.driftRepairs.inc({ kind: 'remove' });
           this.logger.info({ container: action.container.id, reason: action.reason, trigger }, `Removed orphan container ${action.container.name} (${action.reason})`);
           return;
         case 'stop':
           await this.worker.stopUnwanted(action.container);
+          this.metrics?.driftRepairs.inc({ kind: 'stop' });
           this.logger.info({ container: action.container.id, trigger }, `Stopped container ${action.container.name}: its instance asks to be stopped`);
           return;
         case 'revive':
+          this.metrics?.driftRepairs.inc({ kind: 'revive' });
           await this.planRestart(action.instance, action.container === undefined ? 'is gone' : 'is not running');
           return;
       }
@@ -196,6 +202,7 @@ export class Supervisor {
     const { namespace, name, uid, generation } = instance.metadata;
     const decision = this.restarts.next(`${uid}/${generation}`, Date.now());
     const { limit, windowMs } = this.settings.restart;
+    this.metrics?.containerRestarts.inc({ decision: decision.restart ? 'restart' : 'crashloop' });
     if (!decision.restart) {
       const message = `The container ${what}; it stopped ${decision.restarts + 1} times within ${Math.round(windowMs / 1000)} s (limit ${limit} restarts). Change the spec to try again.`;
       await this.worker.reportCrashLoop(instance, message);

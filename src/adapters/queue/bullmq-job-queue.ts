@@ -1,6 +1,6 @@
 import { Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { InstanceJob } from '../../domain/jobs.ts';
+import { SHARED_QUEUE, type InstanceJob } from '../../domain/jobs.ts';
 import type { JobQueue, QueuedJob } from '../../domain/ports.ts';
 import { transient } from '../../domain/errors.ts';
 
@@ -97,6 +97,16 @@ export class BullJobQueue implements JobQueue {
     } catch (error) {
       throw transient('QueueUnavailable', `inspect job ${jobId}: ${error instanceof Error ? error.message : String(error)}`, error);
     }
+  }
+
+  /** Job counts by state of the shared queue and every queue used so far. */
+  async counts(): Promise<{ queue: string; state: string; count: number }[]> {
+    this.queue(SHARED_QUEUE);
+    const rows = await Promise.all([...this.queues].map(async ([name, queue]) => {
+      const counts = await queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed');
+      return Object.entries(counts).map(([state, count]) => ({ queue: name, state, count }));
+    }));
+    return rows.flat();
   }
 
   onJobChange(listener: (jobId: string) => void): void {

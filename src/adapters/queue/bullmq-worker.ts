@@ -6,6 +6,9 @@ import type { Logger } from '../../observability/logger.ts';
 
 export type JobHandler = (data: unknown, context: JobContext) => Promise<JobOutcome>;
 
+/** Told of every job handled: its action (the job's name), outcome (or `failed`) and duration. */
+export type JobObserver = (action: string, outcome: string, seconds: number) => void;
+
 /**
  * Consumes BullMQ queues with one handler. A failure's message starts with its
  * stable code (`ImagePullFailed: …`) so other processes can classify it without
@@ -21,10 +24,13 @@ export class BullWorkerPool {
   /** Jobs in flight, with the lock token needed to hand them back. */
   private readonly active = new Map<string, { job: Job; token: string | undefined }>();
 
-  constructor(blocking: Redis, prefix: string, logger: Logger) {
+  private readonly observe: JobObserver;
+
+  constructor(blocking: Redis, prefix: string, logger: Logger, observe: JobObserver = () => undefined) {
     this.blocking = blocking;
     this.prefix = prefix;
     this.logger = logger;
+    this.observe = observe;
   }
 
   consume(queue: string, concurrency: number, handler: JobHandler): void {
@@ -40,9 +46,13 @@ export class BullWorkerPool {
             await job.updateProgress({ percent, step });
           },
         };
+        const began = performance.now();
         try {
-          return await handler(job.data, context);
+          const outcome = await handler(job.data, context);
+          this.observe(job.name, outcome.outcome, (performance.now() - began) / 1000);
+          return outcome;
         } catch (error) {
+          this.observe(job.name, 'failed', (performance.now() - began) / 1000);
           throw asJobError(error);
         } finally {
           this.active.delete(key);
