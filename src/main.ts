@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { runRole } from './app/run.ts';
+import { runInstances, runQueue, runWorkers } from './cli/admin.ts';
 import { runDoctor } from './cli/doctor.ts';
 import { parseOutputFormat, UsageError } from './cli/output.ts';
 import { ConfigError, loadConnectionConfig, loadRuntimeConfig } from './config/config.ts';
@@ -13,6 +14,13 @@ Commands:
   worker                   run a worker on this Docker node
   all                      run controller and worker in one process (demo, small events)
   doctor [-o table|json]   check that Kubernetes, Redis and Docker answer
+  instances [-n NS]        instances with phase, endpoint, node and their last job's state
+  workers                  worker nodes: capacity, running, version, last heartbeat (exit 3: none alive)
+  queue stats              jobs per queue and state
+  queue active|waiting|failed   list those jobs (instance, attempts, progress, reason)
+  queue retry ID…|--all    retry failed jobs (exit 3: no such failed job)
+  queue purge [--yes]      remove waiting and delayed jobs; asks first; never touches Kubernetes
+  (every command takes -o table|json; exit codes: 0 ok, 1 a dependency failed, 2 usage, 3 nothing to act on)
   version                  print ctfleet's version
   help                     print this text
 
@@ -36,6 +44,12 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     case 'doctor':
       return runDoctor(loadConnectionConfig(process.env), parseOutputFormat(args));
+    case 'workers':
+      return runWorkers(loadConnectionConfig(process.env), parseOutputFormat(args));
+    case 'queue':
+      return runQueue(loadConnectionConfig(process.env), args, parseOutputFormat(args));
+    case 'instances':
+      return runInstances(loadConnectionConfig(process.env), args, parseOutputFormat(args));
     case 'version':
     case '--version':
       process.stdout.write(`ctfleet ${VERSION}\n`);

@@ -48,6 +48,20 @@ export class RedisHeartbeatStore implements HeartbeatStore, LiveNodeSource {
     }));
   }
 
+  /** Every node in the set with its last beat; `beat` is undefined once its hash expired. */
+  async listWorkers(): Promise<{ node: string; lastBeatMs: number; beat: WorkerBeat | undefined }[]> {
+    const entries = await this.redis.zrange(RedisHeartbeatStore.workersKey(this.prefix), '0', '-1', 'WITHSCORES');
+    const nodes: { node: string; lastBeatMs: number }[] = [];
+    for (let i = 0; i + 1 < entries.length; i += 2) nodes.push({ node: entries[i] ?? '', lastBeatMs: Number(entries[i + 1]) });
+    return Promise.all(nodes.map(async ({ node, lastBeatMs }) => {
+      const hash = await this.redis.hgetall(RedisHeartbeatStore.workerKey(this.prefix, node));
+      const beat: WorkerBeat | undefined = hash.node === undefined
+        ? undefined
+        : { node, capacity: Number(hash.capacity), running: Number(hash.running), version: hash.version ?? '', startedAt: hash.startedAt ?? '', beatAt: hash.beatAt ?? '' };
+      return { node, lastBeatMs, beat };
+    }));
+  }
+
   async remove(node: string): Promise<void> {
     await this.redis.multi().del(RedisHeartbeatStore.workerKey(this.prefix, node)).zrem(RedisHeartbeatStore.workersKey(this.prefix), node).exec();
   }
