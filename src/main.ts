@@ -12,7 +12,8 @@ const USAGE = `Usage: ctfleet <command> [flags]
 Commands:
   controller               run the ChallengeInstance controller
   worker                   run a worker on this Docker node
-  all                      run controller and worker in one process (demo, small events)
+  api                      run the platform API (REST, bearer tokens; docs/api/openapi.json)
+  all                      run controller and worker (and the API when tokens are set) in one process
   doctor [-o table|json]   check that Kubernetes, Redis and Docker answer
   instances [-n NS]        instances with phase, endpoint, node and their last job's state
   workers                  worker nodes: capacity, running, version, last heartbeat (exit 3: none alive)
@@ -35,6 +36,7 @@ async function main(argv: readonly string[]): Promise<number> {
   switch (command) {
     case 'controller':
     case 'worker':
+    case 'api':
     case 'all':
     {
       const code = await runRole(command, loadRuntimeConfig(process.env));

@@ -24,6 +24,14 @@ import { dockerCheck } from '../adapters/docker/docker-check.ts';
 import { kubernetesReadiness } from '../adapters/kubernetes/kubernetes-check.ts';
 import { redisReadiness } from '../adapters/redis/redis-check.ts';
 import type { DependencyCheck } from '../health/dependency-check.ts';
+import { readFileSync } from 'node:fs';
+import type { Router } from 'express';
+import { KubePlatformInstances } from '../adapters/kubernetes/platform-instances.ts';
+import { readSecretValue } from '../adapters/kubernetes/secrets.ts';
+import { platformApi } from '../api/routes.ts';
+import { RateLimiter } from '../api/rate-limit.ts';
+import { parseTokens, type ApiToken } from '../api/tokens.ts';
+import { ConfigError } from '../config/config.ts';
 import { NodeMonitor } from '../controller/node-monitor.ts';
 import { Supervisor } from '../worker/supervisor.ts';
 import { TimedRuntime } from '../worker/timed-runtime.ts';
@@ -201,4 +209,35 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
       blocking.disconnect();
     },
   };
+}
+
+/**
+ * Composition root of the platform API. Tokens come from a file or a Secret
+ * (`name:role:token` lines); without either, the API refuses to start.
+ */
+export async function startApi(config: RuntimeConfig, logger: Logger): Promise<Component & { router: Router }> {
+  const kubeConfig = loadKubeConfig(config.kubeconfigPath);
+  const settings = config.api;
+  let tokens: ApiToken[];
+  if (settings.tokensFile !== undefined) {
+    tokens = parseTokens(readFileSync(settings.tokensFile, 'utf8'), settings.tokensFile);
+  } else if (settings.tokensSecret !== undefined) {
+    const { namespace, name } = settings.tokensSecret;
+    const text = await readSecretValue(kubeConfig, namespace, name, 'tokens');
+    if (text === undefined) throw new ConfigError([`CTFLEET_API_TOKENS_SECRET: Secret ${namespace}/${name} has no key "tokens"`]);
+    tokens = parseTokens(text, `Secret ${namespace}/${name}`);
+  } else {
+    throw new ConfigError(['CTFLEET_API_TOKENS_FILE or CTFLEET_API_TOKENS_SECRET: the platform API needs tokens (name:role:token lines)']);
+  }
+  const openapi: unknown = JSON.parse(readFileSync(new URL('../../docs/api/openapi.json', import.meta.url), 'utf8'));
+  const router = platformApi({
+    store: new KubePlatformInstances(kubeConfig),
+    tokens,
+    limiter: new RateLimiter(settings.ratePerMinute),
+    settings: { namespace: settings.namespace, maxInstancesPerTeam: settings.maxInstancesPerTeam },
+    openapi,
+    logger: logger.child({ component: 'api' }),
+  });
+  logger.info({ namespace: settings.namespace, tokens: tokens.length }, 'Platform API serving /v1');
+  return { name: 'api', readiness: { kubernetes: kubernetesReadiness(kubeConfig) }, router, close: () => Promise.resolve() };
 }

@@ -2,9 +2,9 @@ import type { RuntimeConfig } from '../config/config.ts';
 import { createLogger } from '../observability/logger.ts';
 import { startHealthServer } from '../http/health-server.ts';
 import { Metrics } from '../observability/metrics.ts';
-import { startController, startWorker, type Component } from './components.ts';
+import { startApi, startController, startWorker, type Component } from './components.ts';
 
-export type Role = 'controller' | 'worker' | 'all';
+export type Role = 'controller' | 'worker' | 'api' | 'all';
 
 /** Time left for closing connections after the in-flight work's own timeout. */
 const SHUTDOWN_SLACK_MS = 5_000;
@@ -28,7 +28,9 @@ export async function runRole(role: Role, config: RuntimeConfig): Promise<number
       resolve('LostLeadership');
     };
   });
-  const expected = role === 'all' ? 2 : 1;
+  // `all` includes the API only when a token source is configured.
+  const withApi = role === 'api' || (role === 'all' && (config.api.tokensFile !== undefined || config.api.tokensSecret !== undefined));
+  const expected = (role === 'all' ? 2 : role === 'api' ? 0 : 1) + (withApi ? 1 : 0);
   // Health first: while a dependency is down at start, /readyz says so and
   // /healthz still answers.
   const metrics = new Metrics();
@@ -38,6 +40,11 @@ export async function runRole(role: Role, config: RuntimeConfig): Promise<number
   }, metrics, logger);
   if (role === 'worker' || role === 'all') components.push(await startWorker(config, logger, metrics));
   if (role === 'controller' || role === 'all') components.push(await startController(config, logger, metrics, lostLeadership));
+  if (withApi) {
+    const api = await startApi(config, logger);
+    components.push(api);
+    health.mount(api.router);
+  }
 
   // Losing the lease ends the process with exit code 1 (as controller-runtime
   // does): the pod restarts and rejoins the election as a standby.

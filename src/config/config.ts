@@ -96,6 +96,14 @@ export interface RuntimeConfig extends ConnectionConfig {
   http: { host: string; port: number };
   /** The namespaces whose instances this deployment manages; empty: all of them. */
   namespaces: string[];
+  /** The platform API; off in `all` unless a token source is set. */
+  api: {
+    tokensFile: string | undefined;
+    tokensSecret: { namespace: string; name: string } | undefined;
+    namespace: string;
+    maxInstancesPerTeam: number;
+    ratePerMinute: number;
+  };
   worker: {
     node: string;
     advertiseAddress: string;
@@ -148,6 +156,11 @@ const runtimeSchema = z.object({
   CTFLEET_RESTART_BACKOFF_MS: positiveInt(600_000).default(1_000),
   CTFLEET_SHUTDOWN_TIMEOUT_SECONDS: positiveInt(3_600).default(20),
   CTFLEET_HTTP_HOST: z.string().min(1).default('0.0.0.0'),
+  CTFLEET_API_TOKENS_FILE: z.string().min(1).optional(),
+  CTFLEET_API_TOKENS_SECRET: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be namespace/name of a Secret with a key "tokens"').optional(),
+  CTFLEET_API_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name (a DNS label)').max(63).default('default'),
+  CTFLEET_API_MAX_INSTANCES_PER_TEAM: positiveInt(1_000).default(3),
+  CTFLEET_API_RATE_PER_MINUTE: positiveInt(100_000).default(60),
   CTFLEET_NAMESPACES: z
     .string()
     .default('')
@@ -186,6 +199,15 @@ export function loadRuntimeConfig(env: Record<string, string | undefined>): Runt
     shutdownTimeoutMs: value.CTFLEET_SHUTDOWN_TIMEOUT_SECONDS * 1000,
     http: { host: value.CTFLEET_HTTP_HOST, port: value.CTFLEET_HTTP_PORT },
     namespaces: value.CTFLEET_NAMESPACES,
+    api: {
+      tokensFile: value.CTFLEET_API_TOKENS_FILE,
+      tokensSecret: value.CTFLEET_API_TOKENS_SECRET === undefined
+        ? undefined
+        : { namespace: value.CTFLEET_API_TOKENS_SECRET.split('/')[0] ?? '', name: value.CTFLEET_API_TOKENS_SECRET.split('/')[1] ?? '' },
+      namespace: value.CTFLEET_API_NAMESPACE,
+      maxInstancesPerTeam: value.CTFLEET_API_MAX_INSTANCES_PER_TEAM,
+      ratePerMinute: value.CTFLEET_API_RATE_PER_MINUTE,
+    },
     worker: {
       node: value.CTFLEET_NODE_NAME,
       advertiseAddress: value.CTFLEET_ADVERTISE_ADDRESS,

@@ -9,6 +9,8 @@ const CHECK_TIMEOUT_MS = 2_000;
 
 export interface HealthServer {
   port: number;
+  /** Serves more routes (the platform API) from the same port. */
+  mount(router: express.Router): void;
   close(): Promise<void>;
 }
 
@@ -36,6 +38,11 @@ export async function startHealthServer(
     const ready = results.every((result) => result.healthy);
     response.status(ready ? 200 : 503).json({ ready, checks: results });
   });
+  let mounted: express.Router | undefined;
+  app.use((request, response, next) => {
+    if (mounted === undefined) next();
+    else mounted(request, response, next);
+  });
   app.get('/metrics', async (_request, response) => {
     const text = await metrics.exposition();
     response.type(metrics.contentType).send(text);
@@ -50,6 +57,9 @@ export async function startHealthServer(
   logger.info({ address: `${host}:${bound}` }, `Serving /healthz, /readyz and /metrics on ${host}:${bound}`);
   return {
     port: bound,
+    mount: (router) => {
+      mounted = router;
+    },
     close: () =>
       new Promise((resolve) => {
         server.close(() => {
