@@ -10,7 +10,8 @@ import { after, before, describe, test } from 'node:test';
 // ports, the shared binary cache and Docker engine), so the main stack is untouched.
 
 const ROOT = new URL('../..', import.meta.url).pathname;
-const PORTS = { CTFLEET_ETCD_PORT: '33790', CTFLEET_APISERVER_PORT: '36443', CTFLEET_REDIS_PORT: '36379' };
+// Below Linux's ephemeral range (32768-60999): an outgoing connection can never take them between the check and the bind.
+const PORTS = { CTFLEET_ETCD_PORT: '19790', CTFLEET_APISERVER_PORT: '19443', CTFLEET_REDIS_PORT: '19379' };
 
 interface Run {
   code: number;
@@ -75,8 +76,8 @@ describe('hack/stack.sh', () => {
   test('up starts every part, and a second up reuses all of them', async () => {
     const first = await runStack(['up'], env);
     assert.equal(first.code, 0, first.stderr);
-    assert.match(first.stdout, /kube-apiserver\s+up\s+https:\/\/127\.0\.0\.1:36443 \(v1\.\d+\.\d+\)/);
-    assert.match(first.stdout, /redis\s+up\s+127\.0\.0\.1:36379/);
+    assert.match(first.stdout, /kube-apiserver\s+up\s+https:\/\/127\.0\.0\.1:19443 \(v1\.\d+\.\d+\)/);
+    assert.match(first.stdout, /redis\s+up\s+127\.0\.0\.1:19379/);
     const pids = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'redis'].map((name) => pidFile(stateDir, name));
 
     const second = await runStack(['up'], env);
@@ -102,13 +103,13 @@ describe('hack/stack.sh', () => {
 
   test('a port taken by another program moves that part to the next free port', async () => {
     process.kill(pidFile(stateDir, 'redis'), 'SIGKILL');
-    const squatter = await listen(36379);
+    const squatter = await listen(19379);
     try {
       const run = await runStack(['up'], env);
       assert.equal(run.code, 0, run.stderr);
-      assert.match(run.stderr, /port 36379 is taken by another program; using 36380/);
+      assert.match(run.stderr, /port 19379 is taken by another program; using 19380/);
       const exported = (await runStack(['env'], env)).stdout;
-      assert.match(exported, /export REDIS_URL=redis:\/\/127\.0\.0\.1:36380\/0/);
+      assert.match(exported, /export REDIS_URL=redis:\/\/127\.0\.0\.1:19380\/0/);
       assert.match(exported, /export KUBECONFIG=.*\/kubeconfig/);
       assert.match(exported, /export PATH=.*kube-v1\.\d+\.\d+.*helm-v3/);
     } finally {
