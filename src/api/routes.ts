@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { z } from 'zod';
-import { findCondition, type ChallengeInstance, type InstanceSpec } from '../domain/challenge-instance.ts';
+import type { ChallengeInstance, InstanceSpec } from '../domain/challenge-instance.ts';
+import { viewOf } from '../domain/instance-view.ts';
 import { CtfleetError } from '../domain/errors.ts';
 import { LABELS } from '../domain/names.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -89,27 +90,6 @@ export function instanceName(team: string, challenge: string): string {
   return `${challenge.slice(0, 27)}-${team.slice(0, 26)}-${hash}`;
 }
 
-/** The API's view of an instance: what a platform shows a team. Never the env or flags. */
-export function present(instance: ChallengeInstance): Record<string, unknown> {
-  const { metadata, spec, status } = instance;
-  return {
-    team: spec.team,
-    challenge: spec.challenge,
-    namespace: metadata.namespace,
-    name: metadata.name,
-    phase: status?.phase ?? 'Pending',
-    reason: status?.reason ?? '',
-    message: status?.message ?? '',
-    ready: findCondition(status, 'Ready')?.status === 'True' && metadata.deletionTimestamp === undefined,
-    endpoints: (status?.endpoints ?? []).map((endpoint) => ({ name: endpoint.name, host: endpoint.host, port: endpoint.port, protocol: endpoint.protocol, url: endpoint.url ?? '' })),
-    node: status?.node ?? null,
-    ttlSeconds: spec.ttlSeconds ?? null,
-    expiresAt: status?.expiresAt ?? null,
-    createdAt: metadata.creationTimestamp ?? null,
-    deleting: metadata.deletionTimestamp !== undefined,
-  };
-}
-
 /**
  * The platform API, version 1: bearer-token auth (constant-time), per-team rate
  * limit and instance cap, JSON in and out, every error as JSON with a code and
@@ -147,7 +127,7 @@ export function platformApi(deps: { store: PlatformStore; tokens: readonly ApiTo
     if (query.team !== undefined) labels[LABELS.team] = query.team;
     if (query.challenge !== undefined) labels[LABELS.challenge] = query.challenge;
     const instances = await store.list(settings.namespace, labels);
-    response.json({ items: instances.map(present) });
+    response.json({ items: instances.map(viewOf) });
   });
 
   router.post('/v1/instances', async (request, response) => {
@@ -157,7 +137,7 @@ export function platformApi(deps: { store: PlatformStore; tokens: readonly ApiTo
     const existing = await store.get(settings.namespace, name);
     if (existing !== undefined) {
       if (existing.metadata.deletionTimestamp !== undefined) throw new HttpError(409, 'Deleting', `The instance of ${body.challenge} for team ${body.team} is being deleted; try again when it is gone.`);
-      response.status(200).json(present(existing));
+      response.status(200).json(viewOf(existing));
       return;
     }
     const teamInstances = (await store.list(settings.namespace, { [LABELS.team]: body.team })).filter((instance) => instance.metadata.deletionTimestamp === undefined);
@@ -166,7 +146,7 @@ export function platformApi(deps: { store: PlatformStore; tokens: readonly ApiTo
     }
     const { created, instance } = await store.create(settings.namespace, name, { ...body, desiredState: 'Running' });
     logger.info({ instance: `${settings.namespace}/${name}`, team: body.team, created }, `API created ChallengeInstance ${settings.namespace}/${name}`);
-    response.status(created ? 201 : 200).location(`/v1/instances/${body.team}/${body.challenge}`).json(present(instance));
+    response.status(created ? 201 : 200).location(`/v1/instances/${body.team}/${body.challenge}`).json(viewOf(instance));
   });
 
   router.get('/v1/instances/:team/:challenge', async (request, response) => {
@@ -174,7 +154,7 @@ export function platformApi(deps: { store: PlatformStore; tokens: readonly ApiTo
     limit(team);
     const instance = await store.get(settings.namespace, instanceName(team, challenge));
     if (instance === undefined) throw new HttpError(404, 'NotFound', `Team ${team} has no instance of ${challenge}.`);
-    response.json(present(instance));
+    response.json(viewOf(instance));
   });
 
   router.post('/v1/instances/:team/:challenge/extend', async (request, response) => {
@@ -183,7 +163,7 @@ export function platformApi(deps: { store: PlatformStore; tokens: readonly ApiTo
     limit(team);
     const instance = await store.patchSpec(settings.namespace, instanceName(team, challenge), { ttlSeconds });
     if (instance === undefined) throw new HttpError(404, 'NotFound', `Team ${team} has no instance of ${challenge}.`);
-    response.json(present(instance));
+    response.json(viewOf(instance));
   });
 
   router.delete('/v1/instances/:team/:challenge', async (request, response) => {

@@ -5,7 +5,7 @@ import { QueueAdmin, type JobSummary } from '../adapters/queue/queue-admin.ts';
 import { RedisHeartbeatStore } from '../adapters/redis/heartbeat-store.ts';
 import { createRedisConnection } from '../adapters/redis/redis-connection.ts';
 import type { ConnectionConfig } from '../config/config.ts';
-import { findCondition } from '../domain/challenge-instance.ts';
+import { viewOf } from '../domain/instance-view.ts';
 import { formatTable, UsageError, type OutputFormat } from './output.ts';
 
 /**
@@ -135,28 +135,15 @@ export async function runInstances(config: ConnectionConfig, args: readonly stri
   return withRedis(config, async (admin) => {
     const now = Date.now();
     const rows = await Promise.all(instances.map(async (instance) => {
-      const { metadata, spec, status } = instance;
-      const job = status?.lastJob;
-      return {
-        namespace: metadata.namespace,
-        name: metadata.name,
-        team: spec.team,
-        challenge: spec.challenge,
-        phase: status?.phase ?? 'Pending',
-        reason: status?.reason ?? '',
-        endpoint: status?.endpoints?.[0]?.url ?? '',
-        node: status?.node ?? '',
-        ready: findCondition(status, 'Ready')?.status ?? 'Unknown',
-        lastJob: job === undefined ? null : { id: job.id, action: job.action, queue: job.queue ?? 'start', state: await admin.jobState(job.queue ?? 'start', job.id) },
-        expiresAt: status?.expiresAt ?? null,
-        createdAt: metadata.creationTimestamp ?? null,
-      };
+      const job = instance.status?.lastJob;
+      const lastJob = job === undefined ? null : { id: job.id, action: job.action, queue: job.queue ?? 'start', state: await admin.jobState(job.queue ?? 'start', job.id) };
+      return { ...viewOf(instance), lastJob };
     }));
     if (format === 'json') print(JSON.stringify({ instances: rows }, null, 2));
     else {
       print(formatTable(
         ['namespace', 'name', 'team', 'challenge', 'phase', 'endpoint', 'node', 'job', 'age'],
-        rows.map((row) => [row.namespace, row.name, row.team, row.challenge, row.phase, row.endpoint, row.node, row.lastJob === null ? '-' : `${row.lastJob.action}:${row.lastJob.state}`, row.createdAt === null ? '' : age(Date.parse(row.createdAt), now)]),
+        rows.map((row) => [row.namespace, row.name, row.team, row.challenge, row.phase, row.endpoints[0]?.url ?? '', row.node ?? '', row.lastJob === null ? '-' : `${row.lastJob.action}:${row.lastJob.state}`, row.createdAt === null ? '' : age(Date.parse(row.createdAt), now)]),
       ));
     }
     return EXIT.ok;

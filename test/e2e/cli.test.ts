@@ -47,12 +47,12 @@ describe('ctfleet CLI: instances, workers, queue', () => {
   });
 
   test('instances shows phase, endpoint, node and the last job\'s state', async () => {
-    const { instances } = await json<{ instances: { name: string; phase: string; endpoint: string; node: string; lastJob: { action: string; state: string } | null }[] }>('instances', '-n', scenario.namespace);
+    const { instances } = await json<{ instances: { name: string; phase: string; endpoints: { url: string }[]; node: string; lastJob: { action: string; state: string } | null }[] }>('instances', '-n', scenario.namespace);
     assert.deepEqual(instances.map((row) => [row.name, row.phase, row.node, row.lastJob?.action, row.lastJob?.state]).sort(), [
       ['c-1', 'Running', scenario.node('a'), 'start', 'completed'],
       ['c-2', 'Running', scenario.node('a'), 'start', 'completed'],
     ]);
-    assert.ok(instances.every((row) => row.endpoint.startsWith('http://127.0.0.1:')));
+    assert.ok(instances.every((row) => row.endpoints[0]?.url.startsWith('http://127.0.0.1:') === true));
     const table = await cli('instances', '-n', scenario.namespace);
     assert.match(table.stdout, /^NAMESPACE\s+NAME\s+TEAM\s+CHALLENGE\s+PHASE\s+ENDPOINT\s+NODE\s+JOB\s+AGE/);
   });

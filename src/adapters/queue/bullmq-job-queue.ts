@@ -1,4 +1,5 @@
-import { Queue, QueueEvents } from 'bullmq';
+import { QueueEvents, type Queue } from 'bullmq';
+import { QueueCache } from './queue-cache.ts';
 import type { Redis } from 'ioredis';
 import { SHARED_QUEUE, type InstanceJob } from '../../domain/jobs.ts';
 import type { JobQueue, QueuedJob } from '../../domain/ports.ts';
@@ -26,7 +27,7 @@ export const RESULT_RETENTION = { age: 3_600, count: 10_000 } as const;
  * connection with `maxRetriesPerRequest: null`, duplicated for each listener.
  */
 export class BullJobQueue implements JobQueue {
-  private readonly queues = new Map<string, Queue>();
+  private readonly queues: QueueCache;
   private readonly events = new Map<string, { listener: QueueEvents; connection: Redis }>();
   private readonly listeners: ((jobId: string) => void)[] = [];
 
@@ -40,16 +41,12 @@ export class BullJobQueue implements JobQueue {
     this.blocking = blocking;
     this.prefix = prefix;
     this.retry = retry;
+    this.queues = new QueueCache(producer, prefix);
   }
 
   private queue(name: string): Queue {
-    let queue = this.queues.get(name);
-    if (queue === undefined) {
-      queue = new Queue(name, { connection: this.producer, prefix: this.prefix });
-      queue.on('error', () => undefined);
-      this.queues.set(name, queue);
-      this.listen(name);
-    }
+    const { queue, opened } = this.queues.open(name);
+    if (opened) this.listen(name);
     return queue;
   }
 
@@ -102,7 +99,7 @@ export class BullJobQueue implements JobQueue {
   /** Job counts by state of the shared queue and every queue used so far. */
   async counts(): Promise<{ queue: string; state: string; count: number }[]> {
     this.queue(SHARED_QUEUE);
-    const rows = await Promise.all([...this.queues].map(async ([name, queue]) => {
+    const rows = await Promise.all(this.queues.entries().map(async ([name, queue]) => {
       const counts = await queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed');
       return Object.entries(counts).map(([state, count]) => ({ queue: name, state, count }));
     }));
@@ -118,8 +115,7 @@ export class BullJobQueue implements JobQueue {
       await listener.close();
       connection.disconnect();
     }));
-    await Promise.all([...this.queues.values()].map((queue) => queue.close()));
+    await this.queues.close();
     this.events.clear();
-    this.queues.clear();
   }
 }

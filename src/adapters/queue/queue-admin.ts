@@ -1,4 +1,5 @@
-import { Queue, type Job } from 'bullmq';
+import type { Job, Queue } from 'bullmq';
+import { QueueCache } from './queue-cache.ts';
 import type { Redis } from 'ioredis';
 import { transient } from '../../domain/errors.ts';
 
@@ -28,11 +29,12 @@ export type ListedState = 'active' | 'failed' | 'waiting';
 export class QueueAdmin {
   private readonly redis: Redis;
   private readonly prefix: string;
-  private readonly queues = new Map<string, Queue>();
+  private readonly queues: QueueCache;
 
   constructor(redis: Redis, prefix: string) {
     this.redis = redis;
     this.prefix = prefix;
+    this.queues = new QueueCache(redis, prefix);
   }
 
   async queueNames(): Promise<string[]> {
@@ -52,13 +54,7 @@ export class QueueAdmin {
   }
 
   private queue(name: string): Queue {
-    let queue = this.queues.get(name);
-    if (queue === undefined) {
-      queue = new Queue(name, { connection: this.redis, prefix: this.prefix });
-      queue.on('error', () => undefined);
-      this.queues.set(name, queue);
-    }
-    return queue;
+    return this.queues.open(name).queue;
   }
 
   async stats(): Promise<{ queue: string; counts: Record<string, number> }[]> {
@@ -109,7 +105,7 @@ export class QueueAdmin {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.queues.values()].map((queue) => queue.close()));
+    await this.queues.close();
   }
 }
 

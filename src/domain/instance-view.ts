@@ -1,0 +1,39 @@
+import { findCondition, type ChallengeInstance, type Endpoint, type Phase } from './challenge-instance.ts';
+
+/** An instance as people and platforms read it (API and CLI): never its env or command. */
+export interface InstanceView {
+  team: string;
+  challenge: string;
+  namespace: string;
+  name: string;
+  phase: Phase;
+  reason: string;
+  message: string;
+  ready: boolean;
+  endpoints: Required<Endpoint>[];
+  node: string | null;
+  ttlSeconds: number | null;
+  expiresAt: string | null;
+  createdAt: string | null;
+  deleting: boolean;
+}
+
+export function viewOf(instance: ChallengeInstance): InstanceView {
+  const { metadata, spec, status } = instance;
+  return {
+    team: spec.team,
+    challenge: spec.challenge,
+    namespace: metadata.namespace,
+    name: metadata.name,
+    phase: status?.phase ?? 'Pending',
+    reason: status?.reason ?? '',
+    message: status?.message ?? '',
+    ready: findCondition(status, 'Ready')?.status === 'True' && metadata.deletionTimestamp === undefined,
+    endpoints: (status?.endpoints ?? []).map((endpoint) => ({ name: endpoint.name, host: endpoint.host, port: endpoint.port, protocol: endpoint.protocol, url: endpoint.url ?? '' })),
+    node: status?.node ?? null,
+    ttlSeconds: spec.ttlSeconds ?? null,
+    expiresAt: status?.expiresAt ?? null,
+    createdAt: metadata.creationTimestamp ?? null,
+    deleting: metadata.deletionTimestamp !== undefined,
+  };
+}
