@@ -48,22 +48,23 @@ describe('job retries (BullMQ on the stack\'s Redis)', () => {
     blocking.disconnect();
   });
 
+  /** Waits until the job reaches `state`, and returns what the queue says of it. */
+  const reaches = (jobId: string, state: 'completed' | 'failed', timeoutMs: number) =>
+    eventually(`job ${jobId} to be ${state}`, timeoutMs, async () => {
+      const inspected = await queue.inspect(QUEUE, jobId);
+      return inspected.state === state ? inspected : undefined;
+    });
+
   test('a transient failure that clears succeeds on a later attempt', async () => {
     await queue.enqueue(QUEUE, 'flaky-job', job('flaky'), 1);
-    const result = await eventually('the flaky job to complete', 20_000, async () => {
-      const inspected = await queue.inspect(QUEUE, 'flaky-job');
-      return inspected.state === 'completed' ? inspected : undefined;
-    });
+    const result = await reaches('flaky-job', 'completed', 20_000);
     assert.equal(calls.get('flaky')?.length, 3);
     assert.equal(result.attempts, 3);
   });
 
   test('a failure that stays transient is retried with growing, jittered delays, then fails with the last reason', async () => {
     await queue.enqueue(QUEUE, 'down-job', job('down'), 1);
-    const result = await eventually('the job to fail for good', 30_000, async () => {
-      const inspected = await queue.inspect(QUEUE, 'down-job');
-      return inspected.state === 'failed' ? inspected : undefined;
-    });
+    const result = await reaches('down-job', 'failed', 30_000);
     const times = calls.get('down') ?? [];
     assert.equal(times.length, ATTEMPTS);
     assert.equal(result.attempts, ATTEMPTS);
@@ -79,10 +80,7 @@ describe('job retries (BullMQ on the stack\'s Redis)', () => {
 
   test('a permanent failure fails at once, without retries', async () => {
     await queue.enqueue(QUEUE, 'broken-job', job('broken'), 1);
-    const result = await eventually('the broken job to fail', 10_000, async () => {
-      const inspected = await queue.inspect(QUEUE, 'broken-job');
-      return inspected.state === 'failed' ? inspected : undefined;
-    });
+    const result = await reaches('broken-job', 'failed', 10_000);
     assert.equal(calls.get('broken')?.length, 1);
     assert.equal(result.failedReason, 'ImageNotPresent: no such image');
   });
