@@ -41,12 +41,26 @@ async function probe(url: string): Promise<string> {
 }
 
 const namespace = process.argv[2] ?? 'ctf-demo';
-const list = JSON.parse(execFileSync('kubectl', ['get', 'challengeinstances', '-n', namespace, '-o', 'json'], { encoding: 'utf8' })) as { items: Item[] };
-const rows = await Promise.all(
-  list.items.map(async (item) => {
-    const url = item.status?.endpoints?.[0]?.url ?? '';
-    const answer = url === '' ? '-' : await probe(url).catch((error: unknown) => `error: ${(error as Error).message}`);
-    return [item.spec.team, item.spec.challenge, item.status?.phase ?? 'Pending', url === '' ? '-' : url, answer];
-  }),
-);
-console.log(formatTable(['team', 'challenge', 'phase', 'endpoint', 'answered'], rows));
+
+async function report(): Promise<{ rows: string[][]; answered: boolean }> {
+  const list = JSON.parse(execFileSync('kubectl', ['get', 'challengeinstances', '-n', namespace, '-o', 'json'], { encoding: 'utf8' })) as { items: Item[] };
+  const rows = await Promise.all(
+    list.items.map(async (item) => {
+      const url = item.status?.endpoints?.[0]?.url ?? '';
+      const answer = url === '' ? '-' : await probe(url).catch((error: unknown) => `error: ${(error as Error).message}`);
+      return [item.spec.team, item.spec.challenge, item.status?.phase ?? 'Pending', url === '' ? '-' : url, answer];
+    }),
+  );
+  return { rows, answered: rows.every((row) => !/^(error|no answer)/.test(row[4] ?? '')) };
+}
+
+// A rerun of the demo finds its instances Running from last time while their
+// containers stopped with the stack; the worker's first sweep starts them again
+// within seconds, so the endpoints get up to 30 s to answer.
+const deadline = Date.now() + 30_000;
+let result = await report();
+while (!result.answered && Date.now() < deadline) {
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  result = await report();
+}
+console.log(formatTable(['team', 'challenge', 'phase', 'endpoint', 'answered'], result.rows));
