@@ -33,6 +33,18 @@ export class RestartPolicy {
     return { restart: true, attempt: recent.length, delayMs };
   }
 
+  /**
+   * Forgets restarts counted at or after `since`: their exits turned out to be
+   * someone else's doing (the engine went away), not the container's.
+   */
+  forgiveSince(since: number): void {
+    for (const [key, times] of this.history) {
+      const kept = times.filter((at) => at < since);
+      if (kept.length === 0) this.history.delete(key);
+      else this.history.set(key, kept);
+    }
+  }
+
   /** Forgets keys whose restarts all left the window. */
   prune(now: number): void {
     for (const [key, times] of this.history) {

@@ -20,6 +20,15 @@ export interface SupervisorSettings {
 /** A container or a job younger than this is left to the job that made it. */
 const SWEEP_GRACE_MS = 15_000;
 const MAX_RESTART_BACKOFF_MS = 60_000;
+/**
+ * Exits this close to the engine going away (its event stream ending) or coming
+ * back are the engine's doing: a stopping engine stops every container, and one
+ * that comes back after a hard stop kills what it finds. They are restarted but
+ * not counted against the restart limit.
+ */
+const ENGINE_DISRUPTION_MS = 30_000;
+/** `engineBackAt` while the event stream is down. */
+const ENGINE_AWAY = Number.MAX_SAFE_INTEGER;
 
 /**
  * Keeps this node's containers matching the instances placed on it:
@@ -52,6 +61,8 @@ export class Supervisor {
   private closed = false;
   private watching: Promise<void> | undefined;
   private readonly metrics: Metrics | undefined;
+  /** When the event stream came back after it ended (0: it never ended). */
+  private engineBackAt = 0;
 
   constructor(deps: { runtime: ContainerRuntime; api: InstanceApi; worker: InstanceWorker; settings: SupervisorSettings; logger: Logger; metrics?: Metrics }) {
     this.metrics = deps.metrics;
@@ -117,18 +128,34 @@ export class Supervisor {
         this.watch = await this.runtime.watchExits((exit) => {
           this.onExit(exit);
         });
+        if (this.engineBackAt === ENGINE_AWAY) this.engineBackAt = Date.now();
         backoffMs = 500;
         // Events were not followed until now: look at everything once.
         void this.sweep();
         await this.watch.ended;
-        if (!this.isClosed()) this.logger.warn('Docker event stream ended; reconnecting');
+        if (!this.isClosed()) {
+          this.logger.warn('Docker event stream ended; reconnecting');
+          this.engineWentAway();
+        }
       } catch (error) {
         this.logger.warn({ err: error }, 'Following Docker events failed; retrying');
+        this.engineWentAway();
       }
       if (this.isClosed()) break;
       await new Promise((resolve) => setTimeout(resolve, backoffMs));
       backoffMs = Math.min(backoffMs * 2, 10_000);
     }
+  }
+
+  /** The engine went away: the exits just before were its doing, not the containers'. */
+  private engineWentAway(): void {
+    this.restarts.forgiveSince(Date.now() - ENGINE_DISRUPTION_MS);
+    this.engineBackAt = ENGINE_AWAY;
+  }
+
+  /** True while exits are blamed on the engine (it is away, or came back moments ago). */
+  private engineDisrupted(): boolean {
+    return Date.now() - this.engineBackAt < ENGINE_DISRUPTION_MS;
   }
 
   private onExit(exit: ContainerExit): void {
@@ -168,10 +195,19 @@ export class Supervisor {
       graceMs: 0,
     });
     this.logger.debug({ uid, actions: actions.map((action) => action.type) }, 'Looked at an exited container');
-    await Promise.all(actions.map((action) => this.carryOut(action, 'event')));
+    // Only an exit of the container's own counts as a crash: not a removal, and not
+    // an exit while the engine stops or starts.
+    const crash = exit.action === 'die' && !this.engineDisrupted();
+    await Promise.all(actions.map((action) => this.carryOut(action, crash ? 'crash' : 'event')));
   }
 
-  private async carryOut(action: DriftAction, trigger: 'sweep' | 'event'): Promise<void> {
+  /**
+   * `crash`: the container exited on its own, which counts against the restart
+   * limit. A sweep's findings and removals are repaired without counting: the
+   * sweep may find a container stopped by an engine restart, and may look again
+   * while a repair is still failing.
+   */
+  private async carryOut(action: DriftAction, trigger: 'sweep' | 'event' | 'crash'): Promise<void> {
     try {
       switch (action.type) {
         case 'healthy':
@@ -189,7 +225,7 @@ export class Supervisor {
           return;
         case 'revive':
           this.metrics?.driftRepairs.inc({ kind: 'revive' });
-          await this.planRestart(action.instance, action.container === undefined ? 'is gone' : 'is not running');
+          await this.planRestart(action.instance, action.container === undefined ? 'is gone' : 'is not running', trigger === 'crash');
           return;
       }
     } catch (error) {
@@ -197,19 +233,21 @@ export class Supervisor {
     }
   }
 
-  /** Restarts after the policy's backoff, or gives up with CrashLoop. */
-  private async planRestart(instance: ChallengeInstance, what: string): Promise<void> {
+  /** Restarts after the policy's backoff (a crash), or at once (not a crash), or gives up with CrashLoop. */
+  private async planRestart(instance: ChallengeInstance, what: string, crash: boolean): Promise<void> {
     const { namespace, name, uid, generation } = instance.metadata;
-    const decision = this.restarts.next(`${uid}/${generation}`, Date.now());
+    const decision = crash ? this.restarts.next(`${uid}/${generation}`, Date.now()) : undefined;
     const { limit, windowMs } = this.settings.restart;
-    this.metrics?.containerRestarts.inc({ decision: decision.restart ? 'restart' : 'crashloop' });
-    if (!decision.restart) {
+    this.metrics?.containerRestarts.inc({ decision: decision === undefined || decision.restart ? 'restart' : 'crashloop' });
+    if (decision?.restart === false) {
       const message = `The container ${what}; it stopped ${decision.restarts + 1} times within ${Math.round(windowMs / 1000)} s (limit ${limit} restarts). Change the spec to try again.`;
       await this.worker.reportCrashLoop(instance, message);
       this.logger.warn({ uid }, `ChallengeInstance ${namespace}/${name} is in CrashLoop`);
       return;
     }
-    const message = `The container ${what}; restart ${decision.attempt} of ${limit} in ${Math.round(decision.delayMs / 100) / 10} s.`;
+    const message = decision === undefined
+      ? `The container ${what}; starting it again (not counted against the restart limit).`
+      : `The container ${what}; restart ${decision.attempt} of ${limit} in ${Math.round(decision.delayMs / 100) / 10} s.`;
     await this.worker.reportRestarting(instance, message);
     const timer = setTimeout(() => {
       this.scheduled.delete(uid);
@@ -222,13 +260,13 @@ export class Supervisor {
           // It exited again before it was ready: that is one more crash.
           if (error instanceof CtfleetError && error.code === 'ContainerExited') {
             const fresh = await this.api.get(namespace, name).catch(() => undefined);
-            if (fresh?.metadata.uid === uid && fresh.metadata.generation === generation) await this.planRestart(fresh, 'exited again before it was ready').catch(() => undefined);
+            if (fresh?.metadata.uid === uid && fresh.metadata.generation === generation) await this.planRestart(fresh, 'exited again before it was ready', !this.engineDisrupted()).catch(() => undefined);
             return;
           }
           this.logger.warn({ err: error, uid }, 'Restarting a container failed; the next sweep retries');
         },
       );
-    }, decision.delayMs);
+    }, decision?.delayMs ?? 0);
     this.scheduled.set(uid, timer);
   }
 

@@ -86,6 +86,17 @@ describe('RestartPolicy', () => {
     assert.deepEqual(policy.next('u/1', 61_500), { restart: true, attempt: 2, delayMs: 2_000 }, 'the first two restarts left the window');
   });
 
+  test('restarts forgiven since a moment no longer count, for every key; earlier ones still do', () => {
+    const policy = new RestartPolicy({ limit: 2, windowMs: 60_000, backoffMs: 1_000, maxBackoffMs: 8_000 });
+    policy.next('u/1', 0);
+    policy.next('u/1', 10_000);
+    policy.next('v/1', 10_000);
+    policy.forgiveSince(5_000);
+    assert.deepEqual(policy.next('u/1', 11_000), { restart: true, attempt: 2, delayMs: 2_000 }, 'only the restart at 0 still counts');
+    assert.deepEqual(policy.next('u/1', 12_000), { restart: false, restarts: 2 });
+    assert.deepEqual(policy.next('v/1', 12_000), { restart: true, attempt: 1, delayMs: 1_000 }, 'a key with nothing left starts afresh');
+  });
+
   test('a limit of 0 never restarts', () => {
     assert.deepEqual(new RestartPolicy({ limit: 0, windowMs: 1_000, backoffMs: 1, maxBackoffMs: 1 }).next('u/1', 0), { restart: false, restarts: 0 });
   });
