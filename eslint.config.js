@@ -37,7 +37,7 @@ export default tseslint.config(
       'no-restricted-imports': [
         'error',
         {
-          paths: ['@kubernetes/client-node', 'bullmq', 'ioredis', 'dockerode'].map((name) => ({
+          paths: ['@kubernetes/client-node', 'bullmq', 'ioredis', 'dockerode', '@bull-board/api', '@bull-board/api/bullMQAdapter', '@bull-board/express'].map((name) => ({
             name,
             message: 'Import client libraries only in src/adapters; depend on an interface from src/domain instead.',
           })),

@@ -74,3 +74,19 @@ ensure_deps() {
   (cd "$ROOT" && npm install --no-audit --no-fund --loglevel=error) || die "npm install failed: see the output above."
   echo "$hash" > "$stamp"
 }
+
+# Installs Debian packages as root; $1 is the command that is missing (for the message).
+APT_UPDATED=false
+apt_install() {
+  mkdir -p "$STATE_DIR/logs"
+  is_root || die "$1 is missing and this is not running as root: install Debian's ${*:2} (apt-get install ${*:2}) or put $1 on PATH, then run again."
+  have apt-get || die "$1 is missing and there is no apt-get here: install $1 yourself, then run again."
+  log "installing ${*:2} with apt-get"
+  if [ "$APT_UPDATED" = false ]; then
+    apt-get update -qq >"$STATE_DIR/logs/apt.log" 2>&1 || die "apt-get update failed (no network to Debian's package mirror?); see $STATE_DIR/logs/apt.log, or install ${*:2} yourself."
+    APT_UPDATED=true
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${@:2}" >>"$STATE_DIR/logs/apt.log" 2>&1 \
+    || die "apt-get install ${*:2} failed; see $STATE_DIR/logs/apt.log, or install them yourself."
+}
+

@@ -182,19 +182,6 @@ pick_port() {
 
 # ---------------------------------------------------------------- prerequisites
 
-APT_UPDATED=false
-apt_install() {
-  is_root || die "$1 is missing and the stack is not running as root: install Debian's ${*:2} (apt-get install ${*:2}) or put $1 on PATH, then run again."
-  have apt-get || die "$1 is missing and there is no apt-get here: install $1 yourself, then run again."
-  log "installing ${*:2} with apt-get"
-  if [ "$APT_UPDATED" = false ]; then
-    apt-get update -qq >"$LOGS/apt.log" 2>&1 || die "apt-get update failed (no network to Debian's package mirror?); see $LOGS/apt.log, or install ${*:2} yourself."
-    APT_UPDATED=true
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${@:2}" >>"$LOGS/apt.log" 2>&1 \
-    || die "apt-get install ${*:2} failed; see $LOGS/apt.log, or install them yourself."
-}
-
 require_cmd() { have "$1" || apt_install "$@"; }
 
 # ---------------------------------------------------------------- kubernetes

@@ -19,6 +19,8 @@ if [ -f "$demo_pid_file" ] && kill -0 "$(cat "$demo_pid_file")" 2>/dev/null; the
   for _ in $(seq 1 100); do kill -0 "$(cat "$demo_pid_file")" 2>/dev/null || break; sleep 0.2; done
   rm -f "$demo_pid_file"
 fi
+# The dashboard's browser test drives Debian's Chromium (with fonts, for legible screenshots).
+have chromium || timed "chromium" apt_install chromium chromium fonts-liberation
 timed "typecheck, lint, import cycles" npm run --silent check
 
 if [ "$#" -eq 0 ]; then set -- "test/**/*.test.ts"; fi

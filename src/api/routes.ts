@@ -145,7 +145,7 @@ export function platformApi(deps: { store: PlatformStore; tokens: readonly ApiTo
       throw new HttpError(429, 'TeamLimit', `Team ${body.team} already has ${teamInstances.length} instances (limit ${settings.maxInstancesPerTeam}); delete one first.`, { retryAfterSeconds: 60 });
     }
     const { created, instance } = await store.create(settings.namespace, name, { ...body, desiredState: 'Running' });
-    logger.info({ instance: `${settings.namespace}/${name}`, team: body.team, created }, `API created ChallengeInstance ${settings.namespace}/${name}`);
+    logger.info({ instance: `${settings.namespace}/${name}`, uid: instance.metadata.uid, team: body.team, created }, `API created ChallengeInstance ${settings.namespace}/${name}`);
     response.status(created ? 201 : 200).location(`/v1/instances/${body.team}/${body.challenge}`).json(viewOf(instance));
   });
 

@@ -36,7 +36,25 @@ export function parseTokens(text: string, source: string): ApiToken[] {
 export function authenticate(tokens: readonly ApiToken[], authorization: string | undefined): ApiToken | undefined {
   const match = authorization === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(authorization);
   if (match?.[1] === undefined) return undefined;
-  const presented = digest(match[1]);
+  return findToken(tokens, match[1]);
+}
+
+/**
+ * Like `authenticate`, and also takes HTTP Basic credentials (what a browser
+ * sends): the user is the token's name and the password the token itself.
+ */
+export function authenticateBrowser(tokens: readonly ApiToken[], authorization: string | undefined): ApiToken | undefined {
+  const basic = authorization === undefined ? null : /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(authorization);
+  if (basic?.[1] === undefined) return authenticate(tokens, authorization);
+  const decoded = Buffer.from(basic[1], 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon === -1) return undefined;
+  const found = findToken(tokens, decoded.slice(colon + 1));
+  return found?.name === decoded.slice(0, colon) ? found : undefined;
+}
+
+function findToken(tokens: readonly ApiToken[], presentedToken: string): ApiToken | undefined {
+  const presented = digest(presentedToken);
   let found: ApiToken | undefined;
   // No early exit: the time taken does not say which token (or how much of one) matched.
   for (const token of tokens) {

@@ -25,7 +25,11 @@ import { kubernetesReadiness } from '../adapters/kubernetes/kubernetes-check.ts'
 import { redisReadiness } from '../adapters/redis/redis-check.ts';
 import type { DependencyCheck } from '../health/dependency-check.ts';
 import { readFileSync } from 'node:fs';
-import type { Router } from 'express';
+import express, { type Router } from 'express';
+import { QueueAdmin } from '../adapters/queue/queue-admin.ts';
+import { QueueBoard } from '../adapters/queue/queue-board.ts';
+import { dashboard, DASHBOARD_PATH, QUEUE_BOARD_PATH } from '../dashboard/routes.ts';
+import { viewOf } from '../domain/instance-view.ts';
 import { KubePlatformInstances } from '../adapters/kubernetes/platform-instances.ts';
 import { readSecretValue } from '../adapters/kubernetes/secrets.ts';
 import { platformApi } from '../api/routes.ts';
@@ -55,14 +59,15 @@ export interface Component {
 type RedisConnection = ReturnType<typeof createRedisConnection>;
 
 function openRedis(config: RuntimeConfig, logger: Logger): { command: RedisConnection; blocking: RedisConnection } {
-  const command = createRedisConnection(config.redis, 'command');
-  const blocking = createRedisConnection(config.redis, 'blocking');
-  for (const connection of [command, blocking]) {
-    connection.on('error', (error: Error) => {
-      logger.warn({ err: error }, 'Redis connection failed; retrying');
-    });
-  }
-  return { command, blocking };
+  return { command: openConnection(config, logger, 'command'), blocking: openConnection(config, logger, 'blocking') };
+}
+
+function openConnection(config: RuntimeConfig, logger: Logger, kind: 'command' | 'blocking'): RedisConnection {
+  const connection = createRedisConnection(config.redis, kind);
+  connection.on('error', (error: Error) => {
+    logger.warn({ err: error }, 'Redis connection failed; retrying');
+  });
+  return connection;
 }
 
 /**
@@ -230,14 +235,40 @@ export async function startApi(config: RuntimeConfig, logger: Logger): Promise<C
     throw new ConfigError(['CTFLEET_API_TOKENS_FILE or CTFLEET_API_TOKENS_SECRET: the platform API needs tokens (name:role:token lines)']);
   }
   const openapi: unknown = JSON.parse(readFileSync(new URL('../../docs/api/openapi.json', import.meta.url), 'utf8'));
-  const router = platformApi({
+  const router = express.Router();
+  router.use(platformApi({
     store: new KubePlatformInstances(kubeConfig),
     tokens,
     limiter: new RateLimiter(settings.ratePerMinute),
     settings: { namespace: settings.namespace, maxInstancesPerTeam: settings.maxInstancesPerTeam },
     openapi,
     logger: logger.child({ component: 'api' }),
-  });
+  }));
   logger.info({ namespace: settings.namespace, tokens: tokens.length }, 'Platform API serving /v1');
-  return { name: 'api', readiness: { kubernetes: kubernetesReadiness(kubeConfig) }, router, close: () => Promise.resolve() };
+  const readiness: Record<string, DependencyCheck> = { kubernetes: kubernetesReadiness(kubeConfig) };
+  if (!config.dashboard.enabled) return { name: 'api', readiness, router, close: () => Promise.resolve() };
+
+  const redis = openConnection(config, logger, 'command');
+  const queues = new QueueAdmin(redis, config.redis.prefix);
+  const board = new QueueBoard(queues, QUEUE_BOARD_PATH, 'ctfleet queues', logger.child({ component: 'dashboard' }));
+  const instances = new KubeInstanceApi(kubeConfig);
+  router.use(dashboard({
+    tokens,
+    instances: async () => (await instances.list(config.namespaces)).map(viewOf),
+    queueCounts: () => queues.stats(),
+    board,
+    readOnly: config.dashboard.readOnly,
+    logger: logger.child({ component: 'dashboard' }),
+  }));
+  readiness.redis = redisReadiness(redis);
+  logger.info({ readOnly: config.dashboard.readOnly }, `Dashboard serving ${DASHBOARD_PATH}/ and ${QUEUE_BOARD_PATH}/`);
+  return {
+    name: 'api',
+    readiness,
+    router,
+    close: async () => {
+      await queues.close();
+      redis.disconnect();
+    },
+  };
 }

@@ -7,6 +7,7 @@ import { createRedisConnection } from '../adapters/redis/redis-connection.ts';
 import type { ConnectionConfig } from '../config/config.ts';
 import { viewOf } from '../domain/instance-view.ts';
 import { formatTable, UsageError, type OutputFormat } from './output.ts';
+import { shortDuration } from '../domain/durations.ts';
 
 /**
  * Exit codes of the admin commands: 0 done; 1 a dependency failed (Redis or the
@@ -32,11 +33,7 @@ async function withRedis<T>(config: ConnectionConfig, work: (admin: QueueAdmin, 
 }
 
 function age(fromMs: number, nowMs: number): string {
-  const seconds = Math.max(0, Math.round((nowMs - fromMs) / 1000));
-  if (seconds < 120) return `${seconds}s`;
-  if (seconds < 7_200) return `${Math.round(seconds / 60)}m`;
-  if (seconds < 172_800) return `${Math.round(seconds / 3_600)}h`;
-  return `${Math.round(seconds / 86_400)}d`;
+  return shortDuration(nowMs - fromMs);
 }
 
 /** `ctfleet workers`: node, capacity, running, version, last heartbeat. Exit 3 when none is alive. */

@@ -104,6 +104,8 @@ export interface RuntimeConfig extends ConnectionConfig {
     maxInstancesPerTeam: number;
     ratePerMinute: number;
   };
+  /** The dashboard, served with the platform API and by its tokens. */
+  dashboard: { enabled: boolean; readOnly: boolean };
   worker: {
     node: string;
     advertiseAddress: string;
@@ -161,6 +163,8 @@ const runtimeSchema = z.object({
   CTFLEET_API_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name (a DNS label)').max(63).default('default'),
   CTFLEET_API_MAX_INSTANCES_PER_TEAM: positiveInt(1_000).default(3),
   CTFLEET_API_RATE_PER_MINUTE: positiveInt(100_000).default(60),
+  CTFLEET_DASHBOARD: z.enum(['true', 'false'], 'must be true or false').default('true'),
+  CTFLEET_DASHBOARD_READ_ONLY: z.enum(['true', 'false'], 'must be true or false').default('false'),
   CTFLEET_NAMESPACES: z
     .string()
     .default('')
@@ -208,6 +212,7 @@ export function loadRuntimeConfig(env: Record<string, string | undefined>): Runt
       maxInstancesPerTeam: value.CTFLEET_API_MAX_INSTANCES_PER_TEAM,
       ratePerMinute: value.CTFLEET_API_RATE_PER_MINUTE,
     },
+    dashboard: { enabled: value.CTFLEET_DASHBOARD === 'true', readOnly: value.CTFLEET_DASHBOARD_READ_ONLY === 'true' },
     worker: {
       node: value.CTFLEET_NODE_NAME,
       advertiseAddress: value.CTFLEET_ADVERTISE_ADDRESS,

@@ -1,4 +1,5 @@
 import { findCondition, type ChallengeInstance, type Endpoint, type Phase } from './challenge-instance.ts';
+import { NODE_LOST, READY_REASONS } from './reasons.ts';
 
 /** An instance as people and platforms read it (API and CLI): never its env or command. */
 export interface InstanceView {
@@ -36,4 +37,14 @@ export function viewOf(instance: ChallengeInstance): InstanceView {
     createdAt: metadata.creationTimestamp ?? null,
     deleting: metadata.deletionTimestamp !== undefined,
   };
+}
+
+/**
+ * What went wrong last, as `Reason: message`, or undefined while all is well: the
+ * same cases that get a Warning event (Failed, a lost node, a crash restart).
+ */
+export function lastErrorOf(view: InstanceView): string | undefined {
+  const troubled = view.phase === 'Failed' || view.reason === NODE_LOST || view.reason === READY_REASONS.restarting;
+  if (!troubled || view.reason === '') return undefined;
+  return view.message === '' ? view.reason : `${view.reason}: ${view.message}`;
 }

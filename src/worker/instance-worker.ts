@@ -241,7 +241,7 @@ export class InstanceWorker {
   /** A Warning event from the worker: best effort, off the critical path. */
   private warn(instance: ChallengeInstance, reason: string, message: string): void {
     void this.api.recordEvent(instance, { type: 'Warning', reason, message }, 'worker').catch((error: unknown) => {
-      this.logger.warn({ err: error, reason }, 'Recording an event failed');
+      this.logger.warn({ err: error, reason, instance: `${instance.metadata.namespace}/${instance.metadata.name}`, uid: instance.metadata.uid }, 'Recording an event failed');
     });
   }
 

@@ -167,10 +167,11 @@ export class Supervisor {
     if (this.worker.isBusy(uid, 0) || this.scheduled.has(uid) || this.checking.has(uid)) return;
     // One look per uid at a time: `die` and `destroy` of one removal come together.
     this.checking.add(uid);
-    this.logger.info({ container: exit.id, uid, exitCode: exit.exitCode, event: exit.action }, `Container of ChallengeInstance ${namespace}/${name} ${exit.action === 'die' ? `exited${exit.exitCode === undefined ? '' : ` with code ${exit.exitCode}`}` : 'was removed'} behind ctfleet's back`);
+    const log = this.instanceLog(namespace, name, uid);
+    log.info({ container: exit.id, exitCode: exit.exitCode, event: exit.action }, `Container of ChallengeInstance ${namespace}/${name} ${exit.action === 'die' ? `exited${exit.exitCode === undefined ? '' : ` with code ${exit.exitCode}`}` : 'was removed'} behind ctfleet's back`);
     void this.checkOne(namespace, name, uid, exit)
       .catch((error: unknown) => {
-        this.logger.warn({ err: error, uid }, 'Checking an exited container failed; the next sweep retries');
+        log.warn({ err: error }, 'Checking an exited container failed; the next sweep retries');
       })
       .finally(() => this.checking.delete(uid));
   }
@@ -194,7 +195,7 @@ export class Supervisor {
       // An event is news about an existing container, never a half-made one.
       graceMs: 0,
     });
-    this.logger.debug({ uid, actions: actions.map((action) => action.type) }, 'Looked at an exited container');
+    this.instanceLog(namespace, name, uid).debug({ actions: actions.map((action) => action.type) }, 'Looked at an exited container');
     // Only an exit of the container's own counts as a crash: not a removal, and not
     // an exit while the engine stops or starts.
     const crash = exit.action === 'die' && !this.engineDisrupted();
@@ -216,12 +217,12 @@ export class Supervisor {
         case 'remove':
           await this.worker.removeOrphan(action.container);
           this.metrics?.driftRepairs.inc({ kind: 'remove' });
-          this.logger.info({ container: action.container.id, reason: action.reason, trigger }, `Removed orphan container ${action.container.name} (${action.reason})`);
+          this.containerLog(action.container.labels).info({ container: action.container.id, reason: action.reason, trigger }, `Removed orphan container ${action.container.name} (${action.reason})`);
           return;
         case 'stop':
           await this.worker.stopUnwanted(action.container);
           this.metrics?.driftRepairs.inc({ kind: 'stop' });
-          this.logger.info({ container: action.container.id, trigger }, `Stopped container ${action.container.name}: its instance asks to be stopped`);
+          this.containerLog(action.container.labels).info({ container: action.container.id, trigger }, `Stopped container ${action.container.name}: its instance asks to be stopped`);
           return;
         case 'revive':
           this.metrics?.driftRepairs.inc({ kind: 'revive' });
@@ -229,20 +230,22 @@ export class Supervisor {
           return;
       }
     } catch (error) {
-      this.logger.warn({ err: error, action: action.type }, 'A drift repair failed; the next sweep retries');
+      const log = action.type === 'revive' || action.type === 'healthy' ? this.instanceLog(action.instance.metadata.namespace, action.instance.metadata.name, action.instance.metadata.uid) : this.containerLog(action.container.labels);
+      log.warn({ err: error, action: action.type }, 'A drift repair failed; the next sweep retries');
     }
   }
 
   /** Restarts after the policy's backoff (a crash), or at once (not a crash), or gives up with CrashLoop. */
   private async planRestart(instance: ChallengeInstance, what: string, crash: boolean): Promise<void> {
     const { namespace, name, uid, generation } = instance.metadata;
+    const log = this.instanceLog(namespace, name, uid);
     const decision = crash ? this.restarts.next(`${uid}/${generation}`, Date.now()) : undefined;
     const { limit, windowMs } = this.settings.restart;
     this.metrics?.containerRestarts.inc({ decision: decision === undefined || decision.restart ? 'restart' : 'crashloop' });
     if (decision?.restart === false) {
       const message = `The container ${what}; it stopped ${decision.restarts + 1} times within ${Math.round(windowMs / 1000)} s (limit ${limit} restarts). Change the spec to try again.`;
       await this.worker.reportCrashLoop(instance, message);
-      this.logger.warn({ uid }, `ChallengeInstance ${namespace}/${name} is in CrashLoop`);
+      log.warn(`ChallengeInstance ${namespace}/${name} is in CrashLoop`);
       return;
     }
     const message = decision === undefined
@@ -254,7 +257,7 @@ export class Supervisor {
       if (this.closed) return;
       void this.worker.revive(namespace, name, uid, generation).then(
         (outcome) => {
-          if (outcome.outcome !== 'skipped') this.logger.info({ uid, outcome: outcome.outcome }, `Restarted the container of ChallengeInstance ${namespace}/${name}`);
+          if (outcome.outcome !== 'skipped') log.info({ outcome: outcome.outcome }, `Restarted the container of ChallengeInstance ${namespace}/${name}`);
         },
         async (error: unknown) => {
           // It exited again before it was ready: that is one more crash.
@@ -263,11 +266,21 @@ export class Supervisor {
             if (fresh?.metadata.uid === uid && fresh.metadata.generation === generation) await this.planRestart(fresh, 'exited again before it was ready', !this.engineDisrupted()).catch(() => undefined);
             return;
           }
-          this.logger.warn({ err: error, uid }, 'Restarting a container failed; the next sweep retries');
+          log.warn({ err: error }, 'Restarting a container failed; the next sweep retries');
         },
       );
     }, decision?.delayMs ?? 0);
     this.scheduled.set(uid, timer);
+  }
+
+  private instanceLog(namespace: string, name: string, uid: string): Logger {
+    return this.logger.child({ instance: `${namespace}/${name}`, uid });
+  }
+
+  /** The log of a container's instance, as its labels name it (an orphan's may name none). */
+  private containerLog(labels: Record<string, string>): Logger {
+    const [namespace, name, uid] = [labels[LABELS.namespace], labels[LABELS.name], labels[LABELS.uid]];
+    return namespace === undefined || name === undefined || uid === undefined ? this.logger : this.instanceLog(namespace, name, uid);
   }
 
   /** A method, not the field: the flag changes across awaits. */

@@ -15,6 +15,7 @@ import {
   webSpec,
   type Instances,
 } from '../support/ctfleet.ts';
+import { logProblems } from '../support/logs.ts';
 import { eventually, stackConfig, uniqueSuffix } from '../support/stack.ts';
 
 const suffix = uniqueSuffix();
@@ -251,5 +252,11 @@ describe('ChallengeInstances end to end', () => {
       await kubectl(['apply', '-f', '-'], manifest(NS, 'after-malformed', webSpec('team-6')));
       await instances.waitFor(NS, 'after-malformed', 'to run', isRunning);
     });
+  });
+
+  test('every log line is one JSON object with no key twice, and each line about an instance or a job names its ids', () => {
+    const { lines, problems } = logProblems(ctfleet.logFile);
+    assert.ok(lines > 100, `the debug log of this run has ${lines} lines`);
+    assert.deepEqual(problems, []);
   });
 });

@@ -48,10 +48,13 @@ export async function prepareNamespace(namespace: string): Promise<{ kubeConfig:
 /** A ctfleet process (`all` by default) with its JSON log in test-artifacts/. */
 export class CtfleetProcess {
   readonly child: ChildProcess;
+  /** Where its stdout and stderr go. */
+  readonly logFile: string;
 
-  constructor(role: 'all' | 'controller' | 'worker', env: Record<string, string>, logName: string) {
+  constructor(role: 'all' | 'controller' | 'worker' | 'api', env: Record<string, string>, logName: string) {
     mkdirSync(ARTIFACTS, { recursive: true });
-    const log = createWriteStream(join(ARTIFACTS, `${logName}.log`));
+    this.logFile = join(ARTIFACTS, `${logName}.log`);
+    const log = createWriteStream(this.logFile);
     // Any free port for /healthz and /readyz unless the test picks one.
     this.child = spawn(process.execPath, [join(ROOT, 'src/main.ts'), role], { env: { ...process.env, CTFLEET_HTTP_PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout?.pipe(log);

@@ -4,6 +4,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import Docker from 'dockerode';
 import { ARTIFACTS, CtfleetProcess, containersOf, kubectl, manifest, prepareNamespace, type Instances } from './ctfleet.ts';
 import { waitConverged } from './convergence.ts';
+import { logProblems } from './logs.ts';
 import { uniqueSuffix } from './stack.ts';
 
 /**
@@ -56,7 +57,7 @@ export class Scenario {
     ({ kubeConfig: this.kubeConfig, instances: this.instances } = await prepareNamespace(this.namespace));
   }
 
-  start(role: 'all' | 'controller' | 'worker', env: Record<string, string> = {}, label: string = role): CtfleetProcess {
+  start(role: 'all' | 'controller' | 'worker' | 'api', env: Record<string, string> = {}, label: string = role): CtfleetProcess {
     const process = new CtfleetProcess(role, { ...this.env, ...env }, `${this.namespace}-${label}-${this.processes.length}`);
     this.processes.push(process);
     return process;
@@ -87,5 +88,8 @@ export class Scenario {
       await this.docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
     }
     await kubectl(['delete', 'namespace', this.namespace, '--wait=false']);
+    // Every scenario's logs keep the logging rules (see logProblems).
+    const problems = [...this.processes, cleaner].flatMap((process) => logProblems(process.logFile).problems.map((problem) => `${process.logFile}: ${problem}`));
+    if (problems.length > 0) throw new Error(`log lines break the logging rules:\n${problems.slice(0, 20).join('\n')}`);
   }
 }

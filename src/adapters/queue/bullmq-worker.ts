@@ -15,6 +15,13 @@ export type JobObserver = (action: string, outcome: string, seconds: number) => 
  * `instanceof`; permanent failures are unrecoverable (no retry), everything else
  * retries with the job's backoff.
  */
+/** The instance and uid a job is for, for its log lines (nothing when the data is not a job's). */
+function jobIds(data: unknown): { instance?: string; uid?: string } {
+  const target = (data as { target?: { namespace?: unknown; name?: unknown; uid?: unknown } } | undefined)?.target;
+  if (typeof target?.namespace !== 'string' || typeof target.name !== 'string' || typeof target.uid !== 'string') return {};
+  return { instance: `${target.namespace}/${target.name}`, uid: target.uid };
+}
+
 export class BullWorkerPool {
   private readonly workers: Worker[] = [];
   private readonly connections: Redis[] = [];
@@ -67,7 +74,7 @@ export class BullWorkerPool {
       this.logger.warn({ err: error, queue }, 'Queue connection failed; BullMQ retries');
     });
     worker.on('failed', (job, error) => {
-      this.logger.warn({ job: job?.id, queue, attempts: job?.attemptsMade }, `Job failed: ${error.message}`);
+      this.logger.warn({ job: job?.id, queue, attempts: job?.attemptsMade, ...jobIds(job?.data) }, `Job failed: ${error.message}`);
     });
     this.workers.push(worker);
     this.connections.push(connection);
@@ -102,9 +109,9 @@ export class BullWorkerPool {
         try {
           await job.moveToWait(token);
           handedBack += 1;
-          this.logger.info({ job: job.id, queue: job.queueName }, `Handed job ${key} back to its queue`);
+          this.logger.info({ job: job.id, queue: job.queueName, ...jobIds(job.data) }, `Handed job ${key} back to its queue`);
         } catch (error) {
-          this.logger.warn({ err: error, job: job.id }, 'Handing a job back failed; it returns to the queue when its lock expires');
+          this.logger.warn({ err: error, job: job.id, ...jobIds(job.data) }, 'Handing a job back failed; it returns to the queue when its lock expires');
         }
       }
       // BullMQ's close(true) would return the pending close and wait for the

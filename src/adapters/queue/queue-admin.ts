@@ -53,7 +53,8 @@ export class QueueAdmin {
     return [...names].sort();
   }
 
-  private queue(name: string): Queue {
+  /** The BullMQ queue of that name (opened once, closed by `close`). */
+  queue(name: string): Queue {
     return this.queues.open(name).queue;
   }
 

@@ -1,0 +1,109 @@
+import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import { authenticateBrowser, type ApiToken } from '../api/tokens.ts';
+import { describeError } from '../health/dependency-check.ts';
+import type { InstanceView } from '../domain/instance-view.ts';
+import type { Logger } from '../observability/logger.ts';
+import { renderInstancePage, type QueueCounts } from './instance-page.ts';
+
+/** Where the dashboard is served; the queue board sits under `${DASHBOARD_PATH}/queues`. */
+export const DASHBOARD_PATH = '/dashboard';
+export const QUEUE_BOARD_PATH = `${DASHBOARD_PATH}/queues`;
+const REFRESH_SECONDS = 10;
+
+export interface DashboardDeps {
+  tokens: readonly ApiToken[];
+  /** Every instance this deployment manages, as people read them. */
+  instances: () => Promise<InstanceView[]>;
+  queueCounts: () => Promise<QueueCounts[]>;
+  /** The queue board (bull-board), full and read-only, both served from QUEUE_BOARD_PATH. */
+  board: { full: Router; readOnly: Router };
+  /** Read-only for everybody (else only for tokens with role `read`). */
+  readOnly: boolean;
+  logger: Logger;
+}
+
+/** Queue-board calls refused even to admins: hand-made or hand-edited jobs would bypass the controller. */
+const NEVER_ALLOWED = [/\/api\/queues\/[^/]+\/add$/, /\/update-data$/];
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+interface Viewer {
+  name: string;
+  readOnly: boolean;
+}
+
+function refuse(response: Response, status: number, code: string, message: string): void {
+  response.status(status).json({ error: { code, message } });
+}
+
+/**
+ * The dashboard: an instance view (`/dashboard/`) and bull-board over every
+ * queue (`/dashboard/queues/`). Every path needs a token — HTTP Basic with the
+ * token's name and the token, which browsers ask for, or a bearer token. Tokens
+ * with role `read`, and everybody when `readOnly` is set, get the read-only
+ * board and may not send anything but GET.
+ */
+export function dashboard(deps: DashboardDeps): Router {
+  // Strict: `/dashboard` redirects to `/dashboard/`, which serves the page.
+  const router = express.Router({ strict: true });
+  const viewers = new WeakMap<Request, Viewer>();
+  const viewerOf = (request: Request): Viewer => viewers.get(request) ?? { name: '?', readOnly: true };
+
+  router.use(DASHBOARD_PATH, (request: Request, response: Response, next: NextFunction) => {
+    response.setHeader('Cache-Control', 'no-store');
+    response.setHeader('X-Frame-Options', 'DENY');
+    const token = authenticateBrowser(deps.tokens, request.headers.authorization);
+    if (token === undefined) {
+      response.setHeader('WWW-Authenticate', 'Basic realm="ctfleet dashboard", charset="UTF-8"');
+      refuse(response, 401, 'Unauthorized', 'Sign in with a token name as the user and the token as the password, or send "Authorization: Bearer <token>".');
+      return;
+    }
+    const viewer = { name: token.name, readOnly: deps.readOnly || token.role !== 'admin' };
+    viewers.set(request, viewer);
+    const reading = request.method === 'GET' || request.method === 'HEAD';
+    if (!reading && viewer.readOnly) {
+      refuse(response, 403, 'ReadOnly', deps.readOnly ? 'The dashboard is read-only (CTFLEET_DASHBOARD_READ_ONLY=true).' : `Token ${token.name} may only read (role read).`);
+      return;
+    }
+    if (!reading && NEVER_ALLOWED.some((pattern) => pattern.test(request.path))) {
+      refuse(response, 403, 'NotAllowed', 'Jobs are made by the controller from ChallengeInstances: change the resource instead of adding or editing a job.');
+      return;
+    }
+    if (!reading) deps.logger.info({ user: token.name, method: request.method, path: `${DASHBOARD_PATH}${request.path}` }, `Dashboard: ${token.name} sent ${request.method} ${request.path}`);
+    next();
+  });
+
+  router.get(DASHBOARD_PATH, (_request, response) => {
+    response.redirect(`${DASHBOARD_PATH}/`);
+  });
+
+  router.get(`${DASHBOARD_PATH}/`, async (request: Request, response: Response) => {
+    const filter: { team?: string; challenge?: string } = {};
+    for (const field of ['team', 'challenge'] as const) {
+      const value = request.query[field];
+      if (value === undefined || value === '') continue;
+      if (typeof value !== 'string' || !DNS_LABEL.test(value)) {
+        response.status(400).type('text/plain').send(`${field}: must be a DNS label (lower-case letters, digits and -)\n`);
+        return;
+      }
+      filter[field] = value;
+    }
+    let instances: InstanceView[];
+    try {
+      instances = await deps.instances();
+    } catch (error) {
+      deps.logger.warn({ err: error }, 'Dashboard could not list ChallengeInstances');
+      response.status(503).type('text/plain').send(`ChallengeInstances could not be listed: ${describeError(error)}\n`);
+      return;
+    }
+    const queues = await deps.queueCounts().catch((error: unknown) => ({ error: describeError(error) }));
+    response.setHeader('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'");
+    response.type('html').send(renderInstancePage({ instances, queues, viewer: viewerOf(request), filter, basePath: DASHBOARD_PATH, now: Date.now(), refreshSeconds: REFRESH_SECONDS }));
+  });
+
+  router.use(QUEUE_BOARD_PATH, (request: Request, response: Response, next: NextFunction) => {
+    const board = viewerOf(request).readOnly ? deps.board.readOnly : deps.board.full;
+    board(request, response, next);
+  });
+
+  return router;
+}

@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { authenticateBrowser, parseTokens } from '../../src/api/tokens.ts';
+import { escapeHtml, renderInstancePage, type InstancePageModel } from '../../src/dashboard/instance-page.ts';
+import { lastErrorOf, type InstanceView } from '../../src/domain/instance-view.ts';
+import { HIDDEN, redactJobData } from '../../src/domain/redact.ts';
+
+const NOW = Date.parse('2026-11-21T12:00:00Z');
+
+function view(extra: Partial<InstanceView> = {}): InstanceView {
+  return {
+    team: 'team-7',
+    challenge: 'web-101',
+    namespace: 'ctf',
+    name: 'web-101-team-7',
+    phase: 'Running',
+    reason: 'ContainerReady',
+    message: 'Container is ready on node n1.',
+    ready: true,
+    endpoints: [{ name: 'http', host: '10.0.0.5', port: 31000, protocol: 'TCP', url: 'http://10.0.0.5:31000' }],
+    node: 'n1',
+    ttlSeconds: 3_600,
+    expiresAt: '2026-11-21T12:30:00Z',
+    createdAt: '2026-11-21T11:55:00Z',
+    deleting: false,
+    ...extra,
+  };
+}
+
+function page(instances: InstanceView[], extra: Partial<InstancePageModel> = {}): string {
+  return renderInstancePage({ instances, queues: [], viewer: { name: 'ops', readOnly: false }, filter: {}, basePath: '/dashboard', now: NOW, refreshSeconds: 10, ...extra });
+}
+
+describe('redactJobData', () => {
+  test('hides env values, args and command, keeps names and everything else', () => {
+    const data = { v: 1, action: 'start', target: { uid: 'u' }, spec: { image: 'i', env: [{ name: 'FLAG', value: 'CTF{x}' }, { name: 'EMPTY' }], args: ['--flag', 'CTF{x}'], command: ['sh'] } };
+    assert.deepEqual(redactJobData(data), { v: 1, action: 'start', target: { uid: 'u' }, spec: { image: 'i', env: [{ name: 'FLAG', value: HIDDEN }, { name: 'EMPTY' }], args: [HIDDEN, HIDDEN], command: [HIDDEN] } });
+    assert.equal(data.spec.env[0]?.value, 'CTF{x}', 'the job itself is untouched');
+  });
+
+  test('anything that is not a job comes back as it was', () => {
+    for (const other of [null, 'text', 3, [1, 2], { spec: 'x' }, { v: 1 }]) assert.deepEqual(redactJobData(other), other);
+  });
+});
+
+describe('lastErrorOf', () => {
+  test('names the reason and message of a failure, a lost node or a crash restart; nothing while all is well', () => {
+    assert.equal(lastErrorOf(view()), undefined);
+    assert.equal(lastErrorOf(view({ phase: 'Failed', reason: 'ImageNotPresent', message: 'Image x is not present.' })), 'ImageNotPresent: Image x is not present.');
+    assert.equal(lastErrorOf(view({ phase: 'Pending', reason: 'NodeLost', message: '' })), 'NodeLost');
+    assert.equal(lastErrorOf(view({ phase: 'Starting', reason: 'ContainerRestarting', message: 'restart 1 of 5' })), 'ContainerRestarting: restart 1 of 5');
+    assert.equal(lastErrorOf(view({ phase: 'Stopped', reason: 'ContainerStopped' })), undefined);
+  });
+});
+
+describe('renderInstancePage', () => {
+  test('one row per instance in natural team order, with phase, endpoint link, node, age, expiry and last error', () => {
+    const html = page([
+      view({ team: 'team-12', name: 'web-101-team-12' }),
+      view(),
+      view({ challenge: 'pwn-300', name: 'pwn-300-team-7', phase: 'Failed', reason: 'PortsExhausted', message: 'No free ports.', endpoints: [], node: null, expiresAt: null }),
+    ]);
+    const rows = [...html.matchAll(/<tr data-team="([^"]+)" data-challenge="([^"]+)" data-phase="([^"]+)">/g)].map((match) => match.slice(1).join('/'));
+    assert.deepEqual(rows, ['team-7/pwn-300/Failed', 'team-7/web-101/Running', 'team-12/web-101/Running']);
+    assert.match(html, /<a href="http:\/\/10.0.0.5:31000">10.0.0.5:31000<\/a>/);
+    assert.match(html, /title="2026-11-21T11:55:00Z">5m<\/time>/, 'age');
+    assert.match(html, /title="2026-11-21T12:30:00Z">in 30m<\/time>/, 'expiry');
+    assert.match(html, /<td class="error">PortsExhausted: No free ports.<\/td>/);
+    assert.match(html, /<span class="muted">once running<\/span>/, 'a ttl with no expiry yet');
+    assert.match(html, /3 of 3 instances <span class="phase phase-running">Running 2<\/span> <span class="phase phase-failed">Failed 1<\/span>/);
+  });
+
+  test('filters by team and challenge, marks deleting instances Terminating, and says when nothing matches', () => {
+    assert.match(page([view(), view({ team: 'team-8' })], { filter: { team: 'team-8' } }), /1 of 2 instances/);
+    assert.match(page([view({ deleting: true })]), /data-phase="Terminating"/);
+    assert.match(page([view()], { filter: { challenge: 'nope' } }), /<p class="muted" id="no-instances">No ChallengeInstances match.<\/p>/);
+  });
+
+  test('escapes every value, so a hostile name or message cannot inject markup', () => {
+    const html = page([view({ phase: 'Failed', reason: 'ContainerExited', message: '<script>alert(1)</script> "quoted"', endpoints: [{ name: 'x', host: 'h', port: 1, protocol: 'TCP', url: 'javascript:alert(1)' }] })], { viewer: { name: '<b>', readOnly: true } });
+    assert.ok(!html.includes('<script>alert'), 'no raw script');
+    assert.match(html, /&#60;script&#62;alert\(1\)&#60;\/script&#62; &#34;quoted&#34;/);
+    assert.ok(!html.includes('href="javascript:'), 'only http(s) endpoints become links');
+    assert.match(html, /signed in as &#60;b&#62; · <strong id="read-only">read-only<\/strong>/);
+    assert.equal(escapeHtml(`&<>"'`), '&#38;&#60;&#62;&#34;&#39;');
+  });
+
+  test('shows each queue with its counts, or why they could not be read', () => {
+    assert.match(page([], { queues: [{ queue: 'start', counts: { active: 1, failed: 2 } }] }), /<tr data-queue="start">.*<td class="num">1<\/td>.*<td class="num">2<\/td>/);
+    assert.match(page([], { queues: { error: 'connect ECONNREFUSED' } }), /Queues could not be read: connect ECONNREFUSED/);
+  });
+});
+
+describe('authenticateBrowser', () => {
+  const tokens = parseTokens('ops:admin:0123456789abcdef-admin\nboard:read:0123456789abcdef-read\n', 'tokens');
+  const basic = (text: string): string => `Basic ${Buffer.from(text).toString('base64')}`;
+
+  test('takes Basic with the token name as user, or a bearer token', () => {
+    assert.equal(authenticateBrowser(tokens, basic('ops:0123456789abcdef-admin'))?.name, 'ops');
+    assert.equal(authenticateBrowser(tokens, basic('board:0123456789abcdef-read'))?.role, 'read');
+    assert.equal(authenticateBrowser(tokens, 'Bearer 0123456789abcdef-read')?.name, 'board');
+  });
+
+  test("refuses another token's name, a wrong token, no colon and garbage", () => {
+    for (const header of [basic('board:0123456789abcdef-admin'), basic('ops:0123456789abcdef-wrong'), basic('ops0123456789abcdef-admin'), 'Basic !!!', undefined]) {
+      assert.equal(authenticateBrowser(tokens, header), undefined, String(header));
+    }
+  });
+});
