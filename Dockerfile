@@ -1,12 +1,37 @@
-# PLACEHOLDER — not built or tested yet. The packaging issue (#6) replaces this
-# with a multi-stage Node 24 image (swappable base image, production dependencies
-# only, non-root) and tests it by running ctfleet from it against the local stack.
-# Until then it only records the intended shape; do not ship it.
+# ctfleet: one image for every role.
+#   docker run IMAGE controller|worker|api|all      (default: all)
+#   docker run IMAGE doctor | instances | workers | queue …   (the admin CLI)
+# The base must carry Node.js 24 and npm; swap it with --build-arg BASE_IMAGE=….
+# hack/image.sh builds one locally (there is no registry here) and then this file.
 ARG BASE_IMAGE=node:24-bookworm-slim
-FROM ${BASE_IMAGE}
+
+# --- production dependencies only ----------------------------------------------
+FROM ${BASE_IMAGE} AS deps
 WORKDIR /app
-COPY package.json package-lock.json ./
-RUN npm ci --omit=dev
-COPY dist ./dist
-USER 65534
-ENTRYPOINT ["node", "dist/main.js"]
+# npm-extra-ca.pem, when the context has one: extra root CAs for npm, for builds
+# behind a TLS-inspecting proxy (hack/image.sh puts it there). It stays in this stage.
+# `npm install` with the lockfile rather than `npm ci`: the registry mirror of the
+# build machines lacks other platforms' optional packages (msgpackr-extract for
+# darwin and win32), which `npm ci` insists on finding in the lockfile.
+COPY package.json package-lock.json npm-extra-ca.pe[m] ./
+RUN if [ -f npm-extra-ca.pem ]; then export NODE_EXTRA_CA_CERTS=/app/npm-extra-ca.pem; fi \
+ && npm install --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error \
+ && rm -rf npm-extra-ca.pem /root/.npm
+
+# --- runtime ----------------------------------------------------------------
+FROM ${BASE_IMAGE}
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json ./
+COPY src ./src
+COPY docs/api/openapi.json ./docs/api/openapi.json
+LABEL org.opencontainers.image.title="ctfleet" \
+      org.opencontainers.image.description="Kubernetes operator: one challenge container per CTF team"
+# Not root. The worker needs the Docker socket: give the pod the socket's group
+# (the chart's worker.dockerSocketGroup) rather than running it as root.
+USER 65532:65532
+EXPOSE 8080
+# V8 flags: src/app/node-flags.ts (the image test keeps both in step).
+ENTRYPOINT ["node", "--max-semi-space-size=1", "/app/src/main.ts"]
+CMD ["all"]

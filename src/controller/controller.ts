@@ -90,7 +90,7 @@ export class Controller {
           }
         },
       (key, error) => {
-        this.logger.warn({ instance: key, code: (error as { code?: unknown }).code }, `Reconciling ChallengeInstance ${key} failed: ${describeError(error)}`);
+        this.logger.warn({ instance: key, uid: this.cache.get(key)?.metadata.uid, code: (error as { code?: unknown }).code }, `Reconciling ChallengeInstance ${key} failed: ${describeError(error)}`);
       },
     );
     // A node lost or back changes what its instances need: look at each again.

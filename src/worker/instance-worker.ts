@@ -311,18 +311,17 @@ export class InstanceWorker {
       let preferredPorts: number[] = [];
       if (existing !== undefined) {
         const ours = existing.labels[LABELS.uid] === target.uid;
-        if (ours && existing.labels[LABELS.specHash] === hash) {
-          if (!existing.running) {
-            // Started again: its next exit is news, whoever stopped it last time.
-            this.expectedExits.delete(existing.id);
-            await this.runtime.start(existing.id);
-          }
-          await context.progress(60, 'started');
-          return await this.becomeReady(job, instance, existing, context, log, existing.running ? 'adopted' : 'started');
-        }
         if (ours) preferredPorts = existing.hostPorts;
-        await this.removeContainer(existing.id);
-        log.info({ container: existing.id }, `Removed outdated container ${name}`);
+        if (ours && existing.labels[LABELS.specHash] === hash) {
+          // startAgain false: the engine would not start it, and it was removed.
+          if (existing.running || (await this.startAgain(existing.id, log))) {
+            await context.progress(60, 'started');
+            return await this.becomeReady(job, instance, existing, context, log, existing.running ? 'adopted' : 'started');
+          }
+        } else {
+          await this.removeContainer(existing.id);
+          log.info({ container: existing.id }, `Removed outdated container ${name}`);
+        }
       }
       const container = await this.createWithPorts(job, name, hash, preferredPorts);
       await context.progress(60, 'started');
@@ -335,6 +334,28 @@ export class InstanceWorker {
         });
       }
       throw error;
+    }
+  }
+
+  /**
+   * Starts a stopped container again; true when it started. When the engine
+   * answers but will not start it (an engine stopped mid-start can leave a
+   * container that never starts again: "failed to start shim … file exists"), it
+   * is removed and false says to make a new one. Errors of an unreachable engine
+   * are thrown, to be retried.
+   */
+  private async startAgain(id: string, log: Logger): Promise<boolean> {
+    // Started again: its next exit is news, whoever stopped it last time.
+    this.expectedExits.delete(id);
+    try {
+      await this.runtime.start(id);
+      return true;
+    } catch (error) {
+      // Reachable engine (it can still inspect the container): the container is at fault.
+      if ((await this.runtime.find(id)) === undefined) throw error;
+      log.warn({ container: id, err: error }, 'The engine would not start the container again; replacing it');
+      await this.removeContainer(id);
+      return false;
     }
   }
 

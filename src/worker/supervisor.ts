@@ -164,6 +164,9 @@ export class Supervisor {
     const namespace = exit.labels[LABELS.namespace];
     const name = exit.labels[LABELS.name];
     if (uid === undefined || namespace === undefined || name === undefined) return;
+    // Another node's or another deployment's container on a shared engine: not ours to look at.
+    if (exit.labels[LABELS.node] !== this.settings.node) return;
+    if (this.settings.namespaces.length > 0 && !this.settings.namespaces.includes(namespace)) return;
     if (this.worker.isBusy(uid, 0) || this.scheduled.has(uid) || this.checking.has(uid)) return;
     // One look per uid at a time: `die` and `destroy` of one removal come together.
     this.checking.add(uid);

@@ -23,7 +23,7 @@ function topLevelKeys(line: string): string[] {
  * What is wrong with a ctfleet JSON log, line by line: a line that is not one
  * JSON object with level, time, role and msg; a key given twice; a message about
  * a ChallengeInstance without its `instance` (and `uid`); a message naming a job
- * id without that `job`; a `job` without its `instance` (unless the job is
+ * id without that `job` or its instance's `uid`; a `job` without its `instance` (unless the job is
  * malformed, InvalidJob, and names none). Lines that are not JSON
  * objects (Node's own warnings on stderr) are not ctfleet's and are skipped.
  */
@@ -48,8 +48,9 @@ export function logProblems(file: string): { lines: number; problems: string[] }
     const msg = typeof entry.msg === 'string' ? entry.msg : '';
     const instance = INSTANCE_IN_TEXT.exec(msg)?.[1];
     if (instance !== undefined && (entry.instance !== instance || typeof entry.uid !== 'string')) problems.push(`${where}: about ${instance} without instance and uid: ${msg}`);
+    // A job id starts with its instance's uid: a line naming one carries that job or that uid.
     const job = JOB_ID_IN_TEXT.exec(msg)?.[0];
-    if (job !== undefined && entry.job !== job) problems.push(`${where}: names job ${job} without job: ${msg}`);
+    if (job !== undefined && entry.job !== job && !(typeof entry.uid === 'string' && job.startsWith(`${entry.uid}.`))) problems.push(`${where}: names job ${job} without job or uid: ${msg}`);
     // A malformed job names no instance it could be for: it is the one exception.
     if (typeof entry.job === 'string' && typeof entry.instance !== 'string' && !msg.includes('InvalidJob')) problems.push(`${where}: job ${entry.job} without instance: ${msg}`);
   }
