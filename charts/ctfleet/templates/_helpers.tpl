@@ -114,7 +114,7 @@ which Kubernetes expands from the env var of that name defined before REDIS_URL.
 
 {{- define "ctfleet.redis.passwordSecret" -}}
 {{- if eq .Values.redis.mode "bundled" }}
-{{- printf "%s-redis" (include "ctfleet.fullname" .) }}
+{{- .Values.redis.bundled.existingSecret | default (printf "%s-redis" (include "ctfleet.fullname" .)) }}
 {{- else }}
 {{- .Values.redis.external.existingSecret }}
 {{- end }}

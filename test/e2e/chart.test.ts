@@ -1,0 +1,159 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ROOT } from '../support/ctfleet.ts';
+import { uniqueSuffix } from '../support/stack.ts';
+
+// The Helm chart and the plain manifests against the stack's real API server:
+// lint, render with several value sets, server-side dry runs, install / upgrade /
+// uninstall, schema refusals, least-privilege RBAC, and manifests in step with the chart.
+const CHART = join(ROOT, 'charts/ctfleet');
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function run(command: string, args: string[], stdin?: string): Promise<Result> {
+  return new Promise((resolve) => {
+    const child = execFile(command, args, { timeout: 180_000, maxBuffer: 32 * 1024 * 1024 }, (error, stdout, stderr) => {
+      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr });
+    });
+    if (stdin !== undefined) child.stdin?.end(stdin);
+  });
+}
+
+const helm = (...args: string[]): Promise<Result> => run('helm', args);
+const kubectl = (args: string[], stdin?: string): Promise<Result> => run('kubectl', args, stdin);
+const ok = (result: Result, what: string): string => {
+  assert.equal(result.code, 0, `${what}: ${result.stderr}${result.stdout.slice(0, 2000)}`);
+  return result.stdout;
+};
+
+/** Value sets every check runs with. */
+const VALUE_SETS: Record<string, string[]> = {
+  default: [],
+  'external Redis': ['--set', 'redis.mode=external', '--set', 'redis.external.url=redis://redis.example:6379/0'],
+  'API off': ['--set', 'api.enabled=false'],
+  'Ingress on': ['--set', 'api.ingress.enabled=true', '--set', 'api.ingress.host=ctf.example'],
+};
+
+/** Splits rendered YAML into documents that hold an object (kind and name). */
+function kindsOf(yaml: string): string[] {
+  return yaml
+    .split(/^---$/m)
+    .map((doc) => ({ kind: /^kind: (\S+)/m.exec(doc)?.[1], name: /^ {2}name: (\S+)/m.exec(doc)?.[1] }))
+    .filter((object) => object.kind !== undefined)
+    .map((object) => `${object.kind ?? ''}/${object.name ?? ''}`);
+}
+
+describe('Helm chart and plain manifests', () => {
+  const suffix = uniqueSuffix();
+  const namespace = `e2e-chart-${suffix}`;
+  const release = `chart-${suffix}`;
+
+  before(async () => {
+    ok(await kubectl(['create', 'namespace', namespace]), 'create namespace');
+  });
+  after(async () => {
+    await helm('uninstall', release, '-n', namespace, '--wait', '--timeout', '60s');
+    await kubectl(['delete', 'namespace', namespace, '--wait=false']);
+  });
+
+  test('helm lint --strict passes with every value set', async () => {
+    for (const [name, values] of Object.entries(VALUE_SETS)) ok(await helm('lint', '--strict', CHART, ...values), `lint (${name})`);
+  });
+
+  test('every value set renders, and the API server accepts every rendered object (dry-run=server)', async () => {
+    for (const [name, values] of Object.entries(VALUE_SETS)) {
+      const rendered = ok(await helm('template', release, CHART, '-n', namespace, ...values), `template (${name})`);
+      const kinds = kindsOf(rendered);
+      assert.ok(kinds.includes(`DaemonSet/${release}-ctfleet-worker`), `${name}: a worker DaemonSet in ${kinds.join(', ')}`);
+      assert.equal(kinds.some((kind) => kind.startsWith('StatefulSet/')), name !== 'external Redis', `${name}: bundled Redis only in bundled mode`);
+      assert.equal(kinds.some((kind) => kind.startsWith('Ingress/')), name === 'Ingress on', `${name}: an Ingress only when asked`);
+      assert.equal(kinds.filter((kind) => kind.startsWith('Deployment/')).length, name === 'API off' ? 1 : 2, `${name}: controller (+ api) Deployments`);
+      const applied = await kubectl(['apply', '--dry-run=server', '-n', namespace, '-f', '-'], rendered);
+      ok(applied, `dry-run=server (${name})`);
+      assert.equal(applied.stdout.trim().split('\n').length, kinds.length, `${name}: every object accepted:\n${applied.stdout}`);
+    }
+  });
+
+  test('bad values are refused by the schema, naming the value', async () => {
+    const cases: [string, RegExp][] = [
+      ['controller.replicas=-1', /controller\/replicas.*-1|replicas.*minimum/],
+      ['redis.mode=memcached', /redis\/mode.*(bundled|external)/],
+      ['worker.portRange=abc', /worker\/portRange.*'abc'/],
+    ];
+    for (const [value, message] of cases) {
+      const result = await helm('template', release, CHART, '--set', value);
+      assert.notEqual(result.code, 0, `${value} is refused`);
+      assert.match(result.stderr, /values don't meet the specifications of the schema/);
+      assert.match(result.stderr, message, `${value}: ${result.stderr}`);
+    }
+  });
+
+  test('install creates the objects, upgrade applies changed values, and the service accounts have least privilege', async () => {
+    const installed = await helm('install', release, CHART, '-n', namespace, '--set', `watchNamespaces={${namespace}}`);
+    ok(installed, 'helm install');
+    assert.match(installed.stdout, /STATUS: deployed/);
+    assert.match(installed.stdout, /kubectl label node <node-name> ctfleet.io\/docker=true/, 'NOTES say what to do next');
+    const objects = ok(await kubectl(['get', 'deployments,daemonsets,statefulsets,services,serviceaccounts,roles,rolebindings,secrets', '-n', namespace, '-l', `app.kubernetes.io/instance=${release}`, '-o', 'name']), 'list objects');
+    for (const expected of [`deployment.apps/${release}-ctfleet-controller`, `deployment.apps/${release}-ctfleet-api`, `daemonset.apps/${release}-ctfleet-worker`, `statefulset.apps/${release}-ctfleet-redis`, `serviceaccount/${release}-ctfleet-worker`, `secret/${release}-ctfleet-redis`]) {
+      assert.ok(objects.split('\n').includes(expected), `${expected} in:\n${objects}`);
+    }
+    const deployment = JSON.parse(ok(await kubectl(['get', 'deployment', `${release}-ctfleet-controller`, '-n', namespace, '-o', 'json']), 'controller')) as { spec: { replicas: number; template: { spec: { containers: { args: string[]; livenessProbe: { httpGet: { path: string } }; readinessProbe: { httpGet: { path: string } }; securityContext: { readOnlyRootFilesystem: boolean } }[] } } } };
+    const container = deployment.spec.template.spec.containers[0];
+    assert.equal(deployment.spec.replicas, 2);
+    assert.equal(container?.livenessProbe.httpGet.path, '/healthz');
+    assert.equal(container.readinessProbe.httpGet.path, '/readyz');
+    assert.equal(container.securityContext.readOnlyRootFilesystem, true);
+
+    // Least privilege, asked of the API server's own authorizer.
+    const sa = (component: string): string => `--as=system:serviceaccount:${namespace}:${release}-ctfleet-${component}`;
+    const can = async (component: string, ...args: string[]): Promise<boolean> => (await kubectl(['auth', 'can-i', ...args, sa(component)])).stdout.trim() === 'yes';
+    assert.ok(await can('worker', 'patch', 'challengeinstances.ctfleet.io', '--subresource=status', '-n', namespace), 'worker writes instance status');
+    assert.ok(!(await can('worker', 'delete', 'secrets', '-n', namespace)), 'worker cannot delete secrets');
+    assert.ok(!(await can('worker', 'get', 'secrets', '-n', 'kube-system')), "worker cannot read other namespaces' secrets");
+    assert.ok(!(await can('worker', 'delete', 'challengeinstances.ctfleet.io', '-n', namespace)), 'worker cannot delete instances');
+    assert.ok(await can('api', 'create', 'challengeinstances.ctfleet.io', '-n', namespace), 'api creates instances');
+    assert.ok(!(await can('api', 'list', 'secrets', '-n', namespace)), 'api cannot list secrets');
+    assert.ok(await can('controller', 'create', 'leases.coordination.k8s.io', '-n', namespace), 'controller takes its lease');
+    for (const component of ['controller', 'worker', 'api']) {
+      assert.ok(!(await can(component, '*', '*', '-n', namespace)), `${component} does not get everything`);
+      assert.ok(!(await can(component, 'get', 'challengeinstances.ctfleet.io', '-n', 'default')), `${component} stays out of unwatched namespaces`);
+    }
+    const rules = JSON.parse(ok(await kubectl(['get', 'roles,clusterroles', '-A', '-l', `app.kubernetes.io/instance=${release}`, '-o', 'json']), 'roles')) as { items: { metadata: { name: string }; rules: { apiGroups?: string[]; resources?: string[]; verbs: string[] }[] }[] };
+    assert.ok(rules.items.length >= 3, 'one role per component');
+    for (const role of rules.items) {
+      for (const rule of role.rules) assert.ok(![...(rule.apiGroups ?? []), ...(rule.resources ?? []), ...rule.verbs].includes('*'), `${role.metadata.name} grants no *`);
+    }
+
+    ok(await helm('upgrade', release, CHART, '-n', namespace, '--reuse-values', '--set', 'controller.replicas=3', '--set', 'api.enabled=false'), 'helm upgrade');
+    const replicas = ok(await kubectl(['get', 'deployment', `${release}-ctfleet-controller`, '-n', namespace, '-o', 'jsonpath={.spec.replicas}']), 'replicas');
+    assert.equal(replicas, '3');
+    assert.notEqual((await kubectl(['get', 'deployment', `${release}-ctfleet-api`, '-n', namespace])).code, 0, 'the API Deployment went with api.enabled=false');
+    const password = (await kubectl(['get', 'secret', `${release}-ctfleet-redis`, '-n', namespace, '-o', 'jsonpath={.data.redis-password}'])).stdout;
+    assert.ok(password.length > 0, 'the generated Redis password survives the upgrade');
+
+    ok(await helm('uninstall', release, '-n', namespace, '--wait', '--timeout', '60s'), 'helm uninstall');
+    const left = ok(await kubectl(['get', 'deployments,daemonsets,statefulsets,services,serviceaccounts,roles,rolebindings,secrets', '-n', namespace, '-l', `app.kubernetes.io/instance=${release}`, '-o', 'name']), 'left over');
+    assert.equal(left.trim(), '', 'uninstall removed every object');
+    ok(await kubectl(['get', 'crd', 'challengeinstances.ctfleet.io']), 'the CRD stays, as Helm leaves CRDs');
+  });
+
+  test('the plain manifests are the chart rendered (hack/render-manifests.sh), their CRD is the chart\'s, and kubectl apply -k accepts them', async () => {
+    const fresh = ok(await run('bash', [join(ROOT, 'hack/render-manifests.sh'), '--print']), 'render');
+    assert.equal(readFileSync(join(ROOT, 'manifests/install/ctfleet.yaml'), 'utf8'), fresh, 'manifests/install/ctfleet.yaml is out of date: run hack/render-manifests.sh');
+    assert.equal(readFileSync(join(ROOT, 'charts/ctfleet/crds/ctfleet.io_challengeinstances.yaml'), 'utf8'), readFileSync(join(ROOT, 'manifests/crds/ctfleet.io_challengeinstances.yaml'), 'utf8'), 'one CRD');
+    // The namespace must exist for a server-side dry run of the objects in it.
+    const created = (await kubectl(['create', 'namespace', 'ctfleet-system'])).code === 0;
+    const applied = await kubectl(['apply', '--dry-run=server', '--server-side', '--force-conflicts', '-k', join(ROOT, 'manifests')]);
+    if (created) await kubectl(['delete', 'namespace', 'ctfleet-system', '--wait=false']);
+    ok(applied, 'apply -k --dry-run=server');
+    assert.match(applied.stdout, /daemonset.apps\/ctfleet-worker serverside-applied \(server dry run\)/);
+    assert.match(applied.stdout, /customresourcedefinition.apiextensions.k8s.io\/challengeinstances.ctfleet.io serverside-applied \(server dry run\)/);
+  });
+});
