@@ -41,6 +41,8 @@ import { Supervisor } from '../worker/supervisor.ts';
 import { TimedRuntime } from '../worker/timed-runtime.ts';
 import type { Metrics } from '../observability/metrics.ts';
 
+const DOCKER_IDLE_TIMEOUT_MS = 60_000;
+
 /** How often the controller reads the workers' heartbeats. */
 const NODE_POLL_MS = 2_000;
 
@@ -153,8 +155,10 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
   const settings = config.worker;
   const kubeConfig = loadKubeConfig(config.kubeconfigPath);
   const { command, blocking } = openRedis(config, logger);
-  const docker = createDockerClient(config.docker);
-  const runtime = new TimedRuntime(new DockerRuntime(docker), metrics);
+  // Requests silent for a minute are aborted (pulls and stops report within that);
+  // the event stream, silent for hours at a time, has a client of its own.
+  const docker = createDockerClient(config.docker, { idleTimeoutMs: DOCKER_IDLE_TIMEOUT_MS });
+  const runtime = new TimedRuntime(new DockerRuntime(docker, createDockerClient(config.docker)), metrics);
   const api = new KubeInstanceApi(kubeConfig);
   const worker = new InstanceWorker({
     runtime,

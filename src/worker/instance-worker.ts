@@ -109,6 +109,8 @@ export class InstanceWorker {
   private readonly lastTouched = new Map<string, number>();
   /** Containers ctfleet itself is stopping or removing: their exits are not crashes. */
   private readonly expectedExits = new Set<string>();
+  /** Containers the engine refused to start once (a second refusal replaces them). */
+  private readonly refusedStarts = new Set<string>();
 
   constructor(deps: {
     runtime: ContainerRuntime;
@@ -338,22 +340,29 @@ export class InstanceWorker {
   }
 
   /**
-   * Starts a stopped container again; true when it started. When the engine
-   * answers but will not start it (an engine stopped mid-start can leave a
-   * container that never starts again: "failed to start shim … file exists"), it
-   * is removed and false says to make a new one. Errors of an unreachable engine
-   * are thrown, to be retried.
+   * Starts a stopped container again; true when it started. An engine stopped
+   * mid-start can leave a container that never starts again ("failed to start
+   * shim … file exists"): when the engine answers but refuses to start the same
+   * container a second time in a row, it is removed and false says to make a new
+   * one. A first refusal is thrown, to be retried: an engine on its way down
+   * refuses too, and its containers are fine once it is back.
    */
   private async startAgain(id: string, log: Logger): Promise<boolean> {
     // Started again: its next exit is news, whoever stopped it last time.
     this.expectedExits.delete(id);
     try {
       await this.runtime.start(id);
+      this.refusedStarts.delete(id);
       return true;
     } catch (error) {
-      // Reachable engine (it can still inspect the container): the container is at fault.
-      if ((await this.runtime.find(id)) === undefined) throw error;
-      log.warn({ container: id, err: error }, 'The engine would not start the container again; replacing it');
+      // Unreachable engine (it cannot inspect the container either): retry later.
+      if ((await this.runtime.find(id).catch(() => undefined)) === undefined) throw error;
+      if (!this.refusedStarts.has(id)) {
+        this.refusedStarts.add(id);
+        throw error;
+      }
+      this.refusedStarts.delete(id);
+      log.warn({ container: id, err: error }, 'The engine refused to start the container twice; replacing it');
       await this.removeContainer(id);
       return false;
     }

@@ -77,7 +77,8 @@ describe('ctfleet CLI: instances, workers, queue', () => {
     assert.equal(await worker.stop(), 0);
     assert.equal((await cli('workers')).code, 3, 'no worker alive');
     await scenario.apply(['p-1', 'p-2', 'p-3'], (name) => webSpec(name));
-    const waiting = async (): Promise<number> => (await json<{ jobs: { instance: string }[] }>('queue', 'waiting')).jobs.filter((job) => job.instance.startsWith(`${scenario.namespace}/p-`)).length;
+    const waitingJobs = async (): Promise<{ instance: string; createdAt: string }[]> => (await json<{ jobs: { instance: string; createdAt: string }[] }>('queue', 'waiting')).jobs.filter((job) => job.instance.startsWith(`${scenario.namespace}/p-`));
+    const waiting = async (): Promise<number> => (await waitingJobs()).length;
     await eventually('three start jobs waiting', 30_000, async () => ((await waiting()) === 3 ? true : undefined));
 
     const refused = await cli('queue', 'purge');
@@ -85,10 +86,16 @@ describe('ctfleet CLI: instances, workers, queue', () => {
     assert.match(refused.stderr, /not confirmed/);
     assert.equal(await waiting(), 3, 'nothing was removed without confirmation');
 
+    const purgedAt = Date.now();
     const purged = await cli('queue', 'purge', '--yes');
     assert.equal(purged.code, 0, purged.stderr);
     assert.match(purged.stdout, /^Removed [3-9]\d* waiting or delayed job/);
-    assert.equal(await waiting(), 0);
+    // The controller (still running) notices the missing jobs and queues them anew:
+    // every waiting job is younger than the purge.
+    await eventually('the controller to queue the three jobs again', 30_000, async () => {
+      const jobs = await waitingJobs();
+      return jobs.length === 3 && jobs.every((job) => Date.parse(job.createdAt) >= purgedAt) ? true : undefined;
+    });
     const left = await kubectl(['get', 'challengeinstances', '-n', scenario.namespace, '-o', 'name']);
     assert.equal(left.stdout.split('\n').filter((line) => line.includes('/p-')).length, 3, 'the resources are untouched');
 

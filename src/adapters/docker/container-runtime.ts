@@ -88,14 +88,18 @@ function statusOf(error: unknown): number | undefined {
 }
 
 const IMAGE_MEMO_MS = 30_000;
+const EVENTS_CONNECT_TIMEOUT_MS = 10_000;
 
 /** {@link ContainerRuntime} over dockerode. */
 export class DockerRuntime implements ContainerRuntime {
   private readonly docker: Docker;
+  private readonly events: Docker;
   private readonly imagesSeen = new Map<string, number>();
 
-  constructor(docker: Docker) {
+  /** `events`: a client without an idle timeout for the event stream (default: `docker`). */
+  constructor(docker: Docker, events: Docker = docker) {
     this.docker = docker;
+    this.events = events;
   }
 
   async ensureImage(image: string, policy: PullPolicy): Promise<void> {
@@ -299,12 +303,31 @@ export class DockerRuntime implements ContainerRuntime {
 
   async watchExits(onExit: (exit: ContainerExit) => void): Promise<EventWatch> {
     let stream: NodeJS.ReadableStream;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      stream = await this.docker.getEvents({
+      // An engine that accepts the connection before it serves would never answer:
+      // the caller retries instead of waiting for ever.
+      let timedOut = false;
+      const opening = this.events.getEvents({
         filters: { type: ['container'], event: ['die', 'destroy'], label: [`${LABELS.managedBy}=${MANAGED_BY}`] },
       });
+      // A stream that answers after the timeout is closed at once.
+      void opening.then((late) => {
+        if (timedOut) (late as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
+      }, () => undefined);
+      stream = await Promise.race([
+        opening,
+        new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => {
+            timedOut = true;
+            reject(new Error(`no answer within ${EVENTS_CONNECT_TIMEOUT_MS / 1000} s`));
+          }, EVENTS_CONNECT_TIMEOUT_MS);
+        }),
+      ]);
     } catch (error) {
       throw transient('DockerUnavailable', `follow Docker events: ${dockerMessage(error)}`, error);
+    } finally {
+      clearTimeout(timer);
     }
     // Events arrive as JSON lines that chunks may split anywhere.
     let pending = '';
