@@ -81,6 +81,14 @@ describe('Helm chart and plain manifests', () => {
     }
   });
 
+  test('the optional ServiceMonitor renders when asked (the stack has no Prometheus Operator CRD to dry-run it against)', async () => {
+    const off = ok(await helm('template', release, CHART, '-n', namespace), 'template');
+    const on = ok(await helm('template', release, CHART, '-n', namespace, '--set', 'metrics.serviceMonitor.enabled=true'), 'template with ServiceMonitor');
+    assert.ok(!kindsOf(off).some((kind) => kind.startsWith('ServiceMonitor/')));
+    assert.ok(kindsOf(on).some((kind) => kind.startsWith('ServiceMonitor/')));
+    assert.match(on, /apiVersion: monitoring.coreos.com\/v1/);
+  });
+
   test('bad values are refused by the schema, naming the value', async () => {
     const cases: [string, RegExp][] = [
       ['controller.replicas=-1', /controller\/replicas.*-1|replicas.*minimum/],
