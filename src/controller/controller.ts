@@ -73,24 +73,28 @@ export class Controller {
       this.queue.add(key);
     });
     const metrics = this.metrics;
+    // The uid of a key whose pass failed, for the failure's log line: the object
+    // may have left the cache by then (deleted while it was reconciled).
+    const failingUids = new Map<string, string>();
     this.queue.start(
-      metrics === undefined
-        ? (key) => this.reconciler.reconcile(key)
-        : async (key) => {
-          const end = metrics.reconcileDuration.startTimer();
-          try {
-            const result = await this.reconciler.reconcile(key);
-            end({ result: 'success' });
-            metrics.reconciles.inc({ result: 'success' });
-            return result;
-          } catch (error) {
-            end({ result: 'error' });
-            metrics.reconciles.inc({ result: 'error' });
-            throw error;
-          }
-        },
+      async (key) => {
+        const uid = this.cache.get(key)?.metadata.uid;
+        const end = metrics?.reconcileDuration.startTimer();
+        try {
+          const result = await this.reconciler.reconcile(key);
+          end?.({ result: 'success' });
+          metrics?.reconciles.inc({ result: 'success' });
+          failingUids.delete(key);
+          return result;
+        } catch (error) {
+          end?.({ result: 'error' });
+          metrics?.reconciles.inc({ result: 'error' });
+          if (uid !== undefined) failingUids.set(key, uid);
+          throw error;
+        }
+      },
       (key, error) => {
-        this.logger.warn({ instance: key, uid: this.cache.get(key)?.metadata.uid, code: (error as { code?: unknown }).code }, `Reconciling ChallengeInstance ${key} failed: ${describeError(error)}`);
+        this.logger.warn({ instance: key, uid: this.cache.get(key)?.metadata.uid ?? failingUids.get(key), code: (error as { code?: unknown }).code }, `Reconciling ChallengeInstance ${key} failed: ${describeError(error)}`);
       },
     );
     // A node lost or back changes what its instances need: look at each again.

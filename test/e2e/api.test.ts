@@ -150,4 +150,6 @@ describe('platform API', () => {
     expectError(await call('DELETE', '/v1/instances/team-b/one'), 404, 'NotFound');
     assert.equal((await call('POST', '/v1/instances', { body: create('team-b', 'three') })).status, 201, 'the freed slot can be used');
   });
+
+  scenario.declareLogTest();
 });

@@ -111,4 +111,6 @@ describe('ctfleet CLI: instances, workers, queue', () => {
     assert.equal(format.code, 2);
     assert.match(format.stderr, /--output: must be "table" or "json"/);
   });
+
+  scenario.declareLogTest();
 });

@@ -191,4 +191,6 @@ describe('dashboard', () => {
       await context.close();
     });
   });
+
+  scenario.declareLogTest();
 });

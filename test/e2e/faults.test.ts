@@ -59,6 +59,8 @@ describe('fault injection', { concurrency: 1 }, () => {
       const ms = await scenario.converged('kill -9 worker during 20 starts', killedAt, 120_000);
       assert.ok(ms > 0);
     });
+
+    scenario.declareLogTest();
   });
 
   describe('2. Redis restarts with every key lost while 20 instances run and 10 more start', () => {
@@ -94,6 +96,8 @@ describe('fault injection', { concurrency: 1 }, () => {
         redis.disconnect();
       }
     });
+
+    scenario.declareLogTest();
   });
 
   describe('3. the Docker engine restarts while instances run', () => {
@@ -117,6 +121,8 @@ describe('fault injection', { concurrency: 1 }, () => {
       await scenario.converged('Docker engine restarted', stoppedAt, 180_000);
       assert.ok(alive(ctfleet), 'ctfleet kept running while Docker was down');
     });
+
+    scenario.declareLogTest();
   });
 
   describe('4. the kube-apiserver restarts while instances are created and deleted', () => {
@@ -142,6 +148,8 @@ describe('fault injection', { concurrency: 1 }, () => {
       assert.ok(alive(ctfleet), 'ctfleet kept running while the API server was down');
       await reportsReady(port);
     });
+
+    scenario.declareLogTest();
   });
 
   describe('6. containers changed behind ctfleet\'s back', () => {
@@ -215,6 +223,8 @@ describe('fault injection', { concurrency: 1 }, () => {
       const fixedAt = Date.now();
       await scenario.converged('CrashLoop fixed by a spec change', fixedAt, 60_000);
     });
+
+    scenario.declareLogTest();
   });
 
   describe('7. a node\'s worker disappears for good', () => {
@@ -255,6 +265,8 @@ describe('fault injection', { concurrency: 1 }, () => {
       const events = await kubectl(['get', 'events', '-n', scenario.namespace, '--field-selector', 'reason=NodeLost', '-o', 'jsonpath={.items[*].involvedObject.name}']);
       assert.deepEqual(events.stdout.split(' ').filter((name) => name !== '').sort(), names('n', 5).sort(), 'each rescheduled instance got a NodeLost warning');
     });
+
+    scenario.declareLogTest();
   });
 
   describe('8. create and delete the same instance 20 times in a row', () => {
@@ -287,6 +299,8 @@ describe('fault injection', { concurrency: 1 }, () => {
       await scenario.instances.waitFor(scenario.namespace, 'same', 'to run', isRunning, 60_000);
       await scenario.converged('the name reused once more', doneAt, 60_000);
     });
+
+    scenario.declareLogTest();
   });
 
   describe('9. 100 instances with a 10-second lifetime', () => {
@@ -318,6 +332,8 @@ describe('fault injection', { concurrency: 1 }, () => {
       }
       console.log(`# ttl100: containers removed at most ${(latest / 1000).toFixed(0)} s after their expiresAt (second precision)`);
     });
+
+    scenario.declareLogTest();
   });
 
   describe('retries run out', () => {
@@ -337,6 +353,8 @@ describe('fault injection', { concurrency: 1 }, () => {
       const deleted = await kubectl(['delete', 'challengeinstance', 'nodocker', '-n', scenario.namespace, '--wait=true', '--timeout=30s']);
       assert.equal(deleted.code, 0, deleted.stderr);
     });
+
+    scenario.declareLogTest();
   });
 
   describe('graceful shutdown of a worker', () => {
@@ -360,5 +378,7 @@ describe('fault injection', { concurrency: 1 }, () => {
       const ms = await scenario.converged('worker SIGTERM with a start in flight', stoppedAt, 60_000);
       assert.ok(ms < 15_000, `finished ${ms} ms after the SIGTERM`);
     });
+
+    scenario.declareLogTest();
   });
 });

@@ -86,4 +86,6 @@ describe('/metrics', () => {
       assert.ok(!text.includes(secret), `/metrics mentions ${secret}`);
     }
   });
+
+  scenario.declareLogTest();
 });
