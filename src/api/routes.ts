@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { ChallengeInstance, InstanceSpec } from '../domain/challenge-instance.ts';
 import { viewOf } from '../domain/instance-view.ts';
 import { CtfleetError } from '../domain/errors.ts';
-import { LABELS } from '../domain/names.ts';
+import { DNS_LABEL, LABELS } from '../domain/names.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import { authenticate, type ApiToken } from './tokens.ts';
@@ -34,7 +34,7 @@ export const ROUTES = [
   { method: 'post', path: '/v1/instances/{team}/{challenge}/extend' },
 ] as const;
 
-const dnsLabel = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label: lower-case letters, digits and -').max(63, 'must be at most 63 characters');
+const dnsLabel = z.string().regex(DNS_LABEL, 'must be a DNS label: lower-case letters, digits and -').max(63, 'must be at most 63 characters');
 const ttl = z.number().int('must be a whole number of seconds').min(5, 'must be at least 5 seconds').max(2_592_000, 'must be at most 30 days');
 
 const createSchema = z.strictObject({
@@ -43,7 +43,7 @@ const createSchema = z.strictObject({
   image: z.string().min(1, 'must name an image').max(512),
   imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
   ports: z
-    .array(z.strictObject({ name: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label').max(15), containerPort: z.number().int().min(1).max(65535), protocol: z.enum(['TCP', 'UDP']).optional() }))
+    .array(z.strictObject({ name: z.string().regex(DNS_LABEL, 'must be a DNS label').max(15), containerPort: z.number().int().min(1).max(65535), protocol: z.enum(['TCP', 'UDP']).optional() }))
     .min(1, 'must list at least one port')
     .max(16, 'must list at most 16 ports'),
   env: z.array(z.strictObject({ name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name'), value: z.string().max(32_768) })).max(64).optional(),

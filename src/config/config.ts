@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { DNS_LABEL } from '../domain/names.ts';
 import { parsePortRange, type PortRange } from '../worker/port-range.ts';
 import type { LogLevel } from '../observability/logger.ts';
 
@@ -126,7 +127,7 @@ const runtimeSchema = z.object({
   CTFLEET_MAX_LIFETIME_SECONDS: positiveInt(31_536_000).default(604_800),
   CTFLEET_ON_EXPIRY: z.enum(['Keep', 'Delete']).default('Keep'),
   CTFLEET_LEADER_ELECTION: z.enum(['true', 'false'], 'must be true or false').default('true'),
-  CTFLEET_LEASE_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name (a DNS label)').max(63).default('default'),
+  CTFLEET_LEASE_NAMESPACE: z.string().regex(DNS_LABEL, 'must be a namespace name (a DNS label)').max(63).default('default'),
   CTFLEET_LEASE_NAME: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS subdomain').max(253).optional(),
   CTFLEET_NODE_NAME: z
     .string()
@@ -160,7 +161,7 @@ const runtimeSchema = z.object({
   CTFLEET_HTTP_HOST: z.string().min(1).default('0.0.0.0'),
   CTFLEET_API_TOKENS_FILE: z.string().min(1).optional(),
   CTFLEET_API_TOKENS_SECRET: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be namespace/name of a Secret with a key "tokens"').optional(),
-  CTFLEET_API_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name (a DNS label)').max(63).default('default'),
+  CTFLEET_API_NAMESPACE: z.string().regex(DNS_LABEL, 'must be a namespace name (a DNS label)').max(63).default('default'),
   CTFLEET_API_MAX_INSTANCES_PER_TEAM: positiveInt(1_000).default(3),
   CTFLEET_API_RATE_PER_MINUTE: positiveInt(100_000).default(60),
   CTFLEET_DASHBOARD: z.enum(['true', 'false'], 'must be true or false').default('true'),
@@ -169,7 +170,7 @@ const runtimeSchema = z.object({
     .string()
     .default('')
     .transform((value) => value.split(',').map((item) => item.trim()).filter((item) => item !== ''))
-    .pipe(z.array(z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must list namespace names (DNS labels), comma-separated').max(63))),
+    .pipe(z.array(z.string().regex(DNS_LABEL, 'must list namespace names (DNS labels), comma-separated').max(63))),
   CTFLEET_HTTP_PORT: z.coerce.number().int().min(0, 'must be a port number (0 picks a free one)').max(65535, 'must be a port number (0 picks a free one)').default(8080),
 });
 

@@ -2,6 +2,7 @@ import express, { type NextFunction, type Request, type Response, type Router } 
 import { authenticateBrowser, type ApiToken } from '../api/tokens.ts';
 import { describeError } from '../health/dependency-check.ts';
 import type { InstanceView } from '../domain/instance-view.ts';
+import { DNS_LABEL } from '../domain/names.ts';
 import type { Logger } from '../observability/logger.ts';
 import { renderInstancePage, type QueueCounts } from './instance-page.ts';
 
@@ -24,7 +25,6 @@ export interface DashboardDeps {
 
 /** Queue-board calls refused even to admins: hand-made or hand-edited jobs would bypass the controller. */
 const NEVER_ALLOWED = [/\/api\/queues\/[^/]+\/add$/, /\/update-data$/];
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 interface Viewer {
   name: string;
@@ -81,7 +81,7 @@ export function dashboard(deps: DashboardDeps): Router {
     for (const field of ['team', 'challenge'] as const) {
       const value = request.query[field];
       if (value === undefined || value === '') continue;
-      if (typeof value !== 'string' || !DNS_LABEL.test(value)) {
+      if (typeof value !== 'string' || value.length > 63 || !DNS_LABEL.test(value)) {
         response.status(400).type('text/plain').send(`${field}: must be a DNS label (lower-case letters, digits and -)\n`);
         return;
       }

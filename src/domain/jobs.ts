@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { InstanceSpec } from './challenge-instance.ts';
+import { DNS_LABEL } from './names.ts';
 
 /** What a job asks a worker to do with an instance's container. */
 export type JobAction = 'start' | 'stop' | 'expire' | 'delete';
@@ -45,7 +46,7 @@ export function nodeQueue(node: string): string {
   return `node.${node}`;
 }
 
-const dnsLabel = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).max(63);
+const dnsLabel = z.string().regex(DNS_LABEL).max(63);
 const quantity = z.string().max(32);
 
 const specSchema = z.object({

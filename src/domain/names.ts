@@ -38,3 +38,6 @@ export const FIELD_MANAGERS = {
 export function containerName(namespace: string, name: string): string {
   return `ctfleet-${namespace}_${name}`;
 }
+
+/** A DNS label (RFC 1123) without its 63-character cap: namespaces, teams, challenges, port names. */
+export const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;

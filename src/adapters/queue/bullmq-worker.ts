@@ -9,12 +9,6 @@ export type JobHandler = (data: unknown, context: JobContext) => Promise<JobOutc
 /** Told of every job handled: its action (the job's name), outcome (or `failed`) and duration. */
 export type JobObserver = (action: string, outcome: string, seconds: number) => void;
 
-/**
- * Consumes BullMQ queues with one handler. A failure's message starts with its
- * stable code (`ImagePullFailed: …`) so other processes can classify it without
- * `instanceof`; permanent failures are unrecoverable (no retry), everything else
- * retries with the job's backoff.
- */
 /** The instance and uid a job is for, for its log lines (nothing when the data is not a job's). */
 function jobIds(data: unknown): { instance?: string; uid?: string } {
   const target = (data as { target?: { namespace?: unknown; name?: unknown; uid?: unknown } } | undefined)?.target;
@@ -22,6 +16,12 @@ function jobIds(data: unknown): { instance?: string; uid?: string } {
   return { instance: `${target.namespace}/${target.name}`, uid: target.uid };
 }
 
+/**
+ * Consumes BullMQ queues with one handler. A failure's message starts with its
+ * stable code (`ImagePullFailed: …`) so other processes can classify it without
+ * `instanceof`; permanent failures are unrecoverable (no retry), everything else
+ * retries with the job's backoff.
+ */
 export class BullWorkerPool {
   private readonly workers: Worker[] = [];
   private readonly connections: Redis[] = [];
