@@ -15,7 +15,10 @@ import { LeaderElector } from '../controller/leader-election.ts';
 import { nodeQueue, SHARED_QUEUE } from '../domain/jobs.ts';
 import { LABELS } from '../domain/names.ts';
 import type { Logger } from '../observability/logger.ts';
-import { InstanceWorker } from '../worker/instance-worker.ts';
+import { ContainerOperations } from '../worker/container-ops.ts';
+import { NodeReconciler } from '../worker/node-reconciler.ts';
+import { StatusReporter } from '../worker/status-reporter.ts';
+import { SYSTEM_CLOCK } from '../domain/ports.ts';
 import { PortAllocator } from '../worker/port-allocator.ts';
 import { Heartbeat } from '../worker/heartbeat.ts';
 import { RedisHeartbeatStore } from '../adapters/redis/heartbeat-store.ts';
@@ -37,7 +40,6 @@ import { RateLimiter } from '../api/rate-limit.ts';
 import { parseTokens, type ApiToken } from '../api/tokens.ts';
 import { ConfigError } from '../config/config.ts';
 import { NodeMonitor } from '../controller/node-monitor.ts';
-import { Supervisor } from '../worker/supervisor.ts';
 import { TimedRuntime } from '../worker/timed-runtime.ts';
 import type { Metrics } from '../observability/metrics.ts';
 
@@ -160,25 +162,37 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
   const docker = createDockerClient(config.docker, { idleTimeoutMs: DOCKER_IDLE_TIMEOUT_MS });
   const runtime = new TimedRuntime(new DockerRuntime(docker, createDockerClient(config.docker)), metrics);
   const api = new KubeInstanceApi(kubeConfig);
-  const worker = new InstanceWorker({
-    runtime,
+  const clock = SYSTEM_CLOCK;
+  const reconciler = new NodeReconciler({
     api,
-    observed: new RedisObservedStateStore(command, config.redis.prefix),
-    ports: new PortAllocator(settings.portRange),
+    runtime,
+    ops: new ContainerOperations({
+      runtime,
+      ports: new PortAllocator(settings.portRange),
+      settings: { node: settings.node, bindAddress: settings.bindAddress, readinessTimeoutMs: settings.readinessTimeoutMs },
+      clock,
+    }),
+    reporter: new StatusReporter({ api, observed: new RedisObservedStateStore(command, config.redis.prefix), node: settings.node, clock, logger }),
     settings: {
       node: settings.node,
       advertiseAddress: settings.advertiseAddress,
-      bindAddress: settings.bindAddress,
-      readinessTimeoutMs: settings.readinessTimeoutMs,
+      namespaces: config.namespaces,
+      // Jobs of both queues, plus room for events and sweeps.
+      concurrency: settings.concurrency * 2 + 2,
+      sweepIntervalMs: settings.sweepIntervalMs,
+      restart: settings.restart,
     },
+    clock,
     logger,
+    metrics,
   });
+  reconciler.start();
   const pool = new BullWorkerPool(blocking, config.redis.prefix, logger, (action, outcome, seconds) => {
     metrics.jobs.inc({ action, outcome });
     metrics.jobDuration.observe({ action, outcome }, seconds);
   });
   metrics.workerCapacity.set(settings.concurrency);
-  const handler = worker.handle.bind(worker);
+  const handler = reconciler.handle.bind(reconciler);
   pool.consume(SHARED_QUEUE, settings.concurrency, handler);
   pool.consume(nodeQueue(settings.node), settings.concurrency, handler);
   await pool.waitUntilReady();
@@ -194,25 +208,19 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
     (ok) => {
       metrics.heartbeats.inc({ result: ok ? 'success' : 'error' });
     },
+    clock,
   );
   await heartbeat.start();
-  const supervisor = new Supervisor({
-    runtime,
-    api,
-    worker,
-    settings: { node: settings.node, namespaces: config.namespaces, sweepIntervalMs: settings.sweepIntervalMs, restart: settings.restart },
-    logger,
-    metrics,
-  });
-  supervisor.start();
   logger.info({ node: settings.node, portRange: settings.portRange, concurrency: settings.concurrency }, 'Worker started');
   return {
     name: 'worker',
     readiness: { redis: redisReadiness(command), kubernetes: kubernetesReadiness(kubeConfig), docker: dockerCheck(docker) },
     close: async () => {
-      await supervisor.close();
+      // Jobs first: the ones in flight finish through the reconciler's passes
+      // (or go back to their queue), then the reconciler stops.
       const { handedBack } = await pool.close(config.shutdownTimeoutMs);
       logger.info({ handedBack }, 'Worker stopped taking jobs');
+      await reconciler.close();
       await heartbeat.close(settings.node);
       command.disconnect();
       blocking.disconnect();

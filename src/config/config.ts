@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { DNS_LABEL } from '../domain/names.ts';
-import { parsePortRange, type PortRange } from '../worker/port-range.ts';
+import { parsePortRange, type PortRange } from '../domain/port-range.ts';
 import type { LogLevel } from '../observability/logger.ts';
 
 /**

@@ -1,5 +1,6 @@
 import type { Phase } from '../domain/challenge-instance.ts';
 import type { InstanceApi, InstanceCache, JobQueue } from '../domain/ports.ts';
+import { parseJobId } from '../domain/jobs.ts';
 
 const PHASES: Phase[] = ['Pending', 'Scheduled', 'Starting', 'Running', 'Stopping', 'Stopped', 'Failed', 'Expired', 'Terminating'];
 import { describeError } from '../health/dependency-check.ts';
@@ -8,7 +9,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import type { NodeMonitor } from './node-monitor.ts';
 import { NO_LOST_NODES, type LifetimePolicy } from './plan.ts';
 import { Reconciler } from './reconciler.ts';
-import { WorkQueue } from './work-queue.ts';
+import { WorkQueue } from '../reconcile/work-queue.ts';
 
 export interface ControllerOptions {
   concurrency: number;
@@ -66,7 +67,8 @@ export class Controller {
 
   async start(): Promise<void> {
     this.jobs.onJobChange((jobId) => {
-      const key = this.cache.keyForUid(jobId.split('.')[0] ?? '');
+      const uid = parseJobId(jobId)?.uid;
+      const key = uid === undefined ? undefined : this.cache.keyForUid(uid);
       if (key !== undefined) this.queue.add(key);
     });
     await this.cache.start((key) => {

@@ -1,24 +1,5 @@
+import type { LeaseRecord, LeaseStore } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
-
-/** The Lease record as the elector reads and writes it. */
-export interface LeaseRecord {
-  holderIdentity: string | undefined;
-  leaseDurationSeconds: number;
-  acquireTime: string | undefined;
-  renewTime: string | undefined;
-  leaseTransitions: number;
-  /** Opaque version for compare-and-swap writes. */
-  resourceVersion?: string;
-}
-
-/** Storage of one Lease with optimistic concurrency (a Kubernetes Lease in production). */
-export interface LeaseStore {
-  read(): Promise<LeaseRecord | undefined>;
-  /** Creates the lease; false if someone else created it first. */
-  create(record: LeaseRecord): Promise<boolean>;
-  /** Replaces the lease if it is still at `record.resourceVersion`; false on conflict. */
-  update(record: LeaseRecord): Promise<boolean>;
-}
 
 export interface ElectionTiming {
   leaseDurationMs: number;

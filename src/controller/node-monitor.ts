@@ -1,11 +1,6 @@
+import type { LiveNodeSource } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { NodePolicy } from './plan.ts';
-
-/** Where the controller reads which workers are alive (their heartbeats). */
-export interface LiveNodeSource {
-  /** Nodes whose heartbeat has not expired. */
-  liveNodes(): Promise<Set<string>>;
-}
 
 export interface NodeMonitorOptions {
   /** A node counts as lost once its heartbeat has been missing this long, as this process saw it. */

@@ -6,9 +6,9 @@ import {
   type Phase,
 } from '../domain/challenge-instance.ts';
 import { kubeTime, mergeCondition } from '../domain/conditions.ts';
-import { jobIdFor, type JobAction, type JobState } from '../domain/jobs.ts';
+import { decodeJobFailure, jobIdFor, type JobAction, type JobState } from '../domain/jobs.ts';
 import { FINALIZER } from '../domain/names.ts';
-import { isPermanentReason, NODE_LOST, READY_REASONS } from '../domain/reasons.ts';
+import { CONTROLLER_REASONS, isPermanentReason, NODE_LOST, READY_REASONS } from '../domain/reasons.ts';
 
 /**
  * What the controller knows of the last job it enqueued for an instance, read from
@@ -163,19 +163,19 @@ export function plan(
     if (!hasContainer || deleteDone || nodeLost) {
       // A start job still in the queue is skipped by the worker once it sees the
       // deletion; wait for it so it cannot leave a container behind.
-      if (isPending('start')) return decide('Terminating', 'WaitingForStartJob', 'Waiting for the in-flight start job to finish before cleanup.');
+      if (isPending('start')) return decide('Terminating', CONTROLLER_REASONS.waitingForStartJob, 'Waiting for the in-flight start job to finish before cleanup.');
       const message = nodeLost && !deleteDone
         ? `Released ChallengeInstance ${metadata.namespace}/${metadata.name}: node ${node} is lost, and its worker removes the container if it returns`
         : `Removed container and finalizer of ChallengeInstance ${metadata.namespace}/${metadata.name}`;
-      return { actions: [{ type: 'RemoveFinalizer' }], status: undefined, events: [{ type: 'Normal', reason: 'Deleted', message }], requeueAfterMs: REQUEUE.settled };
+      return { actions: [{ type: 'RemoveFinalizer' }], status: undefined, events: [{ type: 'Normal', reason: CONTROLLER_REASONS.deleted, message }], requeueAfterMs: REQUEUE.settled };
     }
-    if (isPending('delete')) return decide('Terminating', 'RemovingContainer', `Removing the container on node ${status.node ?? 'unknown'}.`);
+    if (isPending('delete')) return decide('Terminating', CONTROLLER_REASONS.removingContainer, `Removing the container on node ${status.node ?? 'unknown'}.`);
     if (hasFailed('delete')) {
-      return decide('Terminating', 'CleanupFailed', `Removing the container failed: ${job?.failedReason ?? 'unknown error'}; retrying.`, [
+      return decide('Terminating', CONTROLLER_REASONS.cleanupFailed, `Removing the container failed: ${job?.failedReason ?? 'unknown error'}; retrying.`, [
         { type: 'Enqueue', action: 'delete', jobId: jobIdFor(metadata.uid, generation, 'delete'), generation, node: status.node },
       ]);
     }
-    return enqueue('delete', status.node, 'Terminating', 'RemovingContainer', `Removing the container on node ${status.node ?? 'unknown'}.`);
+    return enqueue('delete', status.node, 'Terminating', CONTROLLER_REASONS.removingContainer, `Removing the container on node ${status.node ?? 'unknown'}.`);
   }
 
   // ---- finalizer first: nothing runs until cleanup is guaranteed
@@ -188,12 +188,12 @@ export function plan(
   // ---- desired: Stopped
   if (spec.desiredState === 'Stopped') {
     if (!hasContainer || (readyForThisGeneration && ready.status === 'False' && ready.reason === READY_REASONS.stopped)) {
-      return decide('Stopped', 'Stopped', 'The instance is stopped as requested.');
+      return decide('Stopped', CONTROLLER_REASONS.stopped, 'The instance is stopped as requested.');
     }
     if (nodeLost) return decide('Stopped', NODE_LOST, `Node ${node} is lost; its worker stops the container if it returns.`);
-    if (isPending('stop')) return decide('Stopping', 'StoppingContainer', `Stopping the container on node ${status.node ?? 'unknown'}.`);
-    if (hasFailed('stop')) return decide('Failed', 'StopFailed', `Stopping the container failed: ${job?.failedReason ?? 'unknown error'}.`);
-    return enqueue('stop', status.node, 'Stopping', 'StoppingContainer', `Stopping the container on node ${status.node ?? 'unknown'}.`);
+    if (isPending('stop')) return decide('Stopping', CONTROLLER_REASONS.stoppingContainer, `Stopping the container on node ${status.node ?? 'unknown'}.`);
+    if (hasFailed('stop')) return decide('Failed', CONTROLLER_REASONS.stopFailed, `Stopping the container failed: ${job?.failedReason ?? 'unknown error'}.`);
+    return enqueue('stop', status.node, 'Stopping', CONTROLLER_REASONS.stoppingContainer, `Stopping the container on node ${status.node ?? 'unknown'}.`);
   }
 
   // ---- desired: Running, but its lifetime is over
@@ -201,12 +201,12 @@ export function plan(
   if (lifetimeOver || expiredThisGeneration) {
     const ended = `The lifetime ended at ${expiresAt ?? 'an earlier time'}`;
     if (lifetime.onExpiry === 'Delete') {
-      return decide('Expired', 'LifetimeEnded', `${ended}; deleting the instance.`, [{ type: 'DeleteResource' }]);
+      return decide('Expired', CONTROLLER_REASONS.lifetimeEnded, `${ended}; deleting the instance.`, [{ type: 'DeleteResource' }]);
     }
-    if (!hasContainer) return decide('Expired', 'LifetimeEnded', `${ended}; the container was removed.`);
-    if (nodeLost) return decide('Expired', 'LifetimeEnded', `${ended}; node ${node} is lost, and its worker removes the container if it returns.`);
-    if (isPending('expire')) return decide('Expired', 'LifetimeEnded', `${ended}; removing the container.`);
-    return enqueue('expire', status.node, 'Expired', 'LifetimeEnded', `${ended}; removing the container.`);
+    if (!hasContainer) return decide('Expired', CONTROLLER_REASONS.lifetimeEnded, `${ended}; the container was removed.`);
+    if (nodeLost) return decide('Expired', CONTROLLER_REASONS.lifetimeEnded, `${ended}; node ${node} is lost, and its worker removes the container if it returns.`);
+    if (isPending('expire')) return decide('Expired', CONTROLLER_REASONS.lifetimeEnded, `${ended}; removing the container.`);
+    return enqueue('expire', status.node, 'Expired', CONTROLLER_REASONS.lifetimeEnded, `${ended}; removing the container.`);
   }
 
   // ---- desired: Running, on a node that stopped sending heartbeats
@@ -227,7 +227,7 @@ export function plan(
     return decide('Starting', READY_REASONS.restarting, ready.message);
   }
   if (readyForThisGeneration && ready.status === 'True') {
-    return decide('Running', 'ContainerReady', ready.message);
+    return decide('Running', READY_REASONS.ready, ready.message);
   }
   if (readyForThisGeneration && ready.status === 'False' && isPermanentReason(ready.reason)) {
     return decide('Failed', ready.reason, ready.message);
@@ -236,7 +236,7 @@ export function plan(
     const active = job?.state === 'active';
     return decide(
       active ? 'Starting' : 'Scheduled',
-      active ? 'StartingContainer' : 'WaitingForWorker',
+      active ? CONTROLLER_REASONS.startingContainer : CONTROLLER_REASONS.waitingForWorker,
       active ? 'A worker is starting the container.' : 'Queued a start job; waiting for a worker to take it.',
     );
   }
@@ -246,16 +246,12 @@ export function plan(
   }
   // Sticky placement: a container that exists stays on its node, where the worker
   // replaces it in place (and keeps its ports when it can).
-  return enqueue('start', hasContainer ? status.node : undefined, 'Scheduled', 'WaitingForWorker', 'Queued a start job; waiting for a worker to take it.');
+  return enqueue('start', hasContainer ? status.node : undefined, 'Scheduled', CONTROLLER_REASONS.waitingForWorker, 'Queued a start job; waiting for a worker to take it.');
 }
 
-/**
- * Failed jobs carry `Reason: message` (see the worker); an unstructured failure is
- * reported as JobFailed.
- */
+/** The stable code a failed job carries; JobFailed for an unstructured failure. */
 function reasonOfFailure(failedReason: string | undefined): string {
-  const match = failedReason === undefined ? null : /^([A-Z][A-Za-z]+): /.exec(failedReason);
-  return match?.[1] ?? 'JobFailed';
+  return decodeJobFailure(failedReason).code;
 }
 
 /**
@@ -265,9 +261,9 @@ function reasonOfFailure(failedReason: string | undefined): string {
 function scheduledCondition(phase: Phase, reason: string, message: string, generation: number, node: string | undefined): Omit<Condition, 'lastTransitionTime'> {
   const base = { type: 'Scheduled', observedGeneration: generation };
   if (phase === 'Failed' || reason === NODE_LOST) return { ...base, status: 'False', reason, message };
-  if (node !== undefined && node !== '') return { ...base, status: 'True', reason: 'Placed', message: `Placed on node ${node}.` };
-  if (phase === 'Scheduled' || phase === 'Starting') return { ...base, status: 'True', reason: 'Queued', message: 'Queued for the workers; the first with free capacity takes it.' };
-  return { ...base, status: 'False', reason: 'NotPlaced', message: 'No container is placed on a node.' };
+  if (node !== undefined && node !== '') return { ...base, status: 'True', reason: CONTROLLER_REASONS.placed, message: `Placed on node ${node}.` };
+  if (phase === 'Scheduled' || phase === 'Starting') return { ...base, status: 'True', reason: CONTROLLER_REASONS.queued, message: 'Queued for the workers; the first with free capacity takes it.' };
+  return { ...base, status: 'False', reason: CONTROLLER_REASONS.notPlaced, message: 'No container is placed on a node.' };
 }
 
 /** startedAt + ttl, capped by the policy's maximum; undefined without both. */

@@ -1,12 +1,12 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { ChallengeInstance, InstanceStatus } from '../domain/challenge-instance.ts';
-import { jobIdFor, nodeQueue, SHARED_QUEUE, type InstanceJob } from '../domain/jobs.ts';
+import { isFirstStartJob, nodeQueue, SHARED_QUEUE, type InstanceJob } from '../domain/jobs.ts';
 import { FIELD_MANAGERS, FINALIZER } from '../domain/names.ts';
 import { describeError } from '../health/dependency-check.ts';
 import type { InstanceApi, InstanceCache, JobQueue } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
 import { plan, type Action, type ControllerStatus, type JobObservation, type LifetimePolicy, type NodePolicy } from './plan.ts';
-import type { WorkResult } from './work-queue.ts';
+import type { WorkResult } from '../reconcile/work-queue.ts';
 
 export interface ReconcilerDeps {
   lifetime: LifetimePolicy;
@@ -94,7 +94,7 @@ export class Reconciler {
         await api.applyStatus(instance, FIELD_MANAGERS.controller, status);
         // First Running of a fresh instance: its first start job of generation 1.
         const created = Date.parse(instance.metadata.creationTimestamp ?? '');
-        if (status.phase === 'Running' && instance.status?.phase !== 'Running' && status.lastJob?.id === jobIdFor(instance.metadata.uid, 1, 'start') && !Number.isNaN(created)) {
+        if (status.phase === 'Running' && instance.status?.phase !== 'Running' && status.lastJob !== undefined && isFirstStartJob(status.lastJob.id, instance.metadata.uid) && !Number.isNaN(created)) {
           this.deps.onFirstReady?.((now().getTime() - created) / 1000);
         }
       }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { InstanceSpec } from './challenge-instance.ts';
 import { DNS_LABEL } from './names.ts';
+import { JOB_FAILED } from './reasons.ts';
 
 /** What a job asks a worker to do with an instance's container. */
 export type JobAction = 'start' | 'stop' | 'expire' | 'delete';
@@ -36,6 +37,45 @@ export function jobIdFor(uid: string, generation: number, action: JobAction, res
   const id = `${uid}.${generation}.${action}`;
   // Each move off a lost node is a new start job of the same generation.
   return action === 'start' && reschedules > 0 ? `${id}.r${reschedules}` : id;
+}
+
+/** The parts of a job id made by {@link jobIdFor}. */
+export interface JobIdParts {
+  uid: string;
+  action: JobAction;
+  /** Absent for delete jobs, which serve every generation. */
+  generation?: number;
+  reschedules: number;
+}
+
+/** Reads a job id made by {@link jobIdFor}; undefined for any other id. */
+export function parseJobId(id: string): JobIdParts | undefined {
+  const match = /^([0-9a-f-]+)\.(?:delete|(\d+)\.(start|stop|expire)(?:\.r(\d+))?)$/.exec(id);
+  if (match === null) return undefined;
+  const [, uid = '', generation, action, reschedules] = match;
+  if (generation === undefined) return { uid, action: 'delete', reschedules: 0 };
+  return { uid, action: action as JobAction, generation: Number(generation), reschedules: reschedules === undefined ? 0 : Number(reschedules) };
+}
+
+/** True for the first start job of an instance: generation 1, never rescheduled. */
+export function isFirstStartJob(id: string, uid: string): boolean {
+  const parts = parseJobId(id);
+  return parts?.uid === uid && parts.action === 'start' && parts.generation === 1 && parts.reschedules === 0;
+}
+
+/**
+ * A failed job's message as it crosses processes: its stable code first, so the
+ * controller classifies it without `instanceof`. {@link decodeJobFailure} reads it back.
+ */
+export function encodeJobFailure(code: string, message: string): string {
+  return `${code}: ${message}`;
+}
+
+/** The code of a failed job's message; {@link JOB_FAILED} when no code leads it. */
+export function decodeJobFailure(failedReason: string | undefined): { code: string; message: string } {
+  const match = failedReason === undefined ? null : /^([A-Z][A-Za-z]+): ([\s\S]*)$/.exec(failedReason);
+  if (match === null) return { code: JOB_FAILED, message: failedReason ?? '' };
+  return { code: match[1] ?? JOB_FAILED, message: match[2] ?? '' };
 }
 
 /** Queue for start jobs any worker may take. */

@@ -20,6 +20,8 @@ export const LABELS = {
   specHash: `${GROUP}/spec-hash`,
   /** The worker node that created the container; each worker only sweeps its own. */
   node: `${GROUP}/node`,
+  /** The container's host ports, so port use is known without inspecting each container. */
+  hostPorts: `${GROUP}/host-ports`,
 } as const;
 
 export const MANAGED_BY = 'ctfleet';

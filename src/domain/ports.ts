@@ -1,10 +1,22 @@
-import type { ChallengeInstance, InstanceStatus } from './challenge-instance.ts';
+import type { ChallengeInstance, Endpoint, InstanceStatus, Protocol, PullPolicy } from './challenge-instance.ts';
 import type { InstanceJob, JobState } from './jobs.ts';
 
 /**
  * The small interfaces the controller and worker need from the outside world.
- * Shaped by the core's needs, implemented by src/adapters.
+ * Shaped by the core's needs, implemented by src/adapters. Every interface the
+ * core depends on lives here, so the core never imports an adapter and an
+ * adapter never imports the core.
  */
+
+/** The one source of time of a component: tests pass a clock they move by hand. */
+export interface Clock {
+  /** Milliseconds since the epoch. */
+  now(): number;
+}
+
+export const SYSTEM_CLOCK: Clock = { now: () => Date.now() };
+
+// ---- Kubernetes
 
 export interface InstanceEvent {
   type: 'Normal' | 'Warning';
@@ -56,4 +68,151 @@ export interface JobQueue {
   /** Calls back with the job id whenever a job of a queue in use completes or fails. */
   onJobChange(listener: (jobId: string) => void): void;
   close(): Promise<void>;
+}
+
+// ---- the controller's view of the workers and of its Lease
+
+/** The Lease record as the elector reads and writes it. */
+export interface LeaseRecord {
+  holderIdentity: string | undefined;
+  leaseDurationSeconds: number;
+  acquireTime: string | undefined;
+  renewTime: string | undefined;
+  leaseTransitions: number;
+  /** Opaque version for compare-and-swap writes. */
+  resourceVersion?: string;
+}
+
+/** Storage of one Lease with optimistic concurrency (a Kubernetes Lease in production). */
+export interface LeaseStore {
+  read(): Promise<LeaseRecord | undefined>;
+  /** Creates the lease; false if someone else created it first. */
+  create(record: LeaseRecord): Promise<boolean>;
+  /** Replaces the lease if it is still at `record.resourceVersion`; false on conflict. */
+  update(record: LeaseRecord): Promise<boolean>;
+}
+
+/** Where the controller reads which workers are alive (their heartbeats). */
+export interface LiveNodeSource {
+  /** Nodes whose heartbeat has not expired. */
+  liveNodes(): Promise<Set<string>>;
+}
+
+// ---- the worker's side
+
+/** What a worker says about itself every beat. */
+export interface WorkerBeat {
+  node: string;
+  /** Jobs it takes at once from each queue. */
+  capacity: number;
+  /** ctfleet containers running on its node. */
+  running: number;
+  version: string;
+  startedAt: string;
+  beatAt: string;
+}
+
+export interface HeartbeatStore {
+  /** Records the beat; it expires after `ttlMs` unless renewed. */
+  beat(beat: WorkerBeat, ttlMs: number): Promise<void>;
+  /** Removes the worker's entry (graceful exit). */
+  remove(node: string): Promise<void>;
+}
+
+/** What the worker last saw of an instance, kept in Redis for fast reads (CLI, dashboards). */
+export interface ObservedState {
+  namespace: string;
+  name: string;
+  node: string;
+  state: 'running' | 'stopped' | 'removed' | 'failed';
+  reason: string;
+  containerId?: string;
+  endpoints?: Endpoint[];
+  generation: number;
+}
+
+export interface ObservedStateStore {
+  record(uid: string, state: ObservedState): Promise<void>;
+}
+
+/** The slice of a queued job its handler uses. */
+export interface JobContext {
+  id: string;
+  progress(percent: number, step: string): Promise<void>;
+}
+
+/** What a job achieved: its BullMQ return value, read by the CLI and the dashboard. */
+export interface JobOutcome {
+  outcome: 'started' | 'adopted' | 'stopped' | 'removed' | 'skipped';
+  reason?: string;
+  containerId?: string;
+  endpoints?: Endpoint[];
+}
+
+export interface PortBinding {
+  containerPort: number;
+  protocol: Protocol;
+  hostPort: number;
+}
+
+/** Everything that shapes a container ctfleet creates. */
+export interface ContainerDefinition {
+  name: string;
+  image: string;
+  env: string[];
+  command?: string[];
+  args?: string[];
+  labels: Record<string, string>;
+  bindAddress: string;
+  ports: PortBinding[];
+  nanoCpus?: number;
+  memoryBytes?: number;
+  pidsLimit?: number;
+}
+
+export interface ContainerInfo {
+  id: string;
+  name: string;
+  running: boolean;
+  exitCode: number | undefined;
+  labels: Record<string, string>;
+  hostPorts: number[];
+  /** Address on Docker's bridge network, when the container has one (inspect only). */
+  ipAddress?: string;
+  /** When Docker created it, in ms since the epoch (second precision from listings). */
+  createdAt: number;
+}
+
+/** A ctfleet container that stopped running (`die`) or was removed (`destroy`). */
+export interface ContainerExit {
+  id: string;
+  action: 'die' | 'destroy';
+  labels: Record<string, string>;
+  exitCode: number | undefined;
+}
+
+/** An open subscription to Docker's event stream. */
+export interface EventWatch {
+  /** Resolves when the stream ends (the engine stopped or restarted) or is closed. */
+  ended: Promise<void>;
+  close(): void;
+}
+
+/** The Docker operations a worker needs. Errors are `CtfleetError`s with stable codes. */
+export interface ContainerRuntime {
+  ensureImage(image: string, policy: PullPolicy): Promise<void>;
+  find(name: string): Promise<ContainerInfo | undefined>;
+  /** Creates and starts; fails with code `NameInUse` when the name is taken. */
+  createAndStart(definition: ContainerDefinition): Promise<ContainerInfo>;
+  start(id: string): Promise<void>;
+  /** Stopping a stopped or missing container succeeds. */
+  stop(id: string): Promise<void>;
+  /** Removing a missing container succeeds. */
+  remove(id: string): Promise<void>;
+  /** Every container carrying ctfleet's labels; with `uid`, only that instance's. */
+  listManaged(filter?: { uid?: string }): Promise<ContainerInfo[]>;
+  /** The last lines the container wrote, for failure messages. */
+  logTail(id: string, lines: number): Promise<string>;
+  /** Follows Docker's events for ctfleet containers that exit or are removed. */
+  watchExits(onExit: (exit: ContainerExit) => void): Promise<EventWatch>;
 }

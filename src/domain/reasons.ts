@@ -34,3 +34,54 @@ export type PermanentReason = (typeof PERMANENT_REASONS)[number];
 export function isPermanentReason(reason: string): reason is PermanentReason {
   return (PERMANENT_REASONS as readonly string[]).includes(reason);
 }
+
+/** A failed job whose message carries no code of ctfleet's. */
+export const JOB_FAILED = 'JobFailed';
+
+/**
+ * Reasons the controller writes (`status.reason`, the Scheduled condition, its
+ * Events). Like the Ready reasons, they are API: never rename one.
+ */
+export const CONTROLLER_REASONS = {
+  waitingForWorker: 'WaitingForWorker',
+  startingContainer: 'StartingContainer',
+  stoppingContainer: 'StoppingContainer',
+  stopped: 'Stopped',
+  stopFailed: 'StopFailed',
+  lifetimeEnded: 'LifetimeEnded',
+  removingContainer: 'RemovingContainer',
+  waitingForStartJob: 'WaitingForStartJob',
+  cleanupFailed: 'CleanupFailed',
+  deleted: 'Deleted',
+  /** Scheduled=True: the instance has a node. */
+  placed: 'Placed',
+  /** Scheduled=True: a start job waits for any worker. */
+  queued: 'Queued',
+  /** Scheduled=False: no container is placed. */
+  notPlaced: 'NotPlaced',
+} as const;
+
+/** Why a worker skipped a job (`reason` of its outcome): the job no longer matches its instance. */
+export const SKIP_REASONS = {
+  instanceGone: 'InstanceGone',
+  instanceDeleting: 'InstanceDeleting',
+  /** The instance has a newer generation than the job. */
+  superseded: 'Superseded',
+  /** The instance's lifetime ended: a late start job does not bring it back. */
+  expired: 'Expired',
+} as const;
+
+/** A stop or remove that found nothing to act on. */
+export const ALREADY_GONE = 'AlreadyGone';
+
+/** Why a worker removes a container nobody asked it to remove (log lines, `ctfleet_drift_repairs_total`). */
+export const REMOVAL_REASONS = {
+  noInstance: 'NoInstance',
+  /** A second container of the instance, under another name. */
+  duplicate: 'Duplicate',
+  instanceDeleting: 'InstanceDeleting',
+  placedElsewhere: 'PlacedElsewhere',
+  expired: 'Expired',
+} as const;
+
+export type RemovalReason = (typeof REMOVAL_REASONS)[keyof typeof REMOVAL_REASONS];

@@ -1,23 +1,5 @@
+import { SYSTEM_CLOCK, type Clock, type HeartbeatStore, type WorkerBeat } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
-
-/** What a worker says about itself every beat. */
-export interface WorkerBeat {
-  node: string;
-  /** Jobs it takes at once from each queue. */
-  capacity: number;
-  /** ctfleet containers running on its node. */
-  running: number;
-  version: string;
-  startedAt: string;
-  beatAt: string;
-}
-
-export interface HeartbeatStore {
-  /** Records the beat; it expires after `ttlMs` unless renewed. */
-  beat(beat: WorkerBeat, ttlMs: number): Promise<void>;
-  /** Removes the worker's entry (graceful exit). */
-  remove(node: string): Promise<void>;
-}
 
 export const HEARTBEAT_INTERVAL_MS = 5_000;
 /** Three missed beats and the node counts as gone. */
@@ -32,11 +14,13 @@ export class Heartbeat {
   private readonly describe: () => Promise<Omit<WorkerBeat, 'beatAt'>>;
   private readonly logger: Logger;
   private readonly onBeat: (ok: boolean) => void;
+  private readonly clock: Clock;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
-  constructor(store: HeartbeatStore, describe: () => Promise<Omit<WorkerBeat, 'beatAt'>>, logger: Logger, onBeat: (ok: boolean) => void = () => undefined) {
+  constructor(store: HeartbeatStore, describe: () => Promise<Omit<WorkerBeat, 'beatAt'>>, logger: Logger, onBeat: (ok: boolean) => void = () => undefined, clock: Clock = SYSTEM_CLOCK) {
     this.store = store;
+    this.clock = clock;
     this.describe = describe;
     this.logger = logger;
     this.onBeat = onBeat;
@@ -60,7 +44,7 @@ export class Heartbeat {
   private async beatOnce(): Promise<void> {
     try {
       const state = await this.describe();
-      await this.store.beat({ ...state, beatAt: new Date().toISOString() }, HEARTBEAT_TTL_MS);
+      await this.store.beat({ ...state, beatAt: new Date(this.clock.now()).toISOString() }, HEARTBEAT_TTL_MS);
       this.onBeat(true);
     } catch (error) {
       this.onBeat(false);

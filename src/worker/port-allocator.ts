@@ -1,4 +1,4 @@
-import type { PortRange } from './port-range.ts';
+import type { PortRange } from '../domain/port-range.ts';
 
 /**
  * Hands out host ports from a node's range. Ports in use come from the labels of

@@ -21,16 +21,28 @@ export class RestartPolicy {
     this.options = options;
   }
 
+  /** Decides and, when it restarts, counts the restart. */
   next(key: string, now: number): RestartDecision {
-    const recent = (this.history.get(key) ?? []).filter((at) => now - at < this.options.windowMs);
-    if (recent.length >= this.options.limit) {
-      this.history.set(key, recent);
-      return { restart: false, restarts: recent.length };
-    }
+    const decision = this.peek(key, now);
+    if (decision.restart) this.record(key, now);
+    return decision;
+  }
+
+  /** What {@link next} would decide now, counting nothing. */
+  peek(key: string, now: number): RestartDecision {
+    const recent = this.recent(key, now);
+    if (recent.length >= this.options.limit) return { restart: false, restarts: recent.length };
     const delayMs = Math.min(this.options.backoffMs * 2 ** recent.length, this.options.maxBackoffMs);
-    recent.push(now);
-    this.history.set(key, recent);
-    return { restart: true, attempt: recent.length, delayMs };
+    return { restart: true, attempt: recent.length + 1, delayMs };
+  }
+
+  /** Counts a restart at `now`. */
+  record(key: string, now: number): void {
+    this.history.set(key, [...this.recent(key, now), now]);
+  }
+
+  private recent(key: string, now: number): number[] {
+    return (this.history.get(key) ?? []).filter((at) => now - at < this.options.windowMs);
   }
 
   /**

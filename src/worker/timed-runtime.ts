@@ -1,5 +1,5 @@
-import type { ContainerDefinition, ContainerExit, ContainerInfo, ContainerRuntime, EventWatch } from '../adapters/docker/container-runtime.ts';
 import type { PullPolicy } from '../domain/challenge-instance.ts';
+import type { ContainerDefinition, ContainerExit, ContainerInfo, ContainerRuntime, EventWatch } from '../domain/ports.ts';
 import { Metrics } from '../observability/metrics.ts';
 
 /** A {@link ContainerRuntime} that times every Docker call into `ctfleet_docker_operation_duration_seconds`. */
@@ -40,8 +40,8 @@ export class TimedRuntime implements ContainerRuntime {
     return this.time('remove', () => this.inner.remove(id));
   }
 
-  listManaged(): Promise<ContainerInfo[]> {
-    return this.time('list', () => this.inner.listManaged());
+  listManaged(filter?: { uid?: string }): Promise<ContainerInfo[]> {
+    return this.time('list', () => this.inner.listManaged(filter));
   }
 
   logTail(id: string, lines: number): Promise<string> {

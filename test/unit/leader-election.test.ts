@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { decideLease, DEFAULT_ELECTION_TIMING, microTime, type LeaseRecord } from '../../src/controller/leader-election.ts';
+import { decideLease, DEFAULT_ELECTION_TIMING, microTime } from '../../src/controller/leader-election.ts';
+import type { LeaseRecord } from '../../src/domain/ports.ts';
 import { leaseNameFor } from '../../src/config/config.ts';
 
 const NOW = new Date('2026-11-21T12:00:00.000Z');

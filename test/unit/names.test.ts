@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { jobIdFor } from '../../src/domain/jobs.ts';
 import { containerName } from '../../src/domain/names.ts';
-import { endpointUrl, specHash } from '../../src/worker/instance-worker.ts';
+import { endpointUrl, specHash } from '../../src/worker/container-shape.ts';
 import type { InstanceSpec } from '../../src/domain/challenge-instance.ts';
 
 describe('containerName', () => {

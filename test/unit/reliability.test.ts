@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { ContainerInfo } from '../../src/adapters/docker/container-runtime.ts';
-import { NodeMonitor, type LiveNodeSource } from '../../src/controller/node-monitor.ts';
+import type { ContainerInfo } from '../../src/domain/ports.ts';
+import { NodeMonitor } from '../../src/controller/node-monitor.ts';
+import type { LiveNodeSource } from '../../src/domain/ports.ts';
 import type { ChallengeInstance, InstanceStatus } from '../../src/domain/challenge-instance.ts';
 import { LABELS } from '../../src/domain/names.ts';
 import { createLogger } from '../../src/observability/logger.ts';
-import { planDrift, type DriftAction } from '../../src/worker/drift.ts';
+import { planDrift, type DriftAction } from '../../src/worker/node-plan.ts';
 import { RestartPolicy } from '../../src/worker/restart-policy.ts';
 
 const logger = createLogger('test', 'silent');

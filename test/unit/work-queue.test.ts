@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { WorkQueue, type WorkResult } from '../../src/controller/work-queue.ts';
+import { WorkQueue, type WorkResult } from '../../src/reconcile/work-queue.ts';
 
 const tick = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -1,76 +1,8 @@
 import type Docker from 'dockerode';
 import { CtfleetError, notFound, permanent, transient } from '../../domain/errors.ts';
-import type { Protocol, PullPolicy } from '../../domain/challenge-instance.ts';
+import type { PullPolicy } from '../../domain/challenge-instance.ts';
 import { LABELS, MANAGED_BY } from '../../domain/names.ts';
-
-/** Label listing a container's host ports, so port use is known without inspecting each container. */
-export const HOST_PORTS_LABEL = 'ctfleet.io/host-ports';
-
-export interface PortBinding {
-  containerPort: number;
-  protocol: Protocol;
-  hostPort: number;
-}
-
-export interface ContainerDefinition {
-  name: string;
-  image: string;
-  env: string[];
-  command?: string[];
-  args?: string[];
-  labels: Record<string, string>;
-  bindAddress: string;
-  ports: PortBinding[];
-  nanoCpus?: number;
-  memoryBytes?: number;
-  pidsLimit?: number;
-}
-
-export interface ContainerInfo {
-  id: string;
-  name: string;
-  running: boolean;
-  exitCode: number | undefined;
-  labels: Record<string, string>;
-  hostPorts: number[];
-  /** Address on Docker's bridge network, when the container has one (inspect only). */
-  ipAddress?: string;
-  /** When Docker created it, in ms since the epoch (second precision from listings). */
-  createdAt: number;
-}
-
-/** A ctfleet container that stopped running (`die`) or was removed (`destroy`). */
-export interface ContainerExit {
-  id: string;
-  action: 'die' | 'destroy';
-  labels: Record<string, string>;
-  exitCode: number | undefined;
-}
-
-/** An open subscription to Docker's event stream. */
-export interface EventWatch {
-  /** Resolves when the stream ends (the engine stopped or restarted) or is closed. */
-  ended: Promise<void>;
-  close(): void;
-}
-
-/** The Docker operations a worker needs. Errors are {@link CtfleetError}s with stable codes. */
-export interface ContainerRuntime {
-  ensureImage(image: string, policy: PullPolicy): Promise<void>;
-  find(name: string): Promise<ContainerInfo | undefined>;
-  /** Creates and starts; fails with code `NameInUse` when the name is taken. */
-  createAndStart(definition: ContainerDefinition): Promise<ContainerInfo>;
-  start(id: string): Promise<void>;
-  /** Stopping a stopped or missing container succeeds. */
-  stop(id: string): Promise<void>;
-  /** Removing a missing container succeeds. */
-  remove(id: string): Promise<void>;
-  listManaged(): Promise<ContainerInfo[]>;
-  /** The last lines the container wrote, for failure messages. */
-  logTail(id: string, lines: number): Promise<string>;
-  /** Follows Docker's events for ctfleet containers that exit or are removed. */
-  watchExits(onExit: (exit: ContainerExit) => void): Promise<EventWatch>;
-}
+import type { ContainerDefinition, ContainerExit, ContainerInfo, ContainerRuntime, EventWatch } from '../../domain/ports.ts';
 
 interface DockerHttpError {
   statusCode?: number;
@@ -163,7 +95,7 @@ export class DockerRuntime implements ContainerRuntime {
         running: inspected.State.Running,
         exitCode: inspected.State.Running ? undefined : inspected.State.ExitCode,
         labels: inspected.Config.Labels,
-        hostPorts: parseHostPorts(inspected.Config.Labels[HOST_PORTS_LABEL]),
+        hostPorts: parseHostPorts(inspected.Config.Labels[LABELS.hostPorts]),
         ipAddress: bridgeAddress(inspected),
         createdAt: Date.parse(inspected.Created),
       };
@@ -184,7 +116,7 @@ export class DockerRuntime implements ContainerRuntime {
     const labels = {
       ...definition.labels,
       [LABELS.managedBy]: MANAGED_BY,
-      [HOST_PORTS_LABEL]: definition.ports.map((port) => port.hostPort).join(','),
+      [LABELS.hostPorts]: definition.ports.map((port) => port.hostPort).join(','),
     };
     let container: Docker.Container;
     try {
@@ -284,16 +216,18 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
-  async listManaged(): Promise<ContainerInfo[]> {
+  async listManaged(filter: { uid?: string } = {}): Promise<ContainerInfo[]> {
+    const labels = [`${LABELS.managedBy}=${MANAGED_BY}`];
+    if (filter.uid !== undefined) labels.push(`${LABELS.uid}=${filter.uid}`);
     try {
-      const containers = await this.docker.listContainers({ all: true, filters: { label: [`${LABELS.managedBy}=${MANAGED_BY}`] } });
+      const containers = await this.docker.listContainers({ all: true, filters: { label: labels } });
       return containers.map((container) => ({
         id: container.Id,
         name: (container.Names[0] ?? '').replace(/^\//, ''),
         running: container.State === 'running',
         exitCode: undefined,
         labels: container.Labels,
-        hostPorts: parseHostPorts(container.Labels[HOST_PORTS_LABEL]),
+        hostPorts: parseHostPorts(container.Labels[LABELS.hostPorts]),
         createdAt: container.Created * 1000,
       }));
     } catch (error) {

@@ -1,5 +1,5 @@
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
-import type { LeaseRecord, LeaseStore } from '../../controller/leader-election.ts';
+import type { LeaseRecord, LeaseStore } from '../../domain/ports.ts';
 import { isNotFound, retryClassOf } from '../../domain/errors.ts';
 import { makePooledApiClient } from './api-client.ts';
 import { translateKubeError } from './errors.ts';

@@ -1,7 +1,8 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { CtfleetError, retryClassOf } from '../../domain/errors.ts';
-import type { JobContext, JobOutcome } from '../../worker/instance-worker.ts';
+import { encodeJobFailure } from '../../domain/jobs.ts';
+import type { JobContext, JobOutcome } from '../../domain/ports.ts';
 import type { Logger } from '../../observability/logger.ts';
 
 export type JobHandler = (data: unknown, context: JobContext) => Promise<JobOutcome>;
@@ -17,8 +18,8 @@ function jobIds(data: unknown): { instance?: string; uid?: string } {
 }
 
 /**
- * Consumes BullMQ queues with one handler. A failure's message starts with its
- * stable code (`ImagePullFailed: …`) so other processes can classify it without
+ * Consumes BullMQ queues with one handler. A failure's message carries its stable
+ * code ({@link encodeJobFailure}) so other processes can classify it without
  * `instanceof`; permanent failures are unrecoverable (no retry), everything else
  * retries with the job's backoff.
  */
@@ -125,7 +126,7 @@ export class BullWorkerPool {
 
 function asJobError(error: unknown): Error {
   const code = error instanceof CtfleetError ? error.code : 'WorkerError';
-  const message = `${code}: ${error instanceof CtfleetError ? error.message : error instanceof Error ? error.message : String(error)}`;
+  const message = encodeJobFailure(code, error instanceof Error ? error.message : String(error));
   if (retryClassOf(error) === 'permanent') return new UnrecoverableError(message);
   return new Error(message, { cause: error });
 }

@@ -1,6 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { LiveNodeSource } from '../../controller/node-monitor.ts';
-import type { HeartbeatStore, WorkerBeat } from '../../worker/heartbeat.ts';
+import type { HeartbeatStore, LiveNodeSource, WorkerBeat } from '../../domain/ports.ts';
 
 /**
  * Heartbeats as one expiring hash per node (`<prefix>:worker:<node>`) plus a

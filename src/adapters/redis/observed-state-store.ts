@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { ObservedState, ObservedStateStore } from '../../worker/instance-worker.ts';
+import type { ObservedState, ObservedStateStore } from '../../domain/ports.ts';
 
 /** Observed state expires a day after its last report: Kubernetes stays the record. */
 export const OBSERVED_TTL_SECONDS = 86_400;

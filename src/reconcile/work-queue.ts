@@ -1,3 +1,5 @@
+import { SYSTEM_CLOCK, type Clock } from '../domain/ports.ts';
+
 /**
  * The shortest requeue. A pass that asks to run again at once still waits this
  * long, so a key that keeps asking can never starve the event loop.
@@ -36,14 +38,16 @@ export class WorkQueue {
   private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   private readonly failures = new Map<string, number>();
   private readonly options: WorkQueueOptions;
+  private readonly clock: Clock;
   private process: ((key: string) => Promise<WorkResult>) | undefined;
   private onError: (key: string, error: unknown) => void = () => undefined;
   private running = 0;
   private closed = false;
   private idle: (() => void) | undefined;
 
-  constructor(options: WorkQueueOptions) {
+  constructor(options: WorkQueueOptions, clock: Clock = SYSTEM_CLOCK) {
     this.options = options;
+    this.clock = clock;
   }
 
   /** Queues `key` now. Cancels nothing: a pending delayed add still fires. */
@@ -66,7 +70,7 @@ export class WorkQueue {
       this.add(key);
       return;
     }
-    const at = Date.now() + delayMs;
+    const at = this.clock.now() + delayMs;
     const existing = this.timers.get(key);
     if (existing !== undefined && existing.at <= at) return;
     if (existing !== undefined) clearTimeout(existing.timer);

@@ -1,0 +1,234 @@
+import type { InstanceSpec } from '../domain/challenge-instance.ts';
+import { CtfleetError, permanent } from '../domain/errors.ts';
+import type { JobTarget } from '../domain/jobs.ts';
+import { containerName, LABELS } from '../domain/names.ts';
+import type { Clock, ContainerInfo, ContainerRuntime } from '../domain/ports.ts';
+import type { Logger } from '../observability/logger.ts';
+import { containerDefinition, probeHost, specHash } from './container-shape.ts';
+import type { PortAllocator } from './port-allocator.ts';
+import { canConnect } from './readiness.ts';
+
+export interface ContainerSettings {
+  node: string;
+  /** Host address Docker publishes ports on. */
+  bindAddress: string;
+  readinessTimeoutMs: number;
+}
+
+/** Run this instance's container: adopt, start, replace or create it, then wait until it is ready. */
+export interface RunRequest {
+  target: JobTarget;
+  spec: InstanceSpec;
+  /** The instance's container on this node as last observed, if any. */
+  existing: ContainerInfo | undefined;
+  /** Host ports to keep when they are free: a re-created container keeps its endpoints. */
+  preferredPorts: readonly number[];
+}
+
+export interface RunResult {
+  /** `adopted`: it already ran as asked; `started`: ctfleet started or created it. */
+  outcome: 'started' | 'adopted';
+  container: ContainerInfo;
+}
+
+/** Job progress, as `{percent, step}`. */
+export type Progress = (percent: number, step: string) => Promise<void>;
+
+const PORT_LISTING_TTL_MS = 10_000;
+const READINESS_POLL_MS = 150;
+
+/**
+ * The container operations of one node: each returns what it achieved or throws a
+ * {@link CtfleetError}, and none writes status (the reporter does).
+ *
+ * Guarantees: every operation is idempotent. The container name is deterministic
+ * and labelled with the instance uid and spec hash, so a repeated run adopts what
+ * is already there, and stop or remove of something gone succeed.
+ */
+export class ContainerOperations {
+  private readonly runtime: ContainerRuntime;
+  private readonly ports: PortAllocator;
+  private readonly settings: ContainerSettings;
+  private readonly clock: Clock;
+  private portListing: { at: number; ports: Set<number> } | undefined;
+  /** Containers the engine refused to start once (a second refusal replaces them). */
+  private readonly refusedStarts = new Set<string>();
+
+  constructor(deps: { runtime: ContainerRuntime; ports: PortAllocator; settings: ContainerSettings; clock: Clock }) {
+    this.runtime = deps.runtime;
+    this.ports = deps.ports;
+    this.settings = deps.settings;
+    this.clock = deps.clock;
+  }
+
+  /** This node's containers of one instance (on an engine shared by several workers, only this worker's). */
+  async observe(uid: string): Promise<ContainerInfo[]> {
+    return (await this.runtime.listManaged({ uid })).filter((container) => container.labels[LABELS.node] === this.settings.node);
+  }
+
+  async stop(container: ContainerInfo): Promise<void> {
+    await this.runtime.stop(container.id);
+  }
+
+  async remove(container: ContainerInfo): Promise<void> {
+    await this.runtime.remove(container.id);
+  }
+
+  async run(request: RunRequest, progress: Progress, log: Logger): Promise<RunResult> {
+    const { target, spec } = request;
+    const hash = specHash(spec);
+    await progress(20, 'pulling image');
+    await this.runtime.ensureImage(spec.image, spec.imagePullPolicy);
+    await progress(40, 'creating container');
+    let preferred = request.preferredPorts;
+    let result = request.existing === undefined ? undefined : await this.reuse(request.existing, target.uid, hash, log);
+    if (result === undefined && request.existing !== undefined) preferred = request.existing.hostPorts;
+    if (result === undefined) {
+      try {
+        result = { outcome: 'started', container: await this.createWithPorts(request, preferred) };
+      } catch (error) {
+        if (!(error instanceof CtfleetError) || error.code !== 'NameInUse') throw error;
+        // Made since it was observed, by someone else (another worker on a shared
+        // engine, or an instance of the same name with another uid).
+        const found = await this.runtime.find(containerName(target.namespace, target.name));
+        result = found === undefined ? undefined : await this.reuse(found, target.uid, hash, log);
+        if (result === undefined) {
+          const ours = found !== undefined && found.labels[LABELS.uid] === target.uid;
+          result = { outcome: 'started', container: await this.createWithPorts(request, ours ? found.hostPorts : []) };
+        }
+      }
+    }
+    await progress(60, 'started');
+    await progress(70, 'waiting for readiness');
+    await this.waitUntilReady(result.container, spec);
+    return result;
+  }
+
+  /**
+   * Keeps a container that is this instance's and of this spec (starting it if it
+   * stopped); removes any other. Undefined: make a new one.
+   */
+  private async reuse(container: ContainerInfo, uid: string, hash: string, log: Logger): Promise<RunResult | undefined> {
+    if (container.labels[LABELS.uid] === uid && container.labels[LABELS.specHash] === hash) {
+      if (container.running) return { outcome: 'adopted', container };
+      // startAgain false: the engine would not start it, and it was removed.
+      if (await this.startAgain(container.id, log)) return { outcome: 'started', container };
+      return undefined;
+    }
+    await this.runtime.remove(container.id);
+    log.info({ container: container.id }, `Removed outdated container ${container.name}`);
+    return undefined;
+  }
+
+  /**
+   * Starts a stopped container again; true when it started. An engine stopped
+   * mid-start can leave a container that never starts again ("failed to start
+   * shim … file exists"): when the engine answers but refuses to start the same
+   * container a second time in a row, it is removed and false says to make a new
+   * one. A first refusal is thrown, to be retried: an engine on its way down
+   * refuses too, and its containers are fine once it is back.
+   */
+  private async startAgain(id: string, log: Logger): Promise<boolean> {
+    try {
+      await this.runtime.start(id);
+      this.refusedStarts.delete(id);
+      return true;
+    } catch (error) {
+      // Unreachable engine (it cannot inspect the container either): retry later.
+      if ((await this.runtime.find(id).catch(() => undefined)) === undefined) throw error;
+      if (!this.refusedStarts.has(id)) {
+        this.refusedStarts.add(id);
+        throw error;
+      }
+      this.refusedStarts.delete(id);
+      log.warn({ container: id, err: error }, 'The engine refused to start the container twice; replacing it');
+      await this.runtime.remove(id);
+      return false;
+    }
+  }
+
+  /** Allocates host ports and creates the container, trying fresh ports if Docker finds one taken. */
+  private async createWithPorts(request: RunRequest, preferred: readonly number[]): Promise<ContainerInfo> {
+    const { spec } = request;
+    if (preferred.length > 0) {
+      // Its own ports, from a container that is gone: out of the allocator's
+      // recent-use grace, and listed afresh so the listing no longer counts them.
+      this.ports.release(preferred);
+      this.portListing = undefined;
+    }
+    const inUse = await this.portsInUse();
+    let lastConflict: CtfleetError | undefined;
+    for (let attempt = 0; attempt < 3; attempt += 1) {
+      const hostPorts = this.ports.allocate(spec.ports.length, inUse, attempt === 0 ? preferred : []);
+      if (hostPorts === undefined) {
+        if (lastConflict !== undefined) throw permanent('PortConflict', `${lastConflict.message}; no other free host ports are left in this node's range.`);
+        throw permanent('PortsExhausted', `No ${spec.ports.length} free host ports are left in this node's range.`);
+      }
+      try {
+        const definition = containerDefinition(request.target, spec, { node: this.settings.node, bindAddress: this.settings.bindAddress, hostPorts });
+        const container = await this.runtime.createAndStart(definition);
+        this.ports.commit(hostPorts);
+        return container;
+      } catch (error) {
+        this.ports.release(hostPorts);
+        if (!(error instanceof CtfleetError) || error.code !== 'PortConflict') throw error;
+        // Something outside ctfleet holds one of these ports: avoid them all next time.
+        lastConflict = error;
+        for (const port of hostPorts) inUse.add(port);
+      }
+    }
+    throw permanent('PortConflict', lastConflict?.message ?? 'Host ports were taken three times in a row.');
+  }
+
+  /**
+   * Host ports of this node's ctfleet containers, listed at most every 10 s.
+   * Ports of containers created since are covered by the allocator's commit
+   * grace period (60 s), so a stale listing never hands out a used port.
+   */
+  private async portsInUse(): Promise<Set<number>> {
+    const now = this.clock.now();
+    if (this.portListing === undefined || now - this.portListing.at > PORT_LISTING_TTL_MS) {
+      const containers = await this.runtime.listManaged();
+      this.portListing = { at: now, ports: new Set(containers.flatMap((container) => container.hostPorts)) };
+    }
+    return new Set(this.portListing.ports);
+  }
+
+  /**
+   * Ready when every TCP port accepts a connection on the container's own address
+   * (Docker's port proxy would accept on the host port even with nothing behind
+   * it). UDP cannot be probed: the container staying up counts. A container that
+   * exits or never becomes ready is removed, and the failure is permanent.
+   */
+  private async waitUntilReady(container: ContainerInfo, spec: InstanceSpec): Promise<void> {
+    const deadline = this.clock.now() + this.settings.readinessTimeoutMs;
+    const pending = spec.ports.filter((port) => port.protocol === 'TCP');
+    for (;;) {
+      const inspected = await this.runtime.find(container.id);
+      if (inspected === undefined || !inspected.running) {
+        const logs = await this.runtime.logTail(container.id, 5);
+        await this.runtime.remove(container.id);
+        const exit = inspected?.exitCode === undefined ? 'exited' : `exited with code ${inspected.exitCode}`;
+        throw permanent('ContainerExited', `The container ${exit} before it became ready${logs === '' ? '.' : `: ${logs.split('\n').slice(-3).join(' | ')}`}`);
+      }
+      const host = inspected.ipAddress;
+      for (let i = pending.length - 1; i >= 0; i -= 1) {
+        const port = pending[i];
+        if (port === undefined) continue;
+        const ok = host === undefined
+          ? await canConnect(probeHost(this.settings.bindAddress), inspected.hostPorts[spec.ports.indexOf(port)] ?? 0, 500)
+          : await canConnect(host, port.containerPort, 500);
+        if (ok) pending.splice(i, 1);
+      }
+      if (pending.length === 0) return;
+      if (this.clock.now() > deadline) {
+        await this.runtime.remove(container.id);
+        throw permanent(
+          'ReadinessTimeout',
+          `Port${pending.length > 1 ? 's' : ''} ${pending.map((port) => port.containerPort).join(', ')} did not accept connections within ${Math.round(this.settings.readinessTimeoutMs / 1000)} s.`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, READINESS_POLL_MS));
+    }
+  }
+}

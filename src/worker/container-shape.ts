@@ -1,0 +1,101 @@
+import { createHash } from 'node:crypto';
+import type { Endpoint, InstanceSpec } from '../domain/challenge-instance.ts';
+import { permanent } from '../domain/errors.ts';
+import type { JobTarget } from '../domain/jobs.ts';
+import { containerName, LABELS } from '../domain/names.ts';
+import type { ContainerDefinition, PortBinding } from '../domain/ports.ts';
+import { toBytes, toNanoCpus } from './quantities.ts';
+
+/**
+ * What a container of an instance looks like: its name, labels, limits and
+ * spec hash, and the endpoints its host ports make. Pure: the same instance
+ * always gives the same shape.
+ */
+
+/** JSON with object keys sorted at every level: the same value always gives the same text. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, item]) => item !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/**
+ * Hash of everything that shapes the container; a change means replace it.
+ * Canonical, so a spec read from the API server (keys sorted) and one parsed from
+ * a job payload (keys in schema order) hash alike.
+ */
+export function specHash(spec: InstanceSpec): string {
+  const shape = {
+    image: spec.image,
+    ports: spec.ports,
+    env: spec.env ?? [],
+    command: spec.command ?? [],
+    args: spec.args ?? [],
+    resources: spec.resources ?? {},
+  };
+  return createHash('sha256').update(canonicalJson(shape)).digest('hex').slice(0, 16);
+}
+
+export function endpointUrl(name: string, protocol: string, host: string, port: number): string {
+  const scheme = protocol === 'UDP' ? 'udp' : name.startsWith('https') ? 'https' : name.startsWith('http') ? 'http' : 'tcp';
+  return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** The endpoints teams reach: the spec's ports, in order, on the container's host ports. */
+export function endpointsOf(hostPorts: readonly number[], spec: InstanceSpec, advertiseAddress: string): Endpoint[] {
+  return spec.ports.map((port, i) => {
+    const hostPort = hostPorts[i] ?? 0;
+    return { name: port.name, host: advertiseAddress, port: hostPort, protocol: port.protocol, url: endpointUrl(port.name, port.protocol, advertiseAddress, hostPort) };
+  });
+}
+
+/** Docker's limits for the spec's resources; a quantity that is not one fails InvalidSpec. */
+export function limitsOf(spec: InstanceSpec): { nanoCpus?: number; memoryBytes?: number; pidsLimit?: number } {
+  const limits: { nanoCpus?: number; memoryBytes?: number; pidsLimit?: number } = {};
+  const { cpu, memory, pids } = spec.resources ?? {};
+  if (cpu !== undefined) {
+    const value = toNanoCpus(cpu);
+    if (value === undefined) throw permanent('InvalidSpec', `spec.resources.cpu: "${cpu}" is not a positive quantity`);
+    limits.nanoCpus = value;
+  }
+  if (memory !== undefined) {
+    const value = toBytes(memory);
+    if (value === undefined) throw permanent('InvalidSpec', `spec.resources.memory: "${memory}" is not a positive quantity`);
+    limits.memoryBytes = value;
+  }
+  if (pids !== undefined) limits.pidsLimit = pids;
+  return limits;
+}
+
+/** The full definition of an instance's container on `hostPorts`. */
+export function containerDefinition(target: JobTarget, spec: InstanceSpec, placement: { node: string; bindAddress: string; hostPorts: readonly number[] }): ContainerDefinition {
+  const ports: PortBinding[] = spec.ports.map((port, i) => ({ containerPort: port.containerPort, protocol: port.protocol, hostPort: placement.hostPorts[i] as number }));
+  return {
+    name: containerName(target.namespace, target.name),
+    image: spec.image,
+    env: (spec.env ?? []).map((variable) => `${variable.name}=${variable.value ?? ''}`),
+    labels: {
+      [LABELS.uid]: target.uid,
+      [LABELS.namespace]: target.namespace,
+      [LABELS.name]: target.name,
+      [LABELS.team]: spec.team,
+      [LABELS.challenge]: spec.challenge,
+      [LABELS.generation]: String(target.generation),
+      [LABELS.specHash]: specHash(spec),
+      [LABELS.node]: placement.node,
+    },
+    bindAddress: placement.bindAddress,
+    ports,
+    ...limitsOf(spec),
+    ...(spec.command === undefined ? {} : { command: spec.command }),
+    ...(spec.args === undefined ? {} : { args: spec.args }),
+  };
+}
+
+/** Where to probe a port published on `bindAddress` from this host. */
+export function probeHost(bindAddress: string): string {
+  return bindAddress === '0.0.0.0' || bindAddress === '' ? '127.0.0.1' : bindAddress === '::' ? '::1' : bindAddress;
+}

@@ -1,0 +1,391 @@
+import type { ChallengeInstance, Endpoint } from '../domain/challenge-instance.ts';
+import { CtfleetError, permanent, transient } from '../domain/errors.ts';
+import { parseJob, type InstanceJob, type JobTarget } from '../domain/jobs.ts';
+import { LABELS } from '../domain/names.ts';
+import type { Clock, ContainerExit, ContainerRuntime, InstanceApi, JobContext, JobOutcome } from '../domain/ports.ts';
+import { ALREADY_GONE, isPermanentReason, SKIP_REASONS } from '../domain/reasons.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import { WorkQueue, type WorkResult } from '../reconcile/work-queue.ts';
+import type { ContainerOperations } from './container-ops.ts';
+import { endpointsOf } from './container-shape.ts';
+import { ENGINE_DISRUPTION_MS, EngineEvents } from './engine-events.ts';
+import { planDrift, planNode, type ExitNote, type JobVerdict, type NodePlan } from './node-plan.ts';
+import { RestartPolicy, type RestartPolicyOptions } from './restart-policy.ts';
+import type { StatusReporter } from './status-reporter.ts';
+
+export interface NodeSettings {
+  node: string;
+  /** Host written into endpoints: where teams reach this node. */
+  advertiseAddress: string;
+  /** Namespaces this deployment manages; empty: all. */
+  namespaces: string[];
+  /** Passes at once (jobs of both queues, events and sweeps share them). */
+  concurrency: number;
+  sweepIntervalMs: number;
+  restart: Omit<RestartPolicyOptions, 'maxBackoffMs'>;
+}
+
+/** A job waiting for the pass that carries it out. */
+interface Demand {
+  job: InstanceJob;
+  context: JobContext;
+  resolve: (outcome: JobOutcome) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * What a pass's Run came to: the container ready (with its endpoints), the
+ * instance deleted while it started (`gone`), or a restarted container that
+ * exited again before it was ready (`exited-again`: one more crash, which the
+ * next pass plans).
+ */
+type RunEnd = { outcome: 'started' | 'adopted'; containerId: string; endpoints: Endpoint[] } | 'gone' | 'exited-again';
+
+/** Where an instance lives: enough to read it from the API server and name its container. */
+interface Target {
+  namespace: string;
+  name: string;
+}
+
+/** A container younger than this is left out of a sweep: its instance may not say so yet. */
+const SWEEP_GRACE_MS = 15_000;
+const MAX_RESTART_BACKOFF_MS = 60_000;
+/** A container ctfleet itself stopped or removed: its exit events in this time are no news. */
+const OWN_DOING_MS = 60_000;
+
+/**
+ * The worker's reconciler: one level-triggered loop per node, keyed by instance
+ * uid, on the same {@link WorkQueue} as the controller.
+ *
+ * Jobs from BullMQ, Docker's exit events and the periodic sweep only add a uid
+ * (a job also waits for the pass that carries it out). Each pass reads what
+ * should be (the instance, from the API server, and the jobs waiting) and what
+ * is (this node's containers of the uid), runs the pure {@link planNode}, carries
+ * out its actions through the container operations and the status reporter,
+ * settles the jobs, and returns when to look again (a restart's backoff).
+ *
+ * Guarantees: one pass per uid at a time, so a job, an event and a sweep never
+ * race over one container. Every action is idempotent, so a pass cut short (a
+ * crash, a handed-back job) is simply run again.
+ */
+export class NodeReconciler {
+  private readonly api: InstanceApi;
+  private readonly runtime: ContainerRuntime;
+  private readonly ops: ContainerOperations;
+  private readonly reporter: StatusReporter;
+  private readonly settings: NodeSettings;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly metrics: Metrics | undefined;
+  private readonly queue: WorkQueue;
+  private readonly events: EngineEvents;
+  private readonly restarts: RestartPolicy;
+  private readonly targets = new Map<string, Target>();
+  private readonly demands = new Map<string, Demand[]>();
+  private readonly exits = new Map<string, ExitNote>();
+  /** Restarts waiting for their backoff, as the last pass of each uid planned them. */
+  private readonly due = new Map<string, number>();
+  private readonly ownDoing = new Map<string, number>();
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweeping: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(deps: {
+    api: InstanceApi;
+    runtime: ContainerRuntime;
+    ops: ContainerOperations;
+    reporter: StatusReporter;
+    settings: NodeSettings;
+    clock: Clock;
+    logger: Logger;
+    metrics?: Metrics;
+  }) {
+    this.api = deps.api;
+    this.runtime = deps.runtime;
+    this.ops = deps.ops;
+    this.reporter = deps.reporter;
+    this.settings = deps.settings;
+    this.clock = deps.clock;
+    this.logger = deps.logger.child({ component: 'node-reconciler' });
+    this.metrics = deps.metrics;
+    this.queue = new WorkQueue({ concurrency: deps.settings.concurrency, baseBackoffMs: 500, maxBackoffMs: 30_000 }, deps.clock);
+    this.events = new EngineEvents({ runtime: deps.runtime, clock: deps.clock, logger: this.logger });
+    this.restarts = new RestartPolicy({ ...deps.settings.restart, maxBackoffMs: MAX_RESTART_BACKOFF_MS });
+  }
+
+  /** Starts the loop, follows Docker's events (a sweep each time they connect) and sweeps every interval. */
+  start(): void {
+    this.queue.start(
+      (uid) => this.reconcile(uid),
+      (uid, error) => {
+        const target = this.targets.get(uid);
+        this.logger.warn({ err: error, uid, ...(target === undefined ? {} : { instance: `${target.namespace}/${target.name}` }) }, 'A node pass failed; retrying with backoff');
+      },
+    );
+    this.events.start({
+      onExit: (exit) => {
+        this.onExit(exit);
+      },
+      onConnected: () => void this.sweep(),
+      onDisconnected: () => {
+        // The exits just before were the engine's doing, not the containers'.
+        this.restarts.forgiveSince(this.clock.now() - ENGINE_DISRUPTION_MS);
+      },
+    });
+    this.scheduleSweep();
+  }
+
+  /**
+   * Handles one job: it waits for the pass that carries it out and gets that
+   * pass's outcome, or its error (permanent errors fail the job for good).
+   */
+  async handle(data: unknown, context: JobContext): Promise<JobOutcome> {
+    const parsed = parseJob(data);
+    if (!parsed.ok) throw permanent('InvalidJob', `Refused a malformed job payload: ${parsed.problems}`);
+    const { job } = parsed;
+    if (this.closed) throw transient('ShuttingDown', 'The worker is shutting down; the job goes back to its queue.');
+    return new Promise<JobOutcome>((resolve, reject) => {
+      const { uid, namespace, name } = job.target;
+      this.demands.set(uid, [...(this.demands.get(uid) ?? []), { job, context, resolve, reject }]);
+      this.targets.set(uid, { namespace, name });
+      this.queue.add(uid);
+    });
+  }
+
+  /** One sweep now (a sweep already running is joined, not doubled). */
+  async sweep(): Promise<void> {
+    this.sweeping ??= this.sweepOnce().finally(() => {
+      this.sweeping = undefined;
+    });
+    return this.sweeping;
+  }
+
+  /** Instance uids waiting for a pass or in one: the work-queue depth. */
+  depth(): number {
+    return this.queue.depth();
+  }
+
+  private scheduleSweep(): void {
+    if (this.closed) return;
+    this.sweepTimer = setTimeout(() => {
+      void this.sweep().then(() => {
+        this.scheduleSweep();
+      });
+    }, this.settings.sweepIntervalMs);
+  }
+
+  /** Plans the whole node from one listing and queues a pass for every uid with something to do. */
+  private async sweepOnce(): Promise<void> {
+    try {
+      const [containers, instances] = await Promise.all([this.runtime.listManaged(), this.api.list(this.settings.namespaces)]);
+      const now = this.clock.now();
+      const actions = planDrift({ node: this.settings.node, namespaces: this.settings.namespaces, containers, instances, isBusy: (uid) => this.demands.has(uid), now, graceMs: SWEEP_GRACE_MS });
+      for (const action of actions) {
+        const labels = action.type === 'remove' ? action.container.labels : undefined;
+        const uid = action.type === 'remove' ? (labels?.[LABELS.uid] ?? '') : action.instance.metadata.uid;
+        const target = action.type === 'remove' ? { namespace: labels?.[LABELS.namespace] ?? '', name: labels?.[LABELS.name] ?? '' } : action.instance.metadata;
+        this.targets.set(uid, { namespace: target.namespace, name: target.name });
+        this.queue.add(uid);
+      }
+      this.restarts.prune(now);
+      for (const [id, until] of this.ownDoing) if (until <= now) this.ownDoing.delete(id);
+      const drifts = actions.filter((action) => action.type !== 'healthy').length;
+      if (drifts > 0) this.logger.info({ drifts, containers: containers.length }, `Sweep found ${drifts} drift${drifts === 1 ? '' : 's'} to repair`);
+    } catch (error) {
+      this.logger.warn({ err: error }, 'Sweep failed; next interval retries');
+    }
+  }
+
+  private onExit(exit: ContainerExit): void {
+    const { labels } = exit;
+    const uid = labels[LABELS.uid];
+    const namespace = labels[LABELS.namespace];
+    const name = labels[LABELS.name];
+    if (uid === undefined || namespace === undefined || name === undefined) return;
+    // Another node's or another deployment's container on a shared engine: not ours to look at.
+    if (labels[LABELS.node] !== this.settings.node) return;
+    if (this.settings.namespaces.length > 0 && !this.settings.namespaces.includes(namespace)) return;
+    if ((this.ownDoing.get(exit.id) ?? 0) > this.clock.now()) return;
+    // `die` then `destroy` of one removal: the die is what counts.
+    const before = this.exits.get(uid);
+    const died = exit.action === 'die' || (before?.died === true && before.containerId === exit.id);
+    this.exits.set(uid, { containerId: exit.id, died });
+    this.targets.set(uid, { namespace, name });
+    this.logger.debug({ instance: `${namespace}/${name}`, uid, container: exit.id, event: exit.action, exitCode: exit.exitCode }, 'Docker reported a container exit');
+    this.queue.add(uid);
+  }
+
+  /** One pass for one instance uid. */
+  private async reconcile(uid: string): Promise<WorkResult> {
+    const target = this.targets.get(uid);
+    if (target === undefined) return { requeueAfterMs: null };
+    const demands = this.demands.get(uid) ?? [];
+    this.demands.delete(uid);
+    const exit = this.exits.get(uid);
+    this.exits.delete(uid);
+    const jobIds = demands.map((demand) => demand.context.id).join(',');
+    const log = this.logger.child({ instance: `${target.namespace}/${target.name}`, uid, ...(jobIds === '' ? {} : { job: jobIds }) });
+    try {
+      const [found, containers] = await Promise.all([target.name === '' ? undefined : this.api.get(target.namespace, target.name), this.ops.observe(uid)]);
+      const instance = found?.metadata.uid === uid ? found : undefined;
+      const now = this.clock.now();
+      const plan = planNode({
+        node: this.settings.node,
+        uid,
+        instance,
+        containers,
+        jobs: demands.map((demand) => demand.job),
+        exit,
+        restart: { dueAt: this.due.get(uid), next: this.restarts.peek(restartKey(uid, instance), now), limit: this.settings.restart.limit, windowMs: this.settings.restart.windowMs },
+        engineDisrupted: this.events.isDisrupted(),
+        now,
+      });
+      const run = await this.carryOut(plan, { uid, target, instance, demands, log });
+      if (plan.restart.count) this.restarts.record(restartKey(uid, instance), now);
+      if (plan.restart.dueAt === undefined) this.due.delete(uid);
+      else this.due.set(uid, plan.restart.dueAt);
+      this.settle(plan.verdicts, demands, run, log);
+      if (instance === undefined && containers.length === 0) this.targets.delete(uid);
+      return { requeueAfterMs: run === 'exited-again' ? 0 : plan.requeueAfterMs };
+    } catch (error) {
+      for (const demand of demands) demand.reject(error);
+      // An exit not acted on still counts next pass.
+      if (exit !== undefined && !this.exits.has(uid)) this.exits.set(uid, exit);
+      throw error;
+    }
+  }
+
+  /** Carries out a plan's actions in order; says what its Run came to, if it had one. */
+  private async carryOut(
+    plan: NodePlan,
+    pass: { uid: string; target: Target; instance: ChallengeInstance | undefined; demands: Demand[]; log: Logger },
+  ): Promise<RunEnd | undefined> {
+    const { uid, instance, demands, log } = pass;
+    const where = `ChallengeInstance ${pass.target.namespace}/${pass.target.name}`;
+    const jobTarget: JobTarget = { ...pass.target, uid, generation: instance?.metadata.generation ?? demands[0]?.job.target.generation ?? 0 };
+    const progress = async (percent: number, step: string): Promise<void> => {
+      await Promise.all(demands.filter((demand) => demand.job.action === 'start').map((demand) => demand.context.progress(percent, step)));
+    };
+    let run: Awaited<ReturnType<ContainerOperations['run']>> | undefined;
+    let end: RunEnd | undefined;
+    for (const action of plan.actions) {
+      switch (action.type) {
+        case 'Remove':
+          this.ownDoing.set(action.container.id, this.clock.now() + OWN_DOING_MS);
+          await this.ops.remove(action.container);
+          if (action.reason === 'Requested') {
+            log.info({ container: action.container.id }, `Removed container for ${where}`);
+          } else {
+            this.metrics?.driftRepairs.inc({ kind: 'remove' });
+            log.info({ container: action.container.id, reason: action.reason }, `Removed orphan container ${action.container.name} (${action.reason})`);
+          }
+          break;
+        case 'Stop':
+          this.ownDoing.set(action.container.id, this.clock.now() + OWN_DOING_MS);
+          await this.ops.stop(action.container);
+          if (action.repair) this.metrics?.driftRepairs.inc({ kind: 'stop' });
+          log.info({ container: action.container.id }, `Stopped container for ${where}: its instance asks to be stopped`);
+          break;
+        case 'Run': {
+          if (instance === undefined) break;
+          if (action.cause === 'restart') this.metrics?.driftRepairs.inc({ kind: 'revive' });
+          try {
+            run = await this.ops.run({ target: { ...jobTarget, generation: action.generation }, spec: action.spec, existing: action.existing, preferredPorts: action.preferredPorts }, progress, log);
+          } catch (error) {
+            if (!(error instanceof CtfleetError) || !isPermanentReason(error.code)) throw error;
+            if (action.cause === 'restart' && error.code === 'ContainerExited') {
+              log.info({ err: error }, `The restarted container of ${where} exited again before it was ready`);
+              this.exits.set(uid, { containerId: '', died: true });
+              return 'exited-again';
+            }
+            await this.reporter.failed(instance, action.generation, error.code, error.message).catch((reportError: unknown) => {
+              log.warn({ err: reportError }, 'Reporting a failure to the resource failed');
+            });
+            throw error;
+          }
+          break;
+        }
+        case 'ReportReady': {
+          if (instance === undefined || run === undefined) break;
+          const endpoints = endpointsOf(run.container.hostPorts, instance.spec, this.settings.advertiseAddress);
+          if (!(await this.reporter.ready(instance, instance.metadata.generation, run.container, endpoints))) {
+            // Deleted while it started: nothing will ask for this container again.
+            this.ownDoing.set(run.container.id, this.clock.now() + OWN_DOING_MS);
+            await this.ops.remove(run.container);
+            return 'gone';
+          }
+          await progress(100, 'ready');
+          end = { outcome: run.outcome, containerId: run.container.id, endpoints };
+          const restarted = plan.actions.some((step) => step.type === 'Run' && step.cause === 'restart');
+          log.info({ container: run.container.id, outcome: run.outcome }, restarted ? `Restarted the container of ${where}` : `Started container for ${where}`);
+          break;
+        }
+        case 'ReportStopped':
+          await this.reporter.stopped(instance, jobTarget, action.containerId);
+          break;
+        case 'ReportRemoved':
+          await this.reporter.removed(action.expired ? instance : undefined, jobTarget);
+          break;
+        case 'ReportRestarting':
+          if (instance === undefined) break;
+          this.metrics?.containerRestarts.inc({ decision: 'restart' });
+          log.info({ container: instance.status?.containerId }, `Container of ${where} exited or went away behind ctfleet's back: ${action.message}`);
+          await this.reporter.restarting(instance, action.message);
+          break;
+        case 'ReportCrashLoop':
+          if (instance === undefined) break;
+          this.metrics?.containerRestarts.inc({ decision: 'crashloop' });
+          await this.reporter.crashLoop(instance, action.message);
+          log.warn(`${where} is in CrashLoop`);
+          break;
+        case 'RecordHealthy':
+          if (instance !== undefined) await this.reporter.healthy(instance, action.container);
+          break;
+      }
+    }
+    return end;
+  }
+
+  /** Resolves each job of the pass with its verdict. */
+  private settle(verdicts: JobVerdict[], demands: Demand[], run: RunEnd | undefined, log: Logger): void {
+    for (const demand of demands) {
+      const verdict = verdicts.find((candidate) => candidate.job === demand.job);
+      const outcome = outcomeOf(verdict, run);
+      if (outcome.outcome === 'skipped') log.info({ job: demand.context.id, reason: outcome.reason }, 'Skipped a job that no longer matches its instance');
+      demand.resolve(outcome);
+    }
+  }
+
+  /** Stops taking keys, waits for the passes in flight, and hands jobs still waiting back to their queue. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.sweepTimer);
+    await this.events.close();
+    await this.queue.close();
+    await this.sweeping;
+    for (const demands of this.demands.values()) {
+      for (const demand of demands) demand.reject(transient('ShuttingDown', 'The worker stopped before the job ran; it goes back to its queue.'));
+    }
+    this.demands.clear();
+  }
+}
+
+/** Restart counts are per generation: a spec change starts afresh. */
+function restartKey(uid: string, instance: ChallengeInstance | undefined): string {
+  return `${uid}/${instance?.metadata.generation ?? 0}`;
+}
+
+function outcomeOf(verdict: JobVerdict | undefined, run: RunEnd | undefined): JobOutcome {
+  if (verdict === undefined) return { outcome: 'skipped', reason: 'NotPlanned' };
+  switch (verdict.outcome) {
+    case 'skipped':
+      return { outcome: 'skipped', reason: verdict.reason };
+    case 'stopped':
+    case 'removed':
+      return verdict.containerId === undefined ? { outcome: verdict.outcome, reason: ALREADY_GONE } : { outcome: verdict.outcome, containerId: verdict.containerId };
+    case 'ran':
+      if (run === undefined || typeof run === 'string') return { outcome: 'skipped', reason: SKIP_REASONS.instanceGone };
+      return run;
+  }
+}

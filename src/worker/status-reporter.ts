@@ -1,0 +1,147 @@
+import { isDeepStrictEqual } from 'node:util';
+import { findCondition, type ChallengeInstance, type Condition, type Endpoint, type InstanceStatus } from '../domain/challenge-instance.ts';
+import { kubeTime, mergeCondition } from '../domain/conditions.ts';
+import { isNotFound } from '../domain/errors.ts';
+import type { JobTarget } from '../domain/jobs.ts';
+import { FIELD_MANAGERS } from '../domain/names.ts';
+import type { Clock, ContainerInfo, InstanceApi, ObservedState, ObservedStateStore } from '../domain/ports.ts';
+import { READY_REASONS } from '../domain/reasons.ts';
+import type { Logger } from '../observability/logger.ts';
+
+/**
+ * The worker's one writer: every status field the worker owns (`node`,
+ * `containerId`, `endpoints`, `startedAt`, the Ready condition, as field manager
+ * ctfleet-worker), the observed state in Redis, and the worker's Events.
+ *
+ * Server-side apply removes the fields this manager set before and omits now, so
+ * each report names the whole set of fields it keeps. A report that would change
+ * nothing the worker owns is not sent: the worker's own writes never wake anyone.
+ */
+export class StatusReporter {
+  private readonly api: InstanceApi;
+  private readonly observed: ObservedStateStore;
+  private readonly node: string;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+
+  constructor(deps: { api: InstanceApi; observed: ObservedStateStore; node: string; clock: Clock; logger: Logger }) {
+    this.api = deps.api;
+    this.observed = deps.observed;
+    this.node = deps.node;
+    this.clock = deps.clock;
+    this.logger = deps.logger;
+  }
+
+  /**
+   * The container runs and is ready for `generation`. False when the instance was
+   * deleted meanwhile (nothing will ask for the container again).
+   */
+  async ready(instance: ChallengeInstance, generation: number, container: ContainerInfo, endpoints: Endpoint[]): Promise<boolean> {
+    // The lifetime runs from the first start of this generation: a restart, a
+    // re-created container or a move to another node does not reset it.
+    const readyBefore = findCondition(instance.status, 'Ready');
+    const sameGeneration = readyBefore?.observedGeneration === generation && readyBefore.reason !== READY_REASONS.removed;
+    const previousStart = instance.status?.containerId === container.id || sameGeneration ? instance.status?.startedAt : undefined;
+    try {
+      await this.apply(instance, {
+        node: this.node,
+        containerId: container.id,
+        endpoints,
+        startedAt: previousStart ?? kubeTime(new Date(this.clock.now())),
+        conditions: [this.readyCondition(instance, 'True', READY_REASONS.ready, `Container is ready on node ${this.node}.`, generation)],
+      });
+    } catch (error) {
+      if (isNotFound(error)) return false;
+      throw error;
+    }
+    await this.record(instance.metadata, { state: 'running', reason: READY_REASONS.ready, containerId: container.id, endpoints, generation });
+    return true;
+  }
+
+  /** Refreshes Redis's observed state of a container that runs as it should (Redis may have lost its keys). */
+  async healthy(instance: ChallengeInstance, container: ContainerInfo): Promise<void> {
+    const { generation } = instance.metadata;
+    await this.record(instance.metadata, { state: 'running', reason: READY_REASONS.ready, containerId: container.id, generation, ...(instance.status?.endpoints === undefined ? {} : { endpoints: instance.status.endpoints }) });
+  }
+
+  /** The container is stopped as the instance asks (`containerId`: the stopped container, if there is one). */
+  async stopped(instance: ChallengeInstance | undefined, target: JobTarget, containerId: string | undefined): Promise<void> {
+    if (instance !== undefined) {
+      const status: InstanceStatus = { node: this.node, conditions: [this.readyCondition(instance, 'False', READY_REASONS.stopped, 'The container is stopped as requested.', target.generation)] };
+      if (containerId !== undefined) status.containerId = containerId;
+      await this.apply(instance, status);
+    }
+    await this.record(target, { state: 'stopped', reason: READY_REASONS.stopped, generation: target.generation });
+  }
+
+  /** The container is gone; with `instance`, because its lifetime ended (the resource stays, without node or endpoints). */
+  async removed(instance: ChallengeInstance | undefined, target: JobTarget): Promise<void> {
+    if (instance !== undefined) {
+      await this.apply(instance, { conditions: [this.readyCondition(instance, 'False', READY_REASONS.removed, 'The container was removed at the end of its lifetime.', target.generation)] });
+    }
+    await this.record(target, { state: 'removed', reason: READY_REASONS.removed, generation: target.generation });
+  }
+
+  /** Starting failed for good: Ready=False with the failure's code, until the spec changes. */
+  async failed(instance: ChallengeInstance, generation: number, code: string, message: string): Promise<void> {
+    await this.apply(instance, { node: this.node, conditions: [this.readyCondition(instance, 'False', code, message, generation)] });
+    await this.record(instance.metadata, { state: 'failed', reason: code, generation });
+  }
+
+  /** The container exited behind ctfleet's back and is being restarted (status and a Warning event). */
+  async restarting(instance: ChallengeInstance, message: string): Promise<void> {
+    await this.notReady(instance, READY_REASONS.restarting, message);
+  }
+
+  /** The container exited more often than the restart policy allows (status and a Warning event). */
+  async crashLoop(instance: ChallengeInstance, message: string): Promise<void> {
+    await this.notReady(instance, READY_REASONS.crashLoop, message);
+  }
+
+  /** Ready=False keeping the container's node, id, endpoints and start time. */
+  private async notReady(instance: ChallengeInstance, reason: string, message: string): Promise<void> {
+    const { status, metadata } = instance;
+    const changed = await this.apply(instance, {
+      node: this.node,
+      ...(status?.containerId === undefined ? {} : { containerId: status.containerId }),
+      ...(status?.endpoints === undefined ? {} : { endpoints: status.endpoints }),
+      ...(status?.startedAt === undefined ? {} : { startedAt: status.startedAt }),
+      conditions: [this.readyCondition(instance, 'False', reason, message, metadata.generation)],
+    });
+    await this.record(metadata, { state: 'failed', reason, generation: metadata.generation });
+    if (changed) this.warn(instance, reason, message);
+  }
+
+  private readyCondition(instance: ChallengeInstance, status: 'True' | 'False', reason: string, message: string, generation: number): Condition {
+    return mergeCondition(findCondition(instance.status, 'Ready'), { type: 'Ready', status, reason, message, observedGeneration: generation }, new Date(this.clock.now()));
+  }
+
+  /** Applies the worker's fields unless they already read so; true when it wrote. */
+  private async apply(instance: ChallengeInstance, status: InstanceStatus): Promise<boolean> {
+    if (isDeepStrictEqual(workerFields(instance.status), workerFields(status))) return false;
+    await this.api.applyStatus(instance, FIELD_MANAGERS.worker, status);
+    return true;
+  }
+
+  private async record(where: { namespace: string; name: string; uid: string }, state: Omit<ObservedState, 'namespace' | 'name' | 'node'>): Promise<void> {
+    await this.observed.record(where.uid, { namespace: where.namespace, name: where.name, node: this.node, ...state });
+  }
+
+  /** A Warning event from the worker: best effort, off the critical path. */
+  private warn(instance: ChallengeInstance, reason: string, message: string): void {
+    void this.api.recordEvent(instance, { type: 'Warning', reason, message }, 'worker').catch((error: unknown) => {
+      this.logger.warn({ err: error, reason, instance: `${instance.metadata.namespace}/${instance.metadata.name}`, uid: instance.metadata.uid }, 'Recording an event failed');
+    });
+  }
+}
+
+/** The status fields the worker owns, as a report would leave them. */
+function workerFields(status: InstanceStatus | undefined): unknown {
+  return {
+    node: status?.node,
+    containerId: status?.containerId,
+    endpoints: status?.endpoints,
+    startedAt: status?.startedAt,
+    ready: findCondition(status, 'Ready'),
+  };
+}
