@@ -119,6 +119,9 @@ export function planNode(facts: NodeFacts): NodePlan {
     for (const job of list) verdicts.push({ job, outcome: 'skipped', reason });
   };
   const done = (requeueAfterMs: number | null = null, restart = idle): NodePlan => ({ actions, verdicts, restart, requeueAfterMs });
+  const ready = findCondition(status, 'Ready');
+  /** Status says so already, for this generation: nothing to report (unless a job asks). */
+  const says = (reason: string): boolean => ready?.observedGeneration === generation && ready.reason === reason;
 
   // ---- placed on another node: a start job of this generation moves it here
   const placedOn = status?.node === undefined || status.node === '' ? undefined : status.node;
@@ -132,7 +135,7 @@ export function planNode(facts: NodeFacts): NodePlan {
   const expired = (status?.phase === 'Expired' && (status.observedGeneration ?? generation) === generation) || asks('expire').length > 0;
   if (expired) {
     if (canonical !== undefined) actions.push({ type: 'Remove', container: canonical, reason: asks('expire').length > 0 ? 'Requested' : REMOVAL_REASONS.expired });
-    actions.push({ type: 'ReportRemoved', expired: true });
+    if (asks('expire').length > 0 || canonical !== undefined || !says(READY_REASONS.removed)) actions.push({ type: 'ReportRemoved', expired: true });
     for (const job of current) {
       verdicts.push(job.action === 'expire' ? { job, outcome: 'removed', containerId: canonical?.id } : { job, outcome: 'skipped', reason: SKIP_REASONS.expired });
     }
@@ -143,7 +146,8 @@ export function planNode(facts: NodeFacts): NodePlan {
   if (spec.desiredState === 'Stopped') {
     const stopJobs = asks('stop');
     if (canonical?.running === true) actions.push({ type: 'Stop', container: canonical, repair: stopJobs.length === 0 });
-    if (canonical !== undefined || stopJobs.length > 0) actions.push({ type: 'ReportStopped', containerId: canonical?.id });
+    const reported = says(READY_REASONS.stopped) && status?.containerId === canonical?.id;
+    if (stopJobs.length > 0 || (canonical !== undefined && !reported)) actions.push({ type: 'ReportStopped', containerId: canonical?.id });
     for (const job of current) {
       verdicts.push(job.action === 'stop' ? { job, outcome: 'stopped', containerId: canonical?.id } : { job, outcome: 'skipped', reason: SKIP_REASONS.superseded });
     }
@@ -159,7 +163,6 @@ export function planNode(facts: NodeFacts): NodePlan {
   }
 
   // ---- keep running what ran here for this generation
-  const ready = findCondition(status, 'Ready');
   const wasRunning = ready?.observedGeneration === generation && (ready.status === 'True' || ready.reason === READY_REASONS.restarting);
   if (placedOn !== node || !wasRunning) return done();
   const preferredPorts = (status?.endpoints ?? []).map((endpoint) => endpoint.port);
