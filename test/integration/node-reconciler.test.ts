@@ -1,0 +1,293 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
+import { DockerRuntime } from '../../src/adapters/docker/container-runtime.ts';
+import { createDockerClient } from '../../src/adapters/docker/docker-client.ts';
+import { KubeInstanceApi } from '../../src/adapters/kubernetes/instance-api.ts';
+import { RedisObservedStateStore } from '../../src/adapters/redis/observed-state-store.ts';
+import { createRedisConnection } from '../../src/adapters/redis/redis-connection.ts';
+import type { ChallengeInstance } from '../../src/domain/challenge-instance.ts';
+import type { InstanceJob, JobAction } from '../../src/domain/jobs.ts';
+import { containerName, LABELS, MANAGED_BY } from '../../src/domain/names.ts';
+import { SYSTEM_CLOCK, type JobContext, type JobOutcome } from '../../src/domain/ports.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { ContainerOperations } from '../../src/worker/container-ops.ts';
+import { specHash } from '../../src/worker/container-shape.ts';
+import { NodeReconciler } from '../../src/worker/node-reconciler.ts';
+import { PortAllocator } from '../../src/worker/port-allocator.ts';
+import { StatusReporter } from '../../src/worker/status-reporter.ts';
+import { fetchText, kubectl, manifest, prepareNamespace, webSpec, type Instances, type RawInstance } from '../support/ctfleet.ts';
+import { eventually, stackConfig, uniqueSuffix } from '../support/stack.ts';
+
+// The middle tier: the worker's node reconciler in this process, against the
+// stack's real Docker engine, API server and Redis. No ctfleet process and no
+// controller: the tests hand it jobs as BullMQ would, and change the world
+// behind its back as a team, an operator or an engine would.
+const suffix = uniqueSuffix();
+const NS = `it-node-${suffix}`;
+const RESTART = { limit: 2, windowMs: 60_000, backoffMs: 400 };
+
+const config = stackConfig();
+const docker = createDockerClient(config.docker);
+const logger = createLogger('test', 'silent');
+
+/** A node reconciler as the worker's composition root builds one, on its own node name and port range. */
+function nodeReconciler(node: string, range: { min: number; max: number }, random?: () => number): NodeReconciler {
+  const kubeConfigApi = new KubeInstanceApi(stack.kubeConfig);
+  const runtime = new DockerRuntime(docker, createDockerClient(config.docker));
+  return new NodeReconciler({
+    api: kubeConfigApi,
+    runtime,
+    ops: new ContainerOperations({ runtime, ports: new PortAllocator(range, random), settings: { node, bindAddress: '127.0.0.1', readinessTimeoutMs: 10_000 }, clock: SYSTEM_CLOCK }),
+    reporter: new StatusReporter({ api: kubeConfigApi, observed: new RedisObservedStateStore(stack.redis, `{ctfleet-it-${suffix}}`), node, clock: SYSTEM_CLOCK, logger }),
+    settings: { node, advertiseAddress: '127.0.0.1', namespaces: [NS], concurrency: 8, sweepIntervalMs: 3_600_000, restart: RESTART },
+    clock: SYSTEM_CLOCK,
+    logger,
+  });
+}
+
+const stack = {} as { kubeConfig: Awaited<ReturnType<typeof prepareNamespace>>['kubeConfig']; instances: Instances; redis: Redis };
+
+async function apply(name: string, spec: Record<string, unknown>): Promise<RawInstance> {
+  const applied = await kubectl(['apply', '-f', '-'], manifest(NS, name, spec));
+  assert.equal(applied.code, 0, applied.stderr);
+  const instance = await stack.instances.get(NS, name);
+  assert.ok(instance !== undefined);
+  return instance;
+}
+
+/** The job the controller would queue for the instance as it now is. */
+function jobFor(instance: RawInstance, action: JobAction): InstanceJob {
+  const { namespace, name, uid, generation } = instance.metadata;
+  const job: InstanceJob = { v: 1, action, target: { namespace, name, uid, generation } };
+  if (action === 'start') job.spec = instance.spec as unknown as ChallengeInstance['spec'];
+  return job;
+}
+
+function context(id: string, steps: string[] = []): JobContext {
+  return {
+    id,
+    progress: (percent, step) => {
+      steps.push(`${percent} ${step}`);
+      return Promise.resolve();
+    },
+  };
+}
+
+const ready = (instance: RawInstance | undefined) => instance?.status?.conditions?.find((condition) => condition.type === 'Ready');
+
+async function inspect(id: string): Promise<{ running: boolean } | undefined> {
+  try {
+    const inspected = await docker.getContainer(id).inspect();
+    return { running: inspected.State.Running };
+  } catch {
+    return undefined;
+  }
+}
+
+describe('the node reconciler against the real engine and API server', { concurrency: 1 }, () => {
+  const node = `it-node-a-${suffix}`;
+  let reconciler: NodeReconciler;
+
+  before(async () => {
+    const prepared = await prepareNamespace(NS);
+    stack.kubeConfig = prepared.kubeConfig;
+    stack.instances = prepared.instances;
+    stack.redis = createRedisConnection(config.redis, 'command');
+    reconciler = nodeReconciler(node, { min: 32900, max: 32949 });
+    reconciler.start();
+  });
+
+  after(async () => {
+    await reconciler.close();
+    for (const container of await docker.listContainers({ all: true, filters: { label: [`${LABELS.namespace}=${NS}`] } })) {
+      await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
+    }
+    await kubectl(['delete', 'challengeinstances', '--all', '-n', NS, '--wait=false']);
+    await kubectl(['delete', 'namespace', NS, '--wait=false']);
+    stack.redis.disconnect();
+  });
+
+  test('a start job creates the container, reports it Ready with its endpoint, and the endpoint answers', async () => {
+    const instance = await apply('web', webSpec('team-1'));
+    const steps: string[] = [];
+    const outcome = await reconciler.handle(jobFor(instance, 'start'), context('job-create', steps));
+    assert.equal(outcome.outcome, 'started');
+    assert.deepEqual(steps, ['20 pulling image', '40 creating container', '60 started', '70 waiting for readiness', '100 ready']);
+    const reported = await stack.instances.get(NS, 'web');
+    assert.equal(ready(reported)?.status, 'True');
+    assert.equal(reported?.status?.node, node);
+    assert.equal(reported.status.containerId, outcome.containerId);
+    const endpoint = reported.status.endpoints?.[0];
+    assert.ok(endpoint !== undefined && endpoint.port >= 32900 && endpoint.port <= 32949);
+    assert.equal(await fetchText(`http://127.0.0.1:${endpoint.port}/`), 'hello team-1');
+    const inspected = await docker.getContainer(outcome.containerId ?? '').inspect();
+    assert.equal(inspected.Config.Labels[LABELS.uid], instance.metadata.uid);
+    assert.equal(inspected.Config.Labels[LABELS.node], node);
+    assert.equal(inspected.Name, `/${containerName(NS, 'web')}`);
+  });
+
+  test('the same start job again adopts the running container', async () => {
+    const instance = await stack.instances.get(NS, 'web');
+    assert.ok(instance !== undefined);
+    const outcome = await reconciler.handle(jobFor(instance, 'start'), context('job-adopt'));
+    assert.equal(outcome.outcome, 'adopted');
+    assert.equal(outcome.containerId, instance.status?.containerId);
+  });
+
+  test('a spec change replaces the container on its old host port', async () => {
+    const before = await stack.instances.get(NS, 'web');
+    const changed = await apply('web', webSpec('team-1', { env: [{ name: 'GREETING', value: 'replaced' }] }));
+    assert.equal(changed.metadata.generation, 2);
+    const outcome = await reconciler.handle(jobFor(changed, 'start'), context('job-replace'));
+    assert.equal(outcome.outcome, 'started');
+    assert.notEqual(outcome.containerId, before?.status?.containerId);
+    assert.equal(await inspect(before?.status?.containerId ?? ''), undefined, 'the old container is gone');
+    const after = await stack.instances.get(NS, 'web');
+    assert.equal(ready(after)?.observedGeneration, 2);
+    assert.equal(after?.status?.endpoints?.[0]?.port, before?.status?.endpoints?.[0]?.port, 'the endpoint did not move');
+    assert.equal(await fetchText(`http://127.0.0.1:${after?.status?.endpoints?.[0]?.port ?? 0}/`), 'replaced');
+  });
+
+  test('a start job of an older generation is skipped and changes nothing', async () => {
+    const current = await stack.instances.get(NS, 'web');
+    assert.ok(current !== undefined);
+    const stale: InstanceJob = { ...jobFor(current, 'start'), target: { ...jobFor(current, 'start').target, generation: 1 } };
+    assert.deepEqual(await reconciler.handle(stale, context('job-stale')), { outcome: 'skipped', reason: 'Superseded' });
+    assert.equal((await inspect(current.status?.containerId ?? ''))?.running, true);
+  });
+
+  test('a container killed behind its back is restarted after the backoff, in place, with a Warning event', async () => {
+    const before = await stack.instances.get(NS, 'web');
+    const id = before?.status?.containerId ?? '';
+    const killedAt = Date.now();
+    await docker.getContainer(id).kill();
+    await stack.instances.waitFor(NS, 'web', 'to report the restart', (instance) => ready(instance)?.reason === 'ContainerRestarting', 10_000);
+    const restarted = await stack.instances.waitFor(NS, 'web', 'to run again', (instance) => ready(instance)?.status === 'True', 20_000);
+    assert.ok(Date.now() - killedAt >= RESTART.backoffMs, 'not before the backoff');
+    assert.equal(restarted.status?.containerId, id, 'the same container was started again');
+    assert.equal(restarted.status.startedAt, before?.status?.startedAt, 'a restart does not reset the lifetime');
+    assert.equal((await inspect(id))?.running, true);
+    const events = await kubectl(['get', 'events', '-n', NS, '--field-selector', 'involvedObject.name=web,reason=ContainerRestarting', '-o', 'jsonpath={.items[*].message}']);
+    assert.match(events.stdout, /restart 1 of 2 in 0\.4 s/);
+  });
+
+  test('docker rm -f of its container: re-created on the same host port', async () => {
+    const before = await stack.instances.get(NS, 'web');
+    await docker.getContainer(before?.status?.containerId ?? '').remove({ force: true });
+    const after = await stack.instances.waitFor(NS, 'web', 'to run a new container', (instance) => ready(instance)?.status === 'True' && instance.status?.containerId !== before?.status?.containerId, 20_000);
+    assert.equal(after.status?.endpoints?.[0]?.port, before?.status?.endpoints?.[0]?.port);
+    assert.equal((await inspect(after.status?.containerId ?? ''))?.running, true);
+  });
+
+  test('past the restart limit the instance is CrashLoop, and a start job of a new generation brings it back', async () => {
+    const instance = await apply('crashy', webSpec('team-2'));
+    await reconciler.handle(jobFor(instance, 'start'), context('job-crashy'));
+    for (let kill = 1; kill <= RESTART.limit + 1; kill += 1) {
+      const current = await eventually(`crashy to run before kill ${kill}`, 20_000, async () => {
+        const found = await stack.instances.get(NS, 'crashy');
+        const id = found?.status?.containerId;
+        return ready(found)?.status === 'True' && id !== undefined && (await inspect(id))?.running === true ? id : undefined;
+      });
+      await docker.getContainer(current).kill();
+    }
+    const failed = await stack.instances.waitFor(NS, 'crashy', 'to be CrashLoop', (found) => ready(found)?.reason === 'CrashLoop', 20_000);
+    assert.match(ready(failed)?.message ?? '', /stopped 3 times within 60 s \(limit 2 restarts\)/);
+    await reconciler.sweep();
+    assert.equal(ready(await stack.instances.get(NS, 'crashy'))?.reason, 'CrashLoop', 'a sweep does not restart a CrashLoop');
+    const fixed = await apply('crashy', webSpec('team-2', { env: [{ name: 'GREETING', value: 'fixed' }] }));
+    assert.equal((await reconciler.handle(jobFor(fixed, 'start'), context('job-crashy-2'))).outcome, 'started');
+    assert.equal(ready(await stack.instances.get(NS, 'crashy'))?.status, 'True');
+  });
+
+  test('a stopped container the engine refuses to start twice is replaced', async () => {
+    const instance = await apply('refused', webSpec('team-3'));
+    // A container exactly as ctfleet would make it, stopped, on a network that is
+    // then removed: the engine knows the container and refuses to start it.
+    const network = await docker.createNetwork({ Name: `it-refuse-${suffix}` });
+    const spec = instance.spec as unknown as ChallengeInstance['spec'];
+    const stale = await docker.createContainer({
+      name: containerName(NS, 'refused'),
+      Image: 'ctfleet-test/web:1',
+      Labels: {
+        [LABELS.managedBy]: MANAGED_BY,
+        [LABELS.uid]: instance.metadata.uid,
+        [LABELS.namespace]: NS,
+        [LABELS.name]: 'refused',
+        [LABELS.node]: node,
+        [LABELS.specHash]: specHash(spec),
+        [LABELS.hostPorts]: '32948',
+      },
+      HostConfig: { NetworkMode: `it-refuse-${suffix}` },
+    });
+    await network.remove();
+    await assert.rejects(reconciler.handle(jobFor(instance, 'start'), context('job-refused-1')), 'a first refusal fails the job, to be retried');
+    assert.ok((await inspect(stale.id)) !== undefined, 'after one refusal the container is kept');
+    const outcome = await reconciler.handle(jobFor(instance, 'start'), context('job-refused-2'));
+    assert.equal(outcome.outcome, 'started');
+    assert.notEqual(outcome.containerId, stale.id);
+    assert.equal(await inspect(stale.id), undefined, 'the refused container was removed');
+    assert.equal(ready(await stack.instances.get(NS, 'refused'))?.status, 'True');
+  });
+
+  test('a stop job stops the container; a sweep stops it again when someone starts it behind its back', async () => {
+    const stopped = await apply('refused', webSpec('team-3', { desiredState: 'Stopped' }));
+    const outcome = await reconciler.handle(jobFor(stopped, 'stop'), context('job-stop'));
+    assert.equal(outcome.outcome, 'stopped');
+    const id = outcome.containerId ?? '';
+    assert.equal((await inspect(id))?.running, false);
+    assert.equal(ready(await stack.instances.get(NS, 'refused'))?.reason, 'ContainerStopped');
+    await docker.getContainer(id).start();
+    await reconciler.sweep();
+    await eventually('the container to be stopped again', 15_000, async () => ((await inspect(id))?.running === false ? true : undefined));
+  });
+
+  test('a sweep removes a labelled container of no instance, and a delete job removes an instance\'s', async () => {
+    const ghost = await docker.createContainer({
+      name: `ctfleet-${NS}_ghost`,
+      Image: 'ctfleet-test/busybox:1',
+      Cmd: ['sleep', '3600'],
+      Labels: { [LABELS.managedBy]: MANAGED_BY, [LABELS.uid]: randomUUID(), [LABELS.namespace]: NS, [LABELS.name]: 'ghost', [LABELS.node]: node },
+    });
+    // Older than the sweep's grace for young containers.
+    await new Promise((resolve) => setTimeout(resolve, 15_500));
+    await reconciler.sweep();
+    await eventually('the orphan to be removed', 15_000, async () => ((await inspect(ghost.id)) === undefined ? true : undefined));
+
+    const web = await stack.instances.get(NS, 'web');
+    assert.ok(web !== undefined);
+    const removed: JobOutcome = await reconciler.handle(jobFor(web, 'delete'), context('job-delete'));
+    assert.deepEqual(removed, { outcome: 'removed', containerId: web.status?.containerId });
+    assert.equal(await inspect(web.status?.containerId ?? ''), undefined);
+    assert.deepEqual(await reconciler.handle(jobFor(web, 'delete'), context('job-delete-again')), { outcome: 'removed', reason: 'AlreadyGone' });
+  });
+
+  describe('a host port taken by another program', () => {
+    const squatter: Server = createServer();
+    const PORTS = { min: 32960, max: 32961 };
+    let squatted: NodeReconciler;
+
+    before(async () => {
+      await new Promise<void>((resolve) => squatter.listen(PORTS.min, '127.0.0.1', resolve));
+      // The allocator's first pick is the squatted port.
+      let picks = 0;
+      squatted = nodeReconciler(`it-node-b-${suffix}`, PORTS, () => (picks++ === 0 ? 0 : 0.99));
+      squatted.start();
+    });
+
+    after(async () => {
+      await squatted.close();
+      squatter.close();
+    });
+
+    test('the start retries on another port and runs', async () => {
+      const instance = await apply('squatted', webSpec('team-4'));
+      const outcome = await squatted.handle(jobFor(instance, 'start'), context('job-squatted'));
+      assert.equal(outcome.outcome, 'started');
+      assert.deepEqual(outcome.endpoints?.map((endpoint) => endpoint.port), [PORTS.max]);
+      assert.equal(await fetchText(`http://127.0.0.1:${PORTS.max}/`), 'hello team-4');
+    });
+  });
+});
