@@ -4,7 +4,7 @@ import type { ChallengeInstance, Condition, InstanceStatus } from '../../src/dom
 import type { InstanceJob, JobAction } from '../../src/domain/jobs.ts';
 import { LABELS } from '../../src/domain/names.ts';
 import type { ContainerInfo } from '../../src/domain/ports.ts';
-import { planNode, type NodeAction, type NodeFacts, type NodePlan } from '../../src/worker/node-plan.ts';
+import { planNode, type NodeFacts, type NodePlan } from '../../src/worker/node-plan.ts';
 import { RestartPolicy } from '../../src/worker/restart-policy.ts';
 
 const NOW = 1_800_000_000_000;
@@ -199,7 +199,7 @@ function apply(given: NodeFacts, plan: NodePlan): NodeFacts {
     subject = { ...subject, status: { ...subject.status, ...fields, conditions: [...rest, condition] } };
   };
   let ran: ContainerInfo | undefined;
-  for (const action of plan.actions as NodeAction[]) {
+  for (const action of plan.actions) {
     switch (action.type) {
       case 'Remove':
         containers = containers.filter((c) => c.id !== action.container.id);
@@ -219,7 +219,10 @@ function apply(given: NodeFacts, plan: NodePlan): NodeFacts {
         break;
       case 'ReportRemoved':
         if (action.expired && subject?.status !== undefined) {
-          const { node: _node, containerId: _id, endpoints: _endpoints, ...rest } = subject.status;
+          const rest: InstanceStatus = { ...subject.status };
+          delete rest.node;
+          delete rest.containerId;
+          delete rest.endpoints;
           subject = { ...subject, status: rest };
           setReady(ready('False', 'ContainerRemoved', generation));
         }
