@@ -122,7 +122,7 @@ describe('the node reconciler against the real engine and API server', { concurr
     assert.equal(reported.status.containerId, outcome.containerId);
     const endpoint = reported.status.endpoints?.[0];
     assert.ok(endpoint !== undefined && endpoint.port >= 32900 && endpoint.port <= 32949);
-    assert.equal(await fetchText(`http://127.0.0.1:${endpoint.port}/`), 'hello team-1');
+    assert.match(await fetchText(`http://127.0.0.1:${endpoint.port}/`), /hello team-1/);
     const inspected = await docker.getContainer(outcome.containerId ?? '').inspect();
     assert.equal(inspected.Config.Labels[LABELS.uid], instance.metadata.uid);
     assert.equal(inspected.Config.Labels[LABELS.node], node);
@@ -148,7 +148,7 @@ describe('the node reconciler against the real engine and API server', { concurr
     const after = await stack.instances.get(NS, 'web');
     assert.equal(ready(after)?.observedGeneration, 2);
     assert.equal(after?.status?.endpoints?.[0]?.port, before?.status?.endpoints?.[0]?.port, 'the endpoint did not move');
-    assert.equal(await fetchText(`http://127.0.0.1:${after?.status?.endpoints?.[0]?.port ?? 0}/`), 'replaced');
+    assert.match(await fetchText(`http://127.0.0.1:${after?.status?.endpoints?.[0]?.port ?? 0}/`), />replaced</);
   });
 
   test('a start job of an older generation is skipped and changes nothing', async () => {
@@ -232,18 +232,6 @@ describe('the node reconciler against the real engine and API server', { concurr
     assert.equal(ready(await stack.instances.get(NS, 'refused'))?.status, 'True');
   });
 
-  test('a stop job stops the container; a sweep stops it again when someone starts it behind its back', async () => {
-    const stopped = await apply('refused', webSpec('team-3', { desiredState: 'Stopped' }));
-    const outcome = await reconciler.handle(jobFor(stopped, 'stop'), context('job-stop'));
-    assert.equal(outcome.outcome, 'stopped');
-    const id = outcome.containerId ?? '';
-    assert.equal((await inspect(id))?.running, false);
-    assert.equal(ready(await stack.instances.get(NS, 'refused'))?.reason, 'ContainerStopped');
-    await docker.getContainer(id).start();
-    await reconciler.sweep();
-    await eventually('the container to be stopped again', 15_000, async () => ((await inspect(id))?.running === false ? true : undefined));
-  });
-
   test('a sweep removes a labelled container of no instance, and a delete job removes an instance\'s', async () => {
     const ghost = await docker.createContainer({
       name: `ctfleet-${NS}_ghost`,
@@ -262,6 +250,19 @@ describe('the node reconciler against the real engine and API server', { concurr
     assert.deepEqual(removed, { outcome: 'removed', containerId: web.status?.containerId });
     assert.equal(await inspect(web.status?.containerId ?? ''), undefined);
     assert.deepEqual(await reconciler.handle(jobFor(web, 'delete'), context('job-delete-again')), { outcome: 'removed', reason: 'AlreadyGone' });
+  });
+
+  test('a stop job stops the container; a sweep stops it again when someone starts it behind its back', async () => {
+    const stopped = await apply('refused', webSpec('team-3', { desiredState: 'Stopped' }));
+    const outcome = await reconciler.handle(jobFor(stopped, 'stop'), context('job-stop'));
+    assert.equal(outcome.outcome, 'stopped');
+    const id = outcome.containerId ?? '';
+    assert.equal((await inspect(id))?.running, false);
+    assert.equal(ready(await stack.instances.get(NS, 'refused'))?.reason, 'ContainerStopped');
+    // A sweep leaves containers younger than its grace (15 s) alone; this one is older.
+    await docker.getContainer(id).start();
+    await reconciler.sweep();
+    await eventually('the container to be stopped again', 15_000, async () => ((await inspect(id))?.running === false ? true : undefined));
   });
 
   describe('a host port taken by another program', () => {
@@ -287,7 +288,7 @@ describe('the node reconciler against the real engine and API server', { concurr
       const outcome = await squatted.handle(jobFor(instance, 'start'), context('job-squatted'));
       assert.equal(outcome.outcome, 'started');
       assert.deepEqual(outcome.endpoints?.map((endpoint) => endpoint.port), [PORTS.max]);
-      assert.equal(await fetchText(`http://127.0.0.1:${PORTS.max}/`), 'hello team-4');
+      assert.match(await fetchText(`http://127.0.0.1:${PORTS.max}/`), /hello team-4/);
     });
   });
 });
