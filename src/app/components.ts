@@ -44,6 +44,8 @@ import { TimedRuntime } from '../worker/timed-runtime.ts';
 import type { Metrics } from '../observability/metrics.ts';
 
 const DOCKER_IDLE_TIMEOUT_MS = 60_000;
+/** After the job pool's own wait: passes still running then are cut short by the exit (they are idempotent). */
+const RECONCILER_CLOSE_GRACE_MS = 1_000;
 
 /** How often the controller reads the workers' heartbeats. */
 const NODE_POLL_MS = 2_000;
@@ -220,7 +222,7 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
       // (or go back to their queue), then the reconciler stops.
       const { handedBack } = await pool.close(config.shutdownTimeoutMs);
       logger.info({ handedBack }, 'Worker stopped taking jobs');
-      await reconciler.close();
+      await reconciler.close(RECONCILER_CLOSE_GRACE_MS);
       await heartbeat.close(settings.node);
       command.disconnect();
       blocking.disconnect();

@@ -13,6 +13,11 @@ export interface ContainerSettings {
   /** Host address Docker publishes ports on. */
   bindAddress: string;
   readinessTimeoutMs: number;
+  /**
+   * A container the engine refused to start is replaced only when it still
+   * refuses this long after the first refusal, with the engine reachable all along.
+   */
+  refusalSettleMs?: number;
 }
 
 /** Run this instance's container: adopt, start, replace or create it, then wait until it is ready. */
@@ -36,6 +41,7 @@ export type Progress = (percent: number, step: string) => Promise<void>;
 
 const PORT_LISTING_TTL_MS = 10_000;
 const READINESS_POLL_MS = 150;
+const DEFAULT_REFUSAL_SETTLE_MS = 10_000;
 
 /**
  * The container operations of one node: each returns what it achieved or throws a
@@ -51,8 +57,8 @@ export class ContainerOperations {
   private readonly settings: ContainerSettings;
   private readonly clock: Clock;
   private portListing: { at: number; ports: Set<number> } | undefined;
-  /** Containers the engine refused to start once (a second refusal replaces them). */
-  private readonly refusedStarts = new Set<string>();
+  /** Containers the engine refused to start, and when it first refused. */
+  private readonly refusedStarts = new Map<string, number>();
 
   constructor(deps: { runtime: ContainerRuntime; ports: PortAllocator; settings: ContainerSettings; clock: Clock }) {
     this.runtime = deps.runtime;
@@ -121,12 +127,21 @@ export class ContainerOperations {
   }
 
   /**
+   * The engine went away: refusals seen so far were an engine on its way down,
+   * not containers that cannot start.
+   */
+  forgetRefusals(): void {
+    this.refusedStarts.clear();
+  }
+
+  /**
    * Starts a stopped container again; true when it started. An engine stopped
    * mid-start can leave a container that never starts again ("failed to start
-   * shim … file exists"): when the engine answers but refuses to start the same
-   * container a second time in a row, it is removed and false says to make a new
-   * one. A first refusal is thrown, to be retried: an engine on its way down
-   * refuses too, and its containers are fine once it is back.
+   * shim … file exists"): when the engine answers but still refuses to start the
+   * same container `refusalSettleMs` after it first refused, the container is
+   * removed and false says to make a new one. Earlier refusals are thrown, to be
+   * retried: an engine on its way down refuses everything for a few seconds
+   * before its event stream ends, and its containers are fine once it is back.
    */
   private async startAgain(id: string, log: Logger): Promise<boolean> {
     try {
@@ -136,12 +151,12 @@ export class ContainerOperations {
     } catch (error) {
       // Unreachable engine (it cannot inspect the container either): retry later.
       if ((await this.runtime.find(id).catch(() => undefined)) === undefined) throw error;
-      if (!this.refusedStarts.has(id)) {
-        this.refusedStarts.add(id);
-        throw error;
-      }
+      const now = this.clock.now();
+      const first = this.refusedStarts.get(id);
+      if (first === undefined) this.refusedStarts.set(id, now);
+      if (first === undefined || now - first < (this.settings.refusalSettleMs ?? DEFAULT_REFUSAL_SETTLE_MS)) throw error;
       this.refusedStarts.delete(id);
-      log.warn({ container: id, err: error }, 'The engine refused to start the container twice; replacing it');
+      log.warn({ container: id, err: error }, 'The engine keeps refusing to start the container; replacing it');
       await this.runtime.remove(id);
       return false;
     }

@@ -129,8 +129,9 @@ export class NodeReconciler {
       },
       onConnected: () => void this.sweep(),
       onDisconnected: () => {
-        // The exits just before were the engine's doing, not the containers'.
+        // The exits and refusals just before were the engine's doing, not the containers'.
         this.restarts.forgiveSince(this.clock.now() - ENGINE_DISRUPTION_MS);
+        this.ops.forgetRefusals();
       },
     });
     this.scheduleSweep();
@@ -191,6 +192,7 @@ export class NodeReconciler {
       this.restarts.prune(now);
       for (const [id, until] of this.ownDoing) if (until <= now) this.ownDoing.delete(id);
       const drifts = actions.filter((action) => action.type !== 'healthy').length;
+      this.logger.debug({ actions: actions.map((action) => `${action.type} ${action.type === 'remove' ? action.container.name : `${action.instance.metadata.namespace}/${action.instance.metadata.name}`}`) }, 'Swept the node');
       if (drifts > 0) this.logger.info({ drifts, containers: containers.length }, `Sweep found ${drifts} drift${drifts === 1 ? '' : 's'} to repair`);
     } catch (error) {
       this.logger.warn({ err: error }, 'Sweep failed; next interval retries');
@@ -225,7 +227,8 @@ export class NodeReconciler {
     const exit = this.exits.get(uid);
     this.exits.delete(uid);
     const jobIds = demands.map((demand) => demand.context.id).join(',');
-    const log = this.logger.child({ instance: `${target.namespace}/${target.name}`, uid, ...(jobIds === '' ? {} : { job: jobIds }) });
+    const instanceLog = this.logger.child({ instance: `${target.namespace}/${target.name}`, uid });
+    const log = jobIds === '' ? instanceLog : instanceLog.child({ job: jobIds });
     try {
       const [found, containers] = await Promise.all([target.name === '' ? undefined : this.api.get(target.namespace, target.name), this.ops.observe(uid)]);
       const instance = found?.metadata.uid === uid ? found : undefined;
@@ -245,7 +248,7 @@ export class NodeReconciler {
       if (plan.restart.count) this.restarts.record(restartKey(uid, instance), now);
       if (plan.restart.dueAt === undefined) this.due.delete(uid);
       else this.due.set(uid, plan.restart.dueAt);
-      this.settle(plan.verdicts, demands, run, log);
+      this.settle(plan.verdicts, demands, run, instanceLog);
       if (instance === undefined && containers.length === 0) this.targets.delete(uid);
       return { requeueAfterMs: run === 'exited-again' ? 0 : plan.requeueAfterMs };
     } catch (error) {
@@ -347,7 +350,7 @@ export class NodeReconciler {
     return end;
   }
 
-  /** Resolves each job of the pass with its verdict. */
+  /** Resolves each job of the pass with its verdict (`log`: the instance's, without job ids). */
   private settle(verdicts: JobVerdict[], demands: Demand[], run: RunEnd | undefined, log: Logger): void {
     for (const demand of demands) {
       const verdict = verdicts.find((candidate) => candidate.job === demand.job);
@@ -357,13 +360,21 @@ export class NodeReconciler {
     }
   }
 
-  /** Stops taking keys, waits for the passes in flight, and hands jobs still waiting back to their queue. */
-  async close(): Promise<void> {
+  /**
+   * Stops taking keys and fails the jobs still waiting (they go back to their
+   * queue). Passes in flight get `graceMs` to finish; after that they are left to
+   * the process's exit: every action is idempotent, so whoever takes the uid next
+   * adopts or redoes what a cut pass left.
+   */
+  async close(graceMs: number): Promise<void> {
     this.closed = true;
     clearTimeout(this.sweepTimer);
-    await this.events.close();
-    await this.queue.close();
-    await this.sweeping;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, graceMs);
+    });
+    await Promise.race([Promise.all([this.events.close(), this.queue.close(), this.sweeping]), deadline]);
+    clearTimeout(timer);
     for (const demands of this.demands.values()) {
       for (const demand of demands) demand.reject(transient('ShuttingDown', 'The worker stopped before the job ran; it goes back to its queue.'));
     }

@@ -28,6 +28,7 @@ import { eventually, stackConfig, uniqueSuffix } from '../support/stack.ts';
 const suffix = uniqueSuffix();
 const NS = `it-node-${suffix}`;
 const RESTART = { limit: 2, windowMs: 60_000, backoffMs: 400 };
+const REFUSAL_SETTLE_MS = 2_000;
 
 const config = stackConfig();
 const docker = createDockerClient(config.docker);
@@ -40,7 +41,7 @@ function nodeReconciler(node: string, range: { min: number; max: number }, rando
   return new NodeReconciler({
     api: kubeConfigApi,
     runtime,
-    ops: new ContainerOperations({ runtime, ports: new PortAllocator(range, random), settings: { node, bindAddress: '127.0.0.1', readinessTimeoutMs: 10_000 }, clock: SYSTEM_CLOCK }),
+    ops: new ContainerOperations({ runtime, ports: new PortAllocator(range, random), settings: { node, bindAddress: '127.0.0.1', readinessTimeoutMs: 10_000, refusalSettleMs: REFUSAL_SETTLE_MS }, clock: SYSTEM_CLOCK }),
     reporter: new StatusReporter({ api: kubeConfigApi, observed: new RedisObservedStateStore(stack.redis, `{ctfleet-it-${suffix}}`), node, clock: SYSTEM_CLOCK, logger }),
     settings: { node, advertiseAddress: '127.0.0.1', namespaces: [NS], concurrency: 8, sweepIntervalMs: 3_600_000, restart: RESTART },
     clock: SYSTEM_CLOCK,
@@ -101,7 +102,7 @@ describe('the node reconciler against the real engine and API server', { concurr
   });
 
   after(async () => {
-    await reconciler.close();
+    await reconciler.close(5_000);
     for (const container of await docker.listContainers({ all: true, filters: { label: [`${LABELS.namespace}=${NS}`] } })) {
       await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
     }
@@ -202,7 +203,7 @@ describe('the node reconciler against the real engine and API server', { concurr
     assert.equal(ready(await stack.instances.get(NS, 'crashy'))?.status, 'True');
   });
 
-  test('a stopped container the engine refuses to start twice is replaced', async () => {
+  test('a stopped container the engine keeps refusing to start is replaced once the refusals settle', async () => {
     const instance = await apply('refused', webSpec('team-3'));
     // A container exactly as ctfleet would make it, stopped, on a network that is
     // then removed: the engine knows the container and refuses to start it.
@@ -223,9 +224,12 @@ describe('the node reconciler against the real engine and API server', { concurr
       HostConfig: { NetworkMode: `it-refuse-${suffix}` },
     });
     await network.remove();
+    const refusedAt = Date.now();
     await assert.rejects(reconciler.handle(jobFor(instance, 'start'), context('job-refused-1')), 'a first refusal fails the job, to be retried');
-    assert.ok((await inspect(stale.id)) !== undefined, 'after one refusal the container is kept');
-    const outcome = await reconciler.handle(jobFor(instance, 'start'), context('job-refused-2'));
+    await assert.rejects(reconciler.handle(jobFor(instance, 'start'), context('job-refused-2')), 'so does a second one soon after (an engine on its way down refuses too)');
+    assert.ok((await inspect(stale.id)) !== undefined, 'the container is kept while the refusals have not settled');
+    await new Promise((resolve) => setTimeout(resolve, REFUSAL_SETTLE_MS - (Date.now() - refusedAt)));
+    const outcome = await reconciler.handle(jobFor(instance, 'start'), context('job-refused-3'));
     assert.equal(outcome.outcome, 'started');
     assert.notEqual(outcome.containerId, stale.id);
     assert.equal(await inspect(stale.id), undefined, 'the refused container was removed');
@@ -279,7 +283,7 @@ describe('the node reconciler against the real engine and API server', { concurr
     });
 
     after(async () => {
-      await squatted.close();
+      await squatted.close(5_000);
       squatter.close();
     });
 
