@@ -31,6 +31,30 @@ export const PERMANENT_REASONS = [
 
 export type PermanentReason = (typeof PERMANENT_REASONS)[number];
 
+/**
+ * The codes of every other error ctfleet raises: transient ones (retry with
+ * backoff), conflicts, not-found, and what a worker reports for an error that is
+ * not ctfleet's own.
+ */
+export const OTHER_ERROR_CODES = [
+  'DockerUnavailable',
+  'ApiUnavailable',
+  'ApiUnreachable',
+  'QueueUnavailable',
+  'ShuttingDown',
+  'Conflict',
+  'NotFound',
+  'Forbidden',
+  'Invalid',
+  'ContainerGone',
+  'NameInUse',
+  'MalformedObject',
+  'WorkerError',
+] as const;
+
+/** Every code a `CtfleetError` may carry, defined once: the two lists above. */
+export type ErrorCode = PermanentReason | (typeof OTHER_ERROR_CODES)[number];
+
 export function isPermanentReason(reason: string): reason is PermanentReason {
   return (PERMANENT_REASONS as readonly string[]).includes(reason);
 }
@@ -69,6 +93,8 @@ export const SKIP_REASONS = {
   superseded: 'Superseded',
   /** The instance's lifetime ended: a late start job does not bring it back. */
   expired: 'Expired',
+  /** No verdict was planned for the job (a planner bug): it is settled rather than left hanging. */
+  notPlanned: 'NotPlanned',
 } as const;
 
 /** A stop or remove that found nothing to act on. */

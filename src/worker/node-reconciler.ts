@@ -388,7 +388,7 @@ function restartKey(uid: string, instance: ChallengeInstance | undefined): strin
 }
 
 function outcomeOf(verdict: JobVerdict | undefined, run: RunEnd | undefined): JobOutcome {
-  if (verdict === undefined) return { outcome: 'skipped', reason: 'NotPlanned' };
+  if (verdict === undefined) return { outcome: 'skipped', reason: SKIP_REASONS.notPlanned };
   switch (verdict.outcome) {
     case 'skipped':
       return { outcome: 'skipped', reason: verdict.reason };
