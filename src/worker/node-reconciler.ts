@@ -162,11 +162,6 @@ export class NodeReconciler {
     return this.sweeping;
   }
 
-  /** Instance uids waiting for a pass or in one: the work-queue depth. */
-  depth(): number {
-    return this.queue.depth();
-  }
-
   private scheduleSweep(): void {
     if (this.closed) return;
     this.sweepTimer = setTimeout(() => {
@@ -220,10 +215,10 @@ export class NodeReconciler {
 
   /** One pass for one instance uid. */
   private async reconcile(uid: string): Promise<WorkResult> {
-    const target = this.targets.get(uid);
-    if (target === undefined) return { requeueAfterMs: null };
     const demands = this.demands.get(uid) ?? [];
     this.demands.delete(uid);
+    const target = this.targets.get(uid) ?? demands[0]?.job.target;
+    if (target === undefined) return { requeueAfterMs: null };
     const exit = this.exits.get(uid);
     this.exits.delete(uid);
     const jobIds = demands.map((demand) => demand.context.id).join(',');
@@ -249,7 +244,8 @@ export class NodeReconciler {
       if (plan.restart.dueAt === undefined) this.due.delete(uid);
       else this.due.set(uid, plan.restart.dueAt);
       this.settle(plan.verdicts, demands, run, instanceLog);
-      if (instance === undefined && containers.length === 0) this.targets.delete(uid);
+      // Nothing of it left here, and nothing new arrived during the pass: forget it.
+      if (instance === undefined && containers.length === 0 && !this.demands.has(uid) && !this.exits.has(uid)) this.targets.delete(uid);
       return { requeueAfterMs: run === 'exited-again' ? 0 : plan.requeueAfterMs };
     } catch (error) {
       for (const demand of demands) demand.reject(error);
