@@ -67,9 +67,15 @@ export class ContainerOperations {
     this.clock = deps.clock;
   }
 
-  /** This node's containers of one instance (on an engine shared by several workers, only this worker's). */
-  async observe(uid: string): Promise<ContainerInfo[]> {
-    return (await this.runtime.listManaged({ uid })).filter((container) => container.labels[LABELS.node] === this.settings.node);
+  /**
+   * This node's containers of one instance (on an engine shared by several
+   * workers, only this worker's). `only`: just the container of that name, one
+   * inspect instead of a listing (the hot path of jobs; a sweep or an event looks
+   * at every container of the uid and finds duplicates).
+   */
+  async observe(uid: string, only?: string): Promise<ContainerInfo[]> {
+    const found = only === undefined ? await this.runtime.listManaged({ uid }) : [await this.runtime.find(only)].filter((container) => container !== undefined);
+    return found.filter((container) => container.labels[LABELS.uid] === uid && container.labels[LABELS.node] === this.settings.node);
   }
 
   async stop(container: ContainerInfo): Promise<void> {

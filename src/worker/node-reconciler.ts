@@ -1,7 +1,7 @@
 import type { ChallengeInstance, Endpoint } from '../domain/challenge-instance.ts';
 import { CtfleetError, permanent, transient } from '../domain/errors.ts';
 import { parseJob, type InstanceJob, type JobTarget } from '../domain/jobs.ts';
-import { LABELS } from '../domain/names.ts';
+import { containerName, LABELS } from '../domain/names.ts';
 import type { Clock, ContainerExit, ContainerRuntime, InstanceApi, JobContext, JobOutcome } from '../domain/ports.ts';
 import { ALREADY_GONE, isPermanentReason, SKIP_REASONS } from '../domain/reasons.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -225,7 +225,13 @@ export class NodeReconciler {
     const instanceLog = this.logger.child({ instance: `${target.namespace}/${target.name}`, uid });
     const log = jobIds === '' ? instanceLog : instanceLog.child({ job: jobIds });
     try {
-      const [found, containers] = await Promise.all([target.name === '' ? undefined : this.api.get(target.namespace, target.name), this.ops.observe(uid)]);
+      // A delete job needs nothing from the API server (the instance is going, and
+      // the controller learns the outcome from the job): teardown spares it a read.
+      const deleting = demands.some((demand) => demand.job.action === 'delete');
+      const [found, containers] = await Promise.all([
+        deleting || target.name === '' ? undefined : this.api.get(target.namespace, target.name),
+        this.ops.observe(uid, demands.length > 0 ? containerName(target.namespace, target.name) : undefined),
+      ]);
       const instance = found?.metadata.uid === uid ? found : undefined;
       const now = this.clock.now();
       const plan = planNode({
