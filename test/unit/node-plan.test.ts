@@ -1,20 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { ChallengeInstance, Condition, InstanceStatus } from '../../src/domain/challenge-instance.ts';
+import type { Condition, InstanceStatus } from '../../src/domain/challenge-instance.ts';
 import type { InstanceJob, JobAction } from '../../src/domain/jobs.ts';
 import { LABELS } from '../../src/domain/names.ts';
 import type { ContainerInfo } from '../../src/domain/ports.ts';
 import { planNode, type NodeFacts, type NodePlan } from '../../src/worker/node-plan.ts';
 import { RestartPolicy } from '../../src/worker/restart-policy.ts';
+import { readyCondition as ready, TEST_UID as UID, testInstance as instance } from '../support/fixtures.ts';
 
 const NOW = 1_800_000_000_000;
-const UID = '3f1c9a2e-0000-4000-8000-000000000001';
 const NODE = 'node-a';
 const CANONICAL = 'ctfleet-ctf_web-101-team-7';
-
-function ready(status: 'True' | 'False', reason: string, generation: number): Condition {
-  return { type: 'Ready', status, reason, message: 'detail', lastTransitionTime: '2026-11-21T11:00:00Z', observedGeneration: generation };
-}
 
 /** Status after the worker ran generation `generation` on `node`. */
 function ranOn(node: string, generation = 1, extra: InstanceStatus = {}): InstanceStatus {
@@ -27,24 +23,6 @@ function ranOn(node: string, generation = 1, extra: InstanceStatus = {}): Instan
     conditions: [ready('True', 'ContainerReady', generation)],
     ...extra,
   };
-}
-
-function instance(overrides: { generation?: number; status?: InstanceStatus; deleting?: boolean; desiredState?: 'Running' | 'Stopped' } = {}): ChallengeInstance {
-  const result: ChallengeInstance = {
-    metadata: { namespace: 'ctf', name: 'web-101-team-7', uid: UID, generation: overrides.generation ?? 1 },
-    spec: {
-      team: 'team-7',
-      challenge: 'web-101',
-      image: 'ctfleet-test/web:1',
-      imagePullPolicy: 'IfNotPresent',
-      ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }],
-      desiredState: overrides.desiredState ?? 'Running',
-      priority: 0,
-    },
-  };
-  if (overrides.status !== undefined) result.status = overrides.status;
-  if (overrides.deleting === true) result.metadata.deletionTimestamp = '2026-11-21T11:59:00Z';
-  return result;
 }
 
 function container(overrides: Partial<ContainerInfo> = {}): ContainerInfo {

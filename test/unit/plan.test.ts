@@ -1,43 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { DEFAULT_LIFETIME_POLICY, plan, REQUEUE, type Action, type JobObservation, type NodePolicy, type Plan } from '../../src/controller/plan.ts';
-import type { ChallengeInstance, Condition, InstanceStatus } from '../../src/domain/challenge-instance.ts';
+import type { ChallengeInstance, InstanceStatus } from '../../src/domain/challenge-instance.ts';
 import { jobIdFor, type JobAction } from '../../src/domain/jobs.ts';
-import { FINALIZER } from '../../src/domain/names.ts';
+import { readyCondition as ready, TEST_UID as UID, testInstance as instance } from '../support/fixtures.ts';
 
 const NOW = new Date('2026-11-21T12:00:00.000Z');
-const UID = '3f1c9a2e-0000-4000-8000-000000000001';
-
-function instance(
-  overrides: { generation?: number; status?: InstanceStatus; finalizers?: string[]; deleting?: boolean; desiredState?: 'Running' | 'Stopped'; ttlSeconds?: number } = {},
-): ChallengeInstance {
-  const result: ChallengeInstance = {
-    metadata: {
-      namespace: 'ctf',
-      name: 'web-101-team-7',
-      uid: UID,
-      generation: overrides.generation ?? 1,
-      finalizers: overrides.finalizers ?? [FINALIZER],
-    },
-    spec: {
-      team: 'team-7',
-      challenge: 'web-101',
-      image: 'ctfleet-test/web:1',
-      imagePullPolicy: 'IfNotPresent',
-      ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }],
-      desiredState: overrides.desiredState ?? 'Running',
-      priority: 0,
-    },
-  };
-  if (overrides.status !== undefined) result.status = overrides.status;
-  if (overrides.ttlSeconds !== undefined) result.spec.ttlSeconds = overrides.ttlSeconds;
-  if (overrides.deleting === true) result.metadata.deletionTimestamp = '2026-11-21T11:59:00Z';
-  return result;
-}
-
-function ready(status: 'True' | 'False', reason: string, generation: number, message = 'detail'): Condition {
-  return { type: 'Ready', status, reason, message, lastTransitionTime: '2026-11-21T11:00:00Z', observedGeneration: generation };
-}
 
 /** Status as it stands after a worker ran generation `generation` on node-a. */
 function running(generation: number, extra: InstanceStatus = {}): InstanceStatus {
