@@ -171,7 +171,7 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
     ops: new ContainerOperations({
       runtime,
       ports: new PortAllocator(settings.portRange),
-      settings: { node: settings.node, bindAddress: settings.bindAddress, readinessTimeoutMs: settings.readinessTimeoutMs },
+      settings: { node: settings.node, bindAddress: settings.bindAddress, readinessTimeoutMs: settings.readinessTimeoutMs, hardening: settings.hardening },
       clock,
     }),
     reporter: new StatusReporter({ api, observed: new RedisObservedStateStore(command, config.redis.prefix), node: settings.node, clock, logger }),

@@ -1,7 +1,9 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { DNS_LABEL } from '../domain/names.ts';
+import { DEFAULT_HARDENING, KNOWN_CAPABILITIES, type HardeningProfile } from '../domain/hardening.ts';
 import { parsePortRange, type PortRange } from '../domain/port-range.ts';
+import { parseQuantity } from '../domain/quantities.ts';
 import type { LogLevel } from '../observability/logger.ts';
 
 /**
@@ -116,10 +118,15 @@ export interface RuntimeConfig extends ConnectionConfig {
     readinessTimeoutMs: number;
     sweepIntervalMs: number;
     restart: { limit: number; windowMs: number; backoffMs: number };
+    hardening: HardeningProfile;
   };
 }
 
 const positiveInt = (max: number) => z.coerce.number().int().min(1).max(max);
+const positiveQuantity = (example: string) =>
+  z.string().refine((value) => (parseQuantity(value) ?? 0) > 0, `must be a positive Kubernetes quantity, e.g. ${example}`);
+const cpuQuantity = positiveQuantity('500m or 2');
+const memoryQuantity = positiveQuantity('256Mi or 2Gi');
 
 const runtimeSchema = z.object({
   CTFLEET_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -172,6 +179,31 @@ const runtimeSchema = z.object({
     .transform((value) => value.split(',').map((item) => item.trim()).filter((item) => item !== ''))
     .pipe(z.array(z.string().regex(DNS_LABEL, 'must list namespace names (DNS labels), comma-separated').max(63))),
   CTFLEET_HTTP_PORT: z.coerce.number().int().min(0, 'must be a port number (0 picks a free one)').max(65535, 'must be a port number (0 picks a free one)').default(8080),
+  CTFLEET_CAPABILITIES: z
+    .string()
+    .default(DEFAULT_HARDENING.capabilities.join(','))
+    .transform((value) => value.split(',').map((item) => item.trim().toUpperCase().replace(/^CAP_/, '')).filter((item) => item !== ''))
+    .pipe(z.array(z.enum(KNOWN_CAPABILITIES, 'must list Linux capability names, comma-separated (e.g. CHOWN,SETUID)'))),
+  CTFLEET_DEFAULT_CPU: cpuQuantity.default(DEFAULT_HARDENING.defaults.cpu),
+  CTFLEET_DEFAULT_MEMORY: memoryQuantity.default(DEFAULT_HARDENING.defaults.memory),
+  CTFLEET_DEFAULT_PIDS: z.coerce.number().int().min(8).max(65536).default(DEFAULT_HARDENING.defaults.pids),
+  CTFLEET_MAX_CPU: cpuQuantity.default(DEFAULT_HARDENING.maxima.cpu),
+  CTFLEET_MAX_MEMORY: memoryQuantity.default(DEFAULT_HARDENING.maxima.memory),
+  CTFLEET_MAX_PIDS: z.coerce.number().int().min(8).max(65536).default(DEFAULT_HARDENING.maxima.pids),
+  CTFLEET_NOFILE: z.coerce.number().int().min(64).max(1_048_576).default(DEFAULT_HARDENING.nofile),
+  CTFLEET_LOG_MAX_SIZE: z.string().regex(/^[1-9]\d*[kmg]$/, 'must be a size such as 512k, 1m or 1g (Docker\'s max-size)').default(DEFAULT_HARDENING.log.maxSize),
+  CTFLEET_LOG_MAX_FILES: positiveInt(100).default(DEFAULT_HARDENING.log.maxFiles),
+}).superRefine((value, ctx) => {
+  // A default above its maximum would fail every instance that names no resources.
+  const pairs: [string, string, string | number, string | number][] = [
+    ['CTFLEET_DEFAULT_CPU', 'CTFLEET_MAX_CPU', value.CTFLEET_DEFAULT_CPU, value.CTFLEET_MAX_CPU],
+    ['CTFLEET_DEFAULT_MEMORY', 'CTFLEET_MAX_MEMORY', value.CTFLEET_DEFAULT_MEMORY, value.CTFLEET_MAX_MEMORY],
+    ['CTFLEET_DEFAULT_PIDS', 'CTFLEET_MAX_PIDS', value.CTFLEET_DEFAULT_PIDS, value.CTFLEET_MAX_PIDS],
+  ];
+  const amount = (quantity: string | number): number => (typeof quantity === 'number' ? quantity : (parseQuantity(quantity) ?? 0));
+  for (const [name, max, low, high] of pairs) {
+    if (amount(low) > amount(high)) ctx.addIssue({ code: 'custom', path: [name], message: `must not exceed ${max} (${String(high)}); got ${String(low)}` });
+  }
 });
 
 /** Reads everything a ctfleet process needs; throws {@link ConfigError} listing every problem. */
@@ -223,6 +255,13 @@ export function loadRuntimeConfig(env: Record<string, string | undefined>): Runt
       readinessTimeoutMs: value.CTFLEET_READINESS_TIMEOUT_SECONDS * 1000,
       sweepIntervalMs: value.CTFLEET_SWEEP_INTERVAL_SECONDS * 1000,
       restart: { limit: value.CTFLEET_RESTART_LIMIT, windowMs: value.CTFLEET_RESTART_WINDOW_SECONDS * 1000, backoffMs: value.CTFLEET_RESTART_BACKOFF_MS },
+      hardening: {
+        capabilities: [...new Set(value.CTFLEET_CAPABILITIES)],
+        defaults: { cpu: value.CTFLEET_DEFAULT_CPU, memory: value.CTFLEET_DEFAULT_MEMORY, pids: value.CTFLEET_DEFAULT_PIDS },
+        maxima: { cpu: value.CTFLEET_MAX_CPU, memory: value.CTFLEET_MAX_MEMORY, pids: value.CTFLEET_MAX_PIDS },
+        nofile: value.CTFLEET_NOFILE,
+        log: { maxSize: value.CTFLEET_LOG_MAX_SIZE, maxFiles: value.CTFLEET_LOG_MAX_FILES },
+      },
     },
   };
 }

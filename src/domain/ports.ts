@@ -165,9 +165,16 @@ export interface ContainerDefinition {
   labels: Record<string, string>;
   bindAddress: string;
   ports: PortBinding[];
-  nanoCpus?: number;
-  memoryBytes?: number;
-  pidsLimit?: number;
+  nanoCpus: number;
+  /** Memory and memory+swap alike: no swap. */
+  memoryBytes: number;
+  pidsLimit: number;
+  /** Capabilities kept; every other one is dropped. */
+  capabilities: string[];
+  /** RLIMIT_NOFILE, soft and hard. */
+  nofile: number;
+  /** json-file log rotation. */
+  log: { maxSize: string; maxFiles: number };
 }
 
 export interface ContainerInfo {

@@ -1,5 +1,6 @@
 import type { InstanceSpec } from '../domain/challenge-instance.ts';
 import { CtfleetError, permanent } from '../domain/errors.ts';
+import type { HardeningProfile } from '../domain/hardening.ts';
 import type { JobTarget } from '../domain/jobs.ts';
 import { containerName, LABELS } from '../domain/names.ts';
 import type { Clock, ContainerInfo, ContainerRuntime } from '../domain/ports.ts';
@@ -13,6 +14,8 @@ export interface ContainerSettings {
   /** Host address Docker publishes ports on. */
   bindAddress: string;
   readinessTimeoutMs: number;
+  /** What every container gets, whatever its spec says. */
+  hardening: HardeningProfile;
   /**
    * A container the engine refused to start is replaced only when it still
    * refuses this long after the first refusal, with the engine reachable all along.
@@ -186,7 +189,7 @@ export class ContainerOperations {
         throw permanent('PortsExhausted', `No ${spec.ports.length} free host ports are left in this node's range.`);
       }
       try {
-        const definition = containerDefinition(request.target, spec, { node: this.settings.node, bindAddress: this.settings.bindAddress, hostPorts });
+        const definition = containerDefinition(request.target, spec, { node: this.settings.node, bindAddress: this.settings.bindAddress, hostPorts }, this.settings.hardening);
         const container = await this.runtime.createAndStart(definition);
         this.ports.commit(hostPorts);
         return container;

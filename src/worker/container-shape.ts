@@ -4,7 +4,8 @@ import { permanent } from '../domain/errors.ts';
 import type { JobTarget } from '../domain/jobs.ts';
 import { containerName, LABELS } from '../domain/names.ts';
 import type { ContainerDefinition, PortBinding } from '../domain/ports.ts';
-import { toBytes, toNanoCpus } from './quantities.ts';
+import type { HardeningProfile } from '../domain/hardening.ts';
+import { toBytes, toNanoCpus } from '../domain/quantities.ts';
 
 /**
  * What a container of an instance looks like: its name, labels, limits and
@@ -52,26 +53,30 @@ export function endpointsOf(hostPorts: readonly number[], spec: InstanceSpec, ad
   });
 }
 
-/** Docker's limits for the spec's resources; a quantity that is not one fails InvalidSpec. */
-export function limitsOf(spec: InstanceSpec): { nanoCpus?: number; memoryBytes?: number; pidsLimit?: number } {
-  const limits: { nanoCpus?: number; memoryBytes?: number; pidsLimit?: number } = {};
-  const { cpu, memory, pids } = spec.resources ?? {};
-  if (cpu !== undefined) {
-    const value = toNanoCpus(cpu);
-    if (value === undefined) throw permanent('InvalidSpec', `spec.resources.cpu: "${cpu}" is not a positive quantity`);
-    limits.nanoCpus = value;
-  }
-  if (memory !== undefined) {
-    const value = toBytes(memory);
-    if (value === undefined) throw permanent('InvalidSpec', `spec.resources.memory: "${memory}" is not a positive quantity`);
-    limits.memoryBytes = value;
-  }
-  if (pids !== undefined) limits.pidsLimit = pids;
-  return limits;
+/**
+ * Docker's limits for the spec's resources: the deployment's defaults where the
+ * spec names none, and a spec above the deployment's maxima fails InvalidSpec,
+ * naming the field and the maximum.
+ */
+export function limitsOf(spec: InstanceSpec, profile: HardeningProfile): { nanoCpus: number; memoryBytes: number; pidsLimit: number } {
+  const { cpu = profile.defaults.cpu, memory = profile.defaults.memory, pids = profile.defaults.pids } = spec.resources ?? {};
+  const nanoCpus = toNanoCpus(cpu);
+  if (nanoCpus === undefined) throw permanent('InvalidSpec', `spec.resources.cpu: "${cpu}" is not a positive quantity`);
+  if (nanoCpus > (toNanoCpus(profile.maxima.cpu) ?? Number.POSITIVE_INFINITY)) throw permanent('InvalidSpec', `spec.resources.cpu: ${cpu} is above this deployment's maximum of ${profile.maxima.cpu} (CTFLEET_MAX_CPU)`);
+  const bytes = toBytes(memory);
+  if (bytes === undefined) throw permanent('InvalidSpec', `spec.resources.memory: "${memory}" is not a positive quantity`);
+  if (bytes > (toBytes(profile.maxima.memory) ?? Number.POSITIVE_INFINITY)) throw permanent('InvalidSpec', `spec.resources.memory: ${memory} is above this deployment's maximum of ${profile.maxima.memory} (CTFLEET_MAX_MEMORY)`);
+  if (pids > profile.maxima.pids) throw permanent('InvalidSpec', `spec.resources.pids: ${pids} is above this deployment's maximum of ${profile.maxima.pids} (CTFLEET_MAX_PIDS)`);
+  return { nanoCpus, memoryBytes: bytes, pidsLimit: pids };
 }
 
 /** The full definition of an instance's container on `hostPorts`. */
-export function containerDefinition(target: JobTarget, spec: InstanceSpec, placement: { node: string; bindAddress: string; hostPorts: readonly number[] }): ContainerDefinition {
+export function containerDefinition(
+  target: JobTarget,
+  spec: InstanceSpec,
+  placement: { node: string; bindAddress: string; hostPorts: readonly number[] },
+  profile: HardeningProfile,
+): ContainerDefinition {
   const ports: PortBinding[] = spec.ports.map((port, i) => ({ containerPort: port.containerPort, protocol: port.protocol, hostPort: placement.hostPorts[i] as number }));
   return {
     name: containerName(target.namespace, target.name),
@@ -89,7 +94,10 @@ export function containerDefinition(target: JobTarget, spec: InstanceSpec, place
     },
     bindAddress: placement.bindAddress,
     ports,
-    ...limitsOf(spec),
+    ...limitsOf(spec, profile),
+    capabilities: profile.capabilities,
+    nofile: profile.nofile,
+    log: profile.log,
     ...(spec.command === undefined ? {} : { command: spec.command }),
     ...(spec.args === undefined ? {} : { args: spec.args }),
   };

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -9,6 +10,7 @@ import { KubeInstanceApi } from '../../src/adapters/kubernetes/instance-api.ts';
 import { RedisObservedStateStore } from '../../src/adapters/redis/observed-state-store.ts';
 import { createRedisConnection } from '../../src/adapters/redis/redis-connection.ts';
 import type { ChallengeInstance } from '../../src/domain/challenge-instance.ts';
+import { DEFAULT_HARDENING } from '../../src/domain/hardening.ts';
 import type { InstanceJob, JobAction } from '../../src/domain/jobs.ts';
 import { containerName, LABELS, MANAGED_BY } from '../../src/domain/names.ts';
 import { SYSTEM_CLOCK, type JobContext, type JobOutcome } from '../../src/domain/ports.ts';
@@ -41,7 +43,7 @@ function nodeReconciler(node: string, range: { min: number; max: number }, rando
   return new NodeReconciler({
     api: kubeConfigApi,
     runtime,
-    ops: new ContainerOperations({ runtime, ports: new PortAllocator(range, random), settings: { node, bindAddress: '127.0.0.1', readinessTimeoutMs: 10_000, refusalSettleMs: REFUSAL_SETTLE_MS }, clock: SYSTEM_CLOCK }),
+    ops: new ContainerOperations({ runtime, ports: new PortAllocator(range, random), settings: { node, bindAddress: '127.0.0.1', readinessTimeoutMs: 10_000, refusalSettleMs: REFUSAL_SETTLE_MS, hardening: DEFAULT_HARDENING }, clock: SYSTEM_CLOCK }),
     reporter: new StatusReporter({ api: kubeConfigApi, observed: new RedisObservedStateStore(stack.redis, `{ctfleet-it-${suffix}}`), node, clock: SYSTEM_CLOCK, logger }),
     settings: { node, advertiseAddress: '127.0.0.1', namespaces: [NS], concurrency: 8, sweepIntervalMs: 3_600_000, restart: RESTART },
     clock: SYSTEM_CLOCK,
@@ -78,6 +80,16 @@ function context(id: string, steps: string[] = []): JobContext {
 }
 
 const ready = (instance: RawInstance | undefined) => instance?.status?.conditions?.find((condition) => condition.type === 'Ready');
+
+/** Runs a command inside a container, as `docker exec` would for a player with a shell there. */
+function dockerExec(id: string, command: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('docker', ['exec', id, ...command], { timeout: 20_000 }, (error, stdout, stderr) => {
+      if (error !== null) reject(new Error(`docker exec ${command.join(' ')}: ${stderr}`, { cause: error }));
+      else resolve(stdout);
+    });
+  });
+}
 
 async function inspect(id: string): Promise<{ running: boolean } | undefined> {
   try {
@@ -234,6 +246,39 @@ describe('the node reconciler against the real engine and API server', { concurr
     assert.notEqual(outcome.containerId, stale.id);
     assert.equal(await inspect(stale.id), undefined, 'the refused container was removed');
     assert.equal(ready(await stack.instances.get(NS, 'refused'))?.status, 'True');
+  });
+
+  test('every container is hardened: capabilities dropped to the default set, no-new-privileges, default limits and log rotation', async () => {
+    const spec = webSpec('team-5');
+    delete spec.resources;
+    const instance = await apply('hardened', spec);
+    const outcome = await reconciler.handle(jobFor(instance, 'start'), context('job-hardened'));
+    const inspected = await docker.getContainer(outcome.containerId ?? '').inspect();
+    const host = inspected.HostConfig;
+    assert.deepEqual(host.CapDrop, ['ALL']);
+    assert.deepEqual([...((host.CapAdd as string[] | undefined) ?? [])].sort(), [...DEFAULT_HARDENING.capabilities].sort());
+    assert.deepEqual(host.SecurityOpt, ['no-new-privileges:true']);
+    assert.equal(host.Memory, 256 * 2 ** 20, 'the default memory limit applies to a spec without resources');
+    assert.equal(host.MemorySwap, 256 * 2 ** 20, 'and no swap');
+    assert.equal(host.NanoCpus, 500_000_000);
+    assert.equal(host.PidsLimit, 256);
+    assert.deepEqual(host.Ulimits, [{ Name: 'nofile', Soft: 4096, Hard: 4096 }]);
+    assert.deepEqual(host.LogConfig, { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '3' } });
+    // As a player with a shell in it sees it.
+    const status = await dockerExec(outcome.containerId ?? '', ['cat', '/proc/self/status']);
+    const bounding = BigInt(`0x${/^CapBnd:\s*([0-9a-f]+)$/m.exec(status)?.[1] ?? 'ffffffffffffffff'}`);
+    assert.equal(bounding & (1n << 13n), 0n, 'NET_RAW (bit 13) is not in the bounding set');
+    assert.equal(bounding & (1n << 27n), 0n, 'MKNOD (bit 27) is not in the bounding set');
+    assert.equal(bounding & (1n << 21n), 0n, 'SYS_ADMIN (bit 21) is not in the bounding set');
+    assert.match(status, /^NoNewPrivs:\s*1$/m);
+  });
+
+  test('a spec above the deployment\'s maxima fails InvalidSpec naming the field and the maximum', async () => {
+    const instance = await apply('greedy', webSpec('team-6', { resources: { memory: '8Gi' } }));
+    await assert.rejects(reconciler.handle(jobFor(instance, 'start'), context('job-greedy')), /spec\.resources\.memory: 8Gi is above this deployment's maximum of 2Gi \(CTFLEET_MAX_MEMORY\)/);
+    const failed = await stack.instances.get(NS, 'greedy');
+    assert.equal(ready(failed)?.reason, 'InvalidSpec');
+    assert.deepEqual(await docker.listContainers({ all: true, filters: { label: [`${LABELS.uid}=${instance.metadata.uid}`] } }), [], 'nothing was created');
   });
 
   test('a sweep removes a labelled container of no instance, and a delete job removes an instance\'s', async () => {

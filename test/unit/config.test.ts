@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ConfigError, loadConnectionConfig, loadRuntimeConfig } from '../../src/config/config.ts';
+import { DEFAULT_HARDENING } from '../../src/domain/hardening.ts';
 
 describe('loadConnectionConfig', () => {
   test('an empty environment gives the documented defaults', () => {
@@ -111,5 +112,24 @@ describe('loadRuntimeConfig', () => {
         return true;
       },
     );
+  });
+
+  test('every container is hardened by default, and each hardening setting is checked', () => {
+    assert.deepEqual(loadRuntimeConfig({}).worker.hardening, DEFAULT_HARDENING);
+    const loosened = loadRuntimeConfig({ CTFLEET_CAPABILITIES: 'chown, CAP_NET_RAW,CHOWN', CTFLEET_MAX_MEMORY: '8Gi', CTFLEET_LOG_MAX_SIZE: '10m' }).worker.hardening;
+    assert.deepEqual(loosened.capabilities, ['CHOWN', 'NET_RAW']);
+    assert.equal(loosened.maxima.memory, '8Gi');
+    assert.equal(loosened.log.maxSize, '10m');
+    assert.throws(
+      () => loadRuntimeConfig({ CTFLEET_CAPABILITIES: 'CHOWN,ROOT', CTFLEET_MAX_CPU: 'lots', CTFLEET_LOG_MAX_SIZE: '1 MB', CTFLEET_MAX_PIDS: '4' }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        const fields = error.problems.map((problem) => problem.split(':')[0]);
+        assert.deepEqual(fields.sort(), ['CTFLEET_CAPABILITIES.1', 'CTFLEET_LOG_MAX_SIZE', 'CTFLEET_MAX_CPU', 'CTFLEET_MAX_PIDS']);
+        assert.ok(error.problems.includes('CTFLEET_MAX_CPU: must be a positive Kubernetes quantity, e.g. 500m or 2'));
+        return true;
+      },
+    );
+    assert.throws(() => loadRuntimeConfig({ CTFLEET_DEFAULT_MEMORY: '4Gi' }), /CTFLEET_DEFAULT_MEMORY: must not exceed CTFLEET_MAX_MEMORY \(2Gi\); got 4Gi/);
   });
 });

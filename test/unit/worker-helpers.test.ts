@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { PortAllocator } from '../../src/worker/port-allocator.ts';
 import { parsePortRange } from '../../src/domain/port-range.ts';
-import { parseQuantity, toBytes, toNanoCpus } from '../../src/worker/quantities.ts';
+import { parseQuantity, toBytes, toNanoCpus } from '../../src/domain/quantities.ts';
 
 function sequence(...values: number[]): () => number {
   let i = 0;

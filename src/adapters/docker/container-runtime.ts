@@ -133,17 +133,20 @@ export class DockerRuntime implements ContainerRuntime {
           // usually ignores it, so every stop waited out the grace period) and
           // reaps the zombies of fork-per-connection challenges.
           Init: true,
+          NanoCpus: definition.nanoCpus,
+          Memory: definition.memoryBytes,
+          MemorySwap: definition.memoryBytes,
+          PidsLimit: definition.pidsLimit,
+          CapDrop: ['ALL'],
+          CapAdd: definition.capabilities,
+          // Seccomp and AppArmor stay at Docker's defaults: nothing here turns them off.
+          SecurityOpt: ['no-new-privileges:true'],
+          Ulimits: [{ Name: 'nofile', Soft: definition.nofile, Hard: definition.nofile }],
+          LogConfig: { Type: 'json-file', Config: { 'max-size': definition.log.maxSize, 'max-file': String(definition.log.maxFiles) } },
         },
       };
       if (definition.command !== undefined && definition.command.length > 0) options.Entrypoint = definition.command;
       if (definition.args !== undefined && definition.args.length > 0) options.Cmd = definition.args;
-      const host = options.HostConfig ?? {};
-      if (definition.nanoCpus !== undefined) host.NanoCpus = definition.nanoCpus;
-      if (definition.memoryBytes !== undefined) {
-        host.Memory = definition.memoryBytes;
-        host.MemorySwap = definition.memoryBytes;
-      }
-      if (definition.pidsLimit !== undefined) host.PidsLimit = definition.pidsLimit;
       container = await this.docker.createContainer(options);
     } catch (error) {
       const status = statusOf(error);
