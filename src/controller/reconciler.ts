@@ -2,6 +2,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { ChallengeInstance, InstanceStatus } from '../domain/challenge-instance.ts';
 import { isFirstStartJob, nodeQueue, SHARED_QUEUE, type InstanceJob } from '../domain/jobs.ts';
 import { FIELD_MANAGERS, FINALIZER } from '../domain/names.ts';
+import { specHash } from '../domain/spec-hash.ts';
 import { describeError } from '../health/dependency-check.ts';
 import type { InstanceApi, InstanceCache, JobQueue } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -113,8 +114,8 @@ export class Reconciler {
 
 function jobFor(instance: ChallengeInstance, action: Action & { type: 'Enqueue' }): InstanceJob {
   const { namespace, name, uid } = instance.metadata;
-  const job: InstanceJob = { v: 1, action: action.action, target: { namespace, name, uid, generation: action.generation } };
-  if (action.action === 'start') job.spec = instance.spec;
+  const job: InstanceJob = { v: 2, action: action.action, target: { namespace, name, uid, generation: action.generation } };
+  if (action.action === 'start') job.specHash = specHash(instance.spec);
   return job;
 }
 

@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import type { InstanceSpec } from './challenge-instance.ts';
 import { DNS_LABEL } from './names.ts';
 import { JOB_FAILED } from './reasons.ts';
+import { specHash } from './spec-hash.ts';
 
 /** What a job asks a worker to do with an instance's container. */
 export type JobAction = 'start' | 'stop' | 'expire' | 'delete';
@@ -17,13 +17,18 @@ export interface JobTarget {
   generation: number;
 }
 
+/**
+ * A job names its instance and nothing more: the worker reads the spec from the
+ * API server, so whoever can write to Redis cannot choose what runs, and no env
+ * value (a flag) sits in a queue or a dashboard.
+ */
 export interface InstanceJob {
   /** Payload format version, so a worker refuses payloads it does not understand. */
-  v: 1;
+  v: 2;
   action: JobAction;
   target: JobTarget;
-  /** The spec to run; start jobs only. */
-  spec?: InstanceSpec;
+  /** Start jobs: {@link specHash} of the spec the controller saw; the worker runs only that spec. */
+  specHash?: string;
 }
 
 /**
@@ -107,21 +112,26 @@ const specSchema = z.object({
   priority: z.number().int().min(0).max(1000),
 });
 
+const targetSchema = z.object({ namespace: dnsLabel, name: z.string().min(1).max(253), uid: z.string().regex(/^[0-9a-f-]{8,64}$/), generation: z.number().int().min(1) });
+const actionSchema = z.enum(['start', 'stop', 'expire', 'delete']);
+
 const jobSchema = z
-  .object({
-    v: z.literal(1),
-    action: z.enum(['start', 'stop', 'expire', 'delete']),
-    target: z.object({ namespace: dnsLabel, name: z.string().min(1).max(253), uid: z.string().regex(/^[0-9a-f-]{8,64}$/), generation: z.number().int().min(1) }),
-    spec: specSchema.optional(),
-  })
-  .refine((job) => job.action !== 'start' || job.spec !== undefined, { message: 'a start job needs a spec', path: ['spec'] });
+  .discriminatedUnion('v', [
+    z.object({ v: z.literal(2), action: actionSchema, target: targetSchema, specHash: z.string().regex(/^[0-9a-f]{16}$/).optional() }),
+    // Queued by a controller from before payloads lost their spec (a rolling upgrade).
+    z.object({ v: z.literal(1), action: actionSchema, target: targetSchema, spec: specSchema.optional() }),
+  ])
+  .refine((job) => job.action !== 'start' || (job.v === 2 ? job.specHash !== undefined : job.spec !== undefined), { message: 'a start job needs a spec hash', path: ['specHash'] });
 
 /**
  * Validates a job payload taken from the queue: the queue is never trusted.
  * Returns the job, or a one-line description of every problem with its field.
+ * A version-1 payload's spec is reduced to its hash: it is never run.
  */
 export function parseJob(data: unknown): { ok: true; job: InstanceJob } | { ok: false; problems: string } {
   const parsed = jobSchema.safeParse(data);
-  if (parsed.success) return { ok: true, job: parsed.data };
-  return { ok: false, problems: parsed.error.issues.map((issue) => `${issue.path.join('.') || '(payload)'}: ${issue.message}`).join('; ') };
+  if (!parsed.success) return { ok: false, problems: parsed.error.issues.map((issue) => `${issue.path.join('.') || '(payload)'}: ${issue.message}`).join('; ') };
+  const { action, target } = parsed.data;
+  const hash = parsed.data.v === 2 ? parsed.data.specHash : parsed.data.spec === undefined ? undefined : specHash(parsed.data.spec);
+  return { ok: true, job: { v: 2, action, target, ...(hash === undefined ? {} : { specHash: hash }) } };
 }

@@ -93,6 +93,8 @@ export const SKIP_REASONS = {
   superseded: 'Superseded',
   /** The instance's lifetime ended: a late start job does not bring it back. */
   expired: 'Expired',
+  /** A start job whose spec hash is not the instance's: it was not written by this instance's controller. */
+  specMismatch: 'SpecMismatch',
   /** No verdict was planned for the job (a planner bug): it is settled rather than left hanging. */
   notPlanned: 'NotPlanned',
 } as const;

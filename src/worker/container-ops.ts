@@ -5,7 +5,8 @@ import type { JobTarget } from '../domain/jobs.ts';
 import { containerName, LABELS } from '../domain/names.ts';
 import type { Clock, ContainerInfo, ContainerRuntime } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
-import { containerDefinition, probeHost, specHash } from './container-shape.ts';
+import { specHash } from '../domain/spec-hash.ts';
+import { containerDefinition, probeHost } from './container-shape.ts';
 import type { PortAllocator } from './port-allocator.ts';
 import { canConnect } from './readiness.ts';
 

@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import type { Endpoint, InstanceSpec } from '../domain/challenge-instance.ts';
 import { permanent } from '../domain/errors.ts';
 import type { JobTarget } from '../domain/jobs.ts';
 import { containerName, LABELS } from '../domain/names.ts';
+import { specHash } from '../domain/spec-hash.ts';
 import type { ContainerDefinition, PortBinding } from '../domain/ports.ts';
 import type { HardeningProfile } from '../domain/hardening.ts';
 import { toBytes, toNanoCpus } from '../domain/quantities.ts';
@@ -12,33 +12,6 @@ import { toBytes, toNanoCpus } from '../domain/quantities.ts';
  * spec hash, and the endpoints its host ports make. Pure: the same instance
  * always gives the same shape.
  */
-
-/** JSON with object keys sorted at every level: the same value always gives the same text. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, item]) => item !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
-
-/**
- * Hash of everything that shapes the container; a change means replace it.
- * Canonical, so a spec read from the API server (keys sorted) and one parsed from
- * a job payload (keys in schema order) hash alike.
- */
-export function specHash(spec: InstanceSpec): string {
-  const shape = {
-    image: spec.image,
-    ports: spec.ports,
-    env: spec.env ?? [],
-    command: spec.command ?? [],
-    args: spec.args ?? [],
-    resources: spec.resources ?? {},
-  };
-  return createHash('sha256').update(canonicalJson(shape)).digest('hex').slice(0, 16);
-}
 
 export function endpointUrl(name: string, protocol: string, host: string, port: number): string {
   const scheme = protocol === 'UDP' ? 'udp' : name.startsWith('https') ? 'https' : name.startsWith('http') ? 'http' : 'tcp';

@@ -3,6 +3,7 @@ import type { InstanceJob } from '../domain/jobs.ts';
 import { containerName, LABELS } from '../domain/names.ts';
 import type { ContainerInfo } from '../domain/ports.ts';
 import { READY_REASONS, REMOVAL_REASONS, SKIP_REASONS, type RemovalReason } from '../domain/reasons.ts';
+import { specHash } from '../domain/spec-hash.ts';
 import type { RestartDecision } from './restart-policy.ts';
 
 /**
@@ -81,7 +82,9 @@ export interface NodePlan {
  * - Placed on another node (and no start job of this generation here): they go.
  * - Expired at this generation, or an expire job: the container goes, and status says so.
  * - Stopped: the container stops, and status says so.
- * - Running with a start job: run the container (adopt, start, replace or create).
+ * - Running with a start job for this generation and this spec (its hash): run
+ *   the container (adopt, start, replace or create). A start job naming another
+ *   spec is skipped: only the API server's spec runs.
  * - Running, placed here and ready for this generation before: keep it running.
  *   An exit of its own counts against the restart policy (restart after its
  *   backoff, or CrashLoop past the limit); any other disappearance (removed,
@@ -156,9 +159,14 @@ export function planNode(facts: NodeFacts): NodePlan {
 
   // ---- asked to run: a start job of this generation
   skipAll(current.filter((job) => job.action !== 'start'), SKIP_REASONS.superseded);
-  if (asks('start').length > 0) {
+  // The spec that runs is the API server's; a job naming another (written into
+  // Redis by someone else) asks for nothing.
+  const hash = specHash(spec);
+  skipAll(asks('start').filter((job) => job.specHash !== hash), SKIP_REASONS.specMismatch);
+  const starts = asks('start').filter((job) => job.specHash === hash);
+  if (starts.length > 0) {
     actions.push({ type: 'Run', spec, generation, existing: canonical, preferredPorts: [], cause: 'job' }, { type: 'ReportReady' });
-    for (const job of asks('start')) verdicts.push({ job, outcome: 'ran' });
+    for (const job of starts) verdicts.push({ job, outcome: 'ran' });
     return done();
   }
 

@@ -16,7 +16,7 @@ import { containerName, LABELS, MANAGED_BY } from '../../src/domain/names.ts';
 import { SYSTEM_CLOCK, type JobContext, type JobOutcome } from '../../src/domain/ports.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { ContainerOperations } from '../../src/worker/container-ops.ts';
-import { specHash } from '../../src/worker/container-shape.ts';
+import { specHash } from '../../src/domain/spec-hash.ts';
 import { NodeReconciler } from '../../src/worker/node-reconciler.ts';
 import { PortAllocator } from '../../src/worker/port-allocator.ts';
 import { StatusReporter } from '../../src/worker/status-reporter.ts';
@@ -64,8 +64,8 @@ async function apply(name: string, spec: Record<string, unknown>): Promise<RawIn
 /** The job the controller would queue for the instance as it now is. */
 function jobFor(instance: RawInstance, action: JobAction): InstanceJob {
   const { namespace, name, uid, generation } = instance.metadata;
-  const job: InstanceJob = { v: 1, action, target: { namespace, name, uid, generation } };
-  if (action === 'start') job.spec = instance.spec as unknown as ChallengeInstance['spec'];
+  const job: InstanceJob = { v: 2, action, target: { namespace, name, uid, generation } };
+  if (action === 'start') job.specHash = specHash(instance.spec as unknown as ChallengeInstance['spec']);
   return job;
 }
 
@@ -236,8 +236,9 @@ describe('the node reconciler against the real engine and API server', { concurr
       HostConfig: { NetworkMode: `it-refuse-${suffix}` },
     });
     await network.remove();
-    const refusedAt = Date.now();
     await assert.rejects(reconciler.handle(jobFor(instance, 'start'), context('job-refused-1')), 'a first refusal fails the job, to be retried');
+    // The first refusal happened before this moment.
+    const refusedAt = Date.now();
     await assert.rejects(reconciler.handle(jobFor(instance, 'start'), context('job-refused-2')), 'so does a second one soon after (an engine on its way down refuses too)');
     assert.ok((await inspect(stale.id)) !== undefined, 'the container is kept while the refusals have not settled');
     await new Promise((resolve) => setTimeout(resolve, REFUSAL_SETTLE_MS - (Date.now() - refusedAt)));

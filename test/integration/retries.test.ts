@@ -16,7 +16,7 @@ const ATTEMPTS = 4;
 const BACKOFF_MS = 300;
 
 function job(name: string): InstanceJob {
-  return { v: 1, action: 'stop', target: { namespace: 'retries', name, uid: `0000000${String(name.length)}-0000-4000-8000-000000000000`, generation: 1 } };
+  return { v: 2, action: 'stop', target: { namespace: 'retries', name, uid: `0000000${String(name.length)}-0000-4000-8000-000000000000`, generation: 1 } };
 }
 
 describe('job retries (BullMQ on the stack\'s Redis)', () => {

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { jobIdFor } from '../../src/domain/jobs.ts';
+import { decodeJobFailure, encodeJobFailure, isFirstStartJob, jobIdFor, parseJob, parseJobId } from '../../src/domain/jobs.ts';
 import { containerName } from '../../src/domain/names.ts';
-import { endpointUrl, specHash } from '../../src/worker/container-shape.ts';
+import { specHash } from '../../src/domain/spec-hash.ts';
+import { endpointUrl } from '../../src/worker/container-shape.ts';
 import type { InstanceSpec } from '../../src/domain/challenge-instance.ts';
 
 describe('containerName', () => {
@@ -52,5 +53,33 @@ describe('endpointUrl', () => {
     assert.equal(endpointUrl('https-admin', 'TCP', '203.0.113.10', 31235), 'https://203.0.113.10:31235');
     assert.equal(endpointUrl('pwn', 'TCP', '203.0.113.10', 31236), 'tcp://203.0.113.10:31236');
     assert.equal(endpointUrl('dns', 'UDP', '::1', 31237), 'udp://[::1]:31237');
+  });
+});
+
+describe('parseJobId and parseJob', () => {
+  const uid = '3f1c9a2e-0000-4000-8000-000000000001';
+  const target = { namespace: 'ctf', name: 'web', uid, generation: 2 };
+
+  test('parseJobId reads back every id jobIdFor makes, and nothing else', () => {
+    assert.deepEqual(parseJobId(jobIdFor(uid, 2, 'start', 3)), { uid, action: 'start', generation: 2, reschedules: 3 });
+    assert.deepEqual(parseJobId(jobIdFor(uid, 1, 'delete')), { uid, action: 'delete', reschedules: 0 });
+    assert.equal(isFirstStartJob(jobIdFor(uid, 1, 'start'), uid), true);
+    assert.equal(isFirstStartJob(jobIdFor(uid, 1, 'start', 1), uid), false);
+    for (const other of ['malformed-1', `${uid}.2.launch`, `${uid}:2:start`]) assert.equal(parseJobId(other), undefined);
+  });
+
+  test('a job payload names its target and the spec hash, never the spec', () => {
+    const parsed = parseJob({ v: 2, action: 'start', target, specHash: '0123456789abcdef' });
+    assert.deepEqual(parsed, { ok: true, job: { v: 2, action: 'start', target, specHash: '0123456789abcdef' } });
+    const spec = { team: 't', challenge: 'c', image: 'i', imagePullPolicy: 'Never', ports: [{ name: 'http', containerPort: 80, protocol: 'TCP' }], env: [{ name: 'FLAG', value: 'CTF{x}' }], desiredState: 'Running', priority: 0 };
+    const legacy = parseJob({ v: 1, action: 'start', target, spec });
+    assert.deepEqual(legacy, { ok: true, job: { v: 2, action: 'start', target, specHash: specHash(spec as InstanceSpec) } }, 'a version-1 spec is reduced to its hash');
+    assert.deepEqual(parseJob({ v: 2, action: 'start', target }), { ok: false, problems: 'specHash: a start job needs a spec hash' });
+    assert.equal(parseJob({ v: 3, action: 'stop', target }).ok, false);
+  });
+
+  test('failures cross processes as their code and message', () => {
+    assert.deepEqual(decodeJobFailure(encodeJobFailure('ImagePullFailed', 'no such image: x:1')), { code: 'ImagePullFailed', message: 'no such image: x:1' });
+    assert.deepEqual(decodeJobFailure('job stalled more than allowable limit'), { code: 'JobFailed', message: 'job stalled more than allowable limit' });
   });
 });

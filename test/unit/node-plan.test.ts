@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import type { Condition, InstanceStatus } from '../../src/domain/challenge-instance.ts';
 import type { InstanceJob, JobAction } from '../../src/domain/jobs.ts';
 import { LABELS } from '../../src/domain/names.ts';
+import { specHash } from '../../src/domain/spec-hash.ts';
 import type { ContainerInfo } from '../../src/domain/ports.ts';
 import { planNode, type NodeFacts, type NodePlan } from '../../src/worker/node-plan.ts';
 import { RestartPolicy } from '../../src/worker/restart-policy.ts';
@@ -30,8 +31,8 @@ function container(overrides: Partial<ContainerInfo> = {}): ContainerInfo {
 }
 
 function job(action: JobAction, generation = 1): InstanceJob {
-  const result: InstanceJob = { v: 1, action, target: { namespace: 'ctf', name: 'web-101-team-7', uid: UID, generation } };
-  if (action === 'start') result.spec = instance().spec;
+  const result: InstanceJob = { v: 2, action, target: { namespace: 'ctf', name: 'web-101-team-7', uid: UID, generation } };
+  if (action === 'start') result.specHash = specHash(instance().spec);
   return result;
 }
 
@@ -83,6 +84,7 @@ describe('planNode', () => {
   const cases: { name: string; facts: NodeFacts; expect: string[]; requeueAfterMs?: number | null }[] = [
     { name: 'a start job with nothing there runs a new container', facts: facts({ jobs: [job('start')] }), expect: ['Run job existing=- ports=-', 'ReportReady', 'start@1 ran'] },
     { name: 'a start job with its container there hands it to the run (adopt or replace)', facts: facts({ jobs: [job('start')], containers: [container()] }), expect: ['Run job existing=c1 ports=-', 'ReportReady', 'start@1 ran'] },
+    { name: 'a start job naming another spec than the instance\'s is skipped, and nothing runs', facts: facts({ jobs: [{ ...job('start'), specHash: '0123456789abcdef' }] }), expect: ['start@1 skipped SpecMismatch'] },
     { name: 'a start job of an older generation is skipped', facts: facts({ jobs: [job('start', 1)], instance: instance({ generation: 2 }) }), expect: ['start@1 skipped Superseded'] },
     { name: 'a start job of a deleted instance removes what it may have left', facts: facts({ jobs: [job('start')], instance: undefined, containers: [container()] }), expect: ['Remove c1 Requested', 'ReportRemoved', 'start@1 skipped InstanceGone'] },
     { name: 'a start job of an instance being deleted is skipped', facts: facts({ jobs: [job('start')], instance: instance({ deleting: true }) }), expect: ['ReportRemoved', 'start@1 skipped InstanceDeleting'] },
