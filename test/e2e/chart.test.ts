@@ -94,6 +94,8 @@ describe('Helm chart and plain manifests', () => {
       ['controller.replicas=-1', /controller\/replicas.*-1|replicas.*minimum/],
       ['redis.mode=memcached', /redis\/mode.*(bundled|external)/],
       ['worker.portRange=abc', /worker\/portRange.*'abc'/],
+      ['worker.hardening.maxima.memory=lots', /worker\/hardening\/maxima\/memory.*'lots'/],
+      ['worker.hardening.log.maxFiles=0', /worker\/hardening\/log\/maxFiles.*minimum/],
     ];
     for (const [value, message] of cases) {
       const result = await helm('template', release, CHART, '--set', value);
