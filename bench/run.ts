@@ -126,6 +126,7 @@ async function ctfleet(): Promise<{ start: Summary; teardownMs: number; rssMb: R
     CTFLEET_WORKER_CONCURRENCY: String(C),
     CTFLEET_CONTROLLER_CONCURRENCY: String(C),
     CTFLEET_LOG_LEVEL: 'warn',
+    CTFLEET_ALLOWED_IMAGES: IMAGE,
   };
   const controller = startProcess('controller', env);
   const worker = startProcess('worker', env);

@@ -33,7 +33,7 @@ fi
 admin_token=$(awk -F: '$1 == "organiser" { print $3 }' "$tokens")
 http="127.0.0.1:${CTFLEET_HTTP_PORT:-18080}"
 CTFLEET_API_TOKENS_FILE="$tokens" CTFLEET_API_NAMESPACE=ctf-demo \
-CTFLEET_NODE_NAME=demo-node CTFLEET_BIND_ADDRESS=127.0.0.1 CTFLEET_ADVERTISE_ADDRESS=127.0.0.1 \
+CTFLEET_ALLOWED_IMAGES='ctfleet-test/*' CTFLEET_NODE_NAME=demo-node CTFLEET_BIND_ADDRESS=127.0.0.1 CTFLEET_ADVERTISE_ADDRESS=127.0.0.1 \
   CTFLEET_PORT_RANGE=31000-31999 CTFLEET_HTTP_HOST=127.0.0.1 CTFLEET_HTTP_PORT="${CTFLEET_HTTP_PORT:-18080}" \
   setsid bash -c 'echo $$ > "$0"; exec node src/main.ts all' "$pidfile" >>"$STATE_DIR/logs/ctfleet.log" 2>&1 < /dev/null &
 

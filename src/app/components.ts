@@ -171,7 +171,7 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
     ops: new ContainerOperations({
       runtime,
       ports: new PortAllocator(settings.portRange),
-      settings: { node: settings.node, bindAddress: settings.bindAddress, readinessTimeoutMs: settings.readinessTimeoutMs, hardening: settings.hardening },
+      settings: { node: settings.node, bindAddress: settings.bindAddress, readinessTimeoutMs: settings.readinessTimeoutMs, hardening: settings.hardening, allowedImages: settings.allowedImages },
       clock,
     }),
     reporter: new StatusReporter({ api, observed: new RedisObservedStateStore(command, config.redis.prefix), node: settings.node, clock, logger }),
@@ -213,7 +213,8 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
     clock,
   );
   await heartbeat.start();
-  logger.info({ node: settings.node, portRange: settings.portRange, concurrency: settings.concurrency }, 'Worker started');
+  logger.info({ node: settings.node, portRange: settings.portRange, concurrency: settings.concurrency, allowedImages: settings.allowedImages }, 'Worker started');
+  if (settings.allowedImages.length === 0) logger.warn('CTFLEET_ALLOWED_IMAGES is empty: every instance will fail ImageNotAllowed until it names the images challenges may run');
   return {
     name: 'worker',
     readiness: { redis: redisReadiness(command), kubernetes: kubernetesReadiness(kubeConfig), docker: dockerCheck(docker) },

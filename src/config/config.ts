@@ -119,6 +119,8 @@ export interface RuntimeConfig extends ConnectionConfig {
     sweepIntervalMs: number;
     restart: { limit: number; windowMs: number; backoffMs: number };
     hardening: HardeningProfile;
+    /** Glob patterns of the images challenges may run; empty: none. */
+    allowedImages: string[];
   };
 }
 
@@ -193,6 +195,11 @@ const runtimeSchema = z.object({
   CTFLEET_NOFILE: z.coerce.number().int().min(64).max(1_048_576).default(DEFAULT_HARDENING.nofile),
   CTFLEET_LOG_MAX_SIZE: z.string().regex(/^[1-9]\d*[kmg]$/, 'must be a size such as 512k, 1m or 1g (Docker\'s max-size)').default(DEFAULT_HARDENING.log.maxSize),
   CTFLEET_LOG_MAX_FILES: positiveInt(100).default(DEFAULT_HARDENING.log.maxFiles),
+  CTFLEET_ALLOWED_IMAGES: z
+    .string()
+    .default('')
+    .transform((value) => value.split(',').map((item) => item.trim()).filter((item) => item !== ''))
+    .pipe(z.array(z.string().regex(/^[^\s,]+$/, 'must list image patterns, comma-separated, e.g. registry.example/ctf/*'))),
 }).superRefine((value, ctx) => {
   // A default above its maximum would fail every instance that names no resources.
   const pairs: [string, string, string | number, string | number][] = [
@@ -262,6 +269,7 @@ export function loadRuntimeConfig(env: Record<string, string | undefined>): Runt
         nofile: value.CTFLEET_NOFILE,
         log: { maxSize: value.CTFLEET_LOG_MAX_SIZE, maxFiles: value.CTFLEET_LOG_MAX_FILES },
       },
+      allowedImages: value.CTFLEET_ALLOWED_IMAGES,
     },
   };
 }

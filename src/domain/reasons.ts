@@ -17,6 +17,8 @@ export const NODE_LOST = 'NodeLost';
 
 /** Failures that retrying the same spec will not fix: the instance waits for a spec change. */
 export const PERMANENT_REASONS = [
+  /** The image is not on the deployment's allow-list (CTFLEET_ALLOWED_IMAGES). */
+  'ImageNotAllowed',
   'ImagePullFailed',
   'ImageNotPresent',
   'PortConflict',

@@ -1,6 +1,7 @@
 import type { InstanceSpec } from '../domain/challenge-instance.ts';
 import { CtfleetError, permanent } from '../domain/errors.ts';
 import type { HardeningProfile } from '../domain/hardening.ts';
+import { isImageAllowed } from '../domain/image-policy.ts';
 import type { JobTarget } from '../domain/jobs.ts';
 import { containerName, LABELS } from '../domain/names.ts';
 import type { Clock, ContainerInfo, ContainerRuntime } from '../domain/ports.ts';
@@ -17,6 +18,8 @@ export interface ContainerSettings {
   readinessTimeoutMs: number;
   /** What every container gets, whatever its spec says. */
   hardening: HardeningProfile;
+  /** Glob patterns of the images challenges may run (CTFLEET_ALLOWED_IMAGES); empty: none. */
+  allowedImages: readonly string[];
   /**
    * A container the engine refused to start is replaced only when it still
    * refuses this long after the first refusal, with the engine reachable all along.
@@ -93,6 +96,11 @@ export class ContainerOperations {
   async run(request: RunRequest, progress: Progress, log: Logger): Promise<RunResult> {
     const { target, spec } = request;
     const hash = specHash(spec);
+    // Before anything touches the engine: an image merely cached on the node is refused too.
+    if (!isImageAllowed(spec.image, this.settings.allowedImages)) {
+      const list = this.settings.allowedImages.length === 0 ? 'CTFLEET_ALLOWED_IMAGES is empty: no image is allowed until it names some' : `CTFLEET_ALLOWED_IMAGES: ${this.settings.allowedImages.join(', ')}`;
+      throw permanent('ImageNotAllowed', `spec.image: ${spec.image} is not on this deployment's image allow-list (${list}).`);
+    }
     await progress(20, 'pulling image');
     await this.runtime.ensureImage(spec.image, spec.imagePullPolicy);
     await progress(40, 'creating container');

@@ -12,6 +12,7 @@ import {
   kubectl,
   manifest,
   prepareNamespace,
+  TEST_IMAGES,
   webSpec,
   type Instances,
 } from '../support/ctfleet.ts';
@@ -41,6 +42,8 @@ describe('ChallengeInstances end to end', () => {
         CTFLEET_PORT_RANGE: '32000-32767',
         CTFLEET_READINESS_TIMEOUT_SECONDS: '10',
         CTFLEET_LOG_LEVEL: 'debug',
+        // The test images, and the unreachable registry of the pull-failure case.
+        CTFLEET_ALLOWED_IMAGES: `${TEST_IMAGES},127.0.0.1:1/**`,
       },
       `e2e-ctfleet-${suffix}`,
     );
@@ -217,6 +220,15 @@ describe('ChallengeInstances end to end', () => {
       const failed = await instances.waitFor(NS, 'bad-pull', 'to fail', (i) => i.status?.phase === 'Failed', 90_000);
       assert.equal(failed.status?.reason, 'ImagePullFailed');
       assert.match(failed.status.message ?? '', /Pulling image 127\.0\.0\.1:1\/ctfleet\/none:1 failed/);
+    });
+
+    test('an image outside the deployment\'s allow-list fails ImageNotAllowed, even when the node has it cached', async () => {
+      // Docker knows the locally built ctfleet-test/busybox:1 by this name too; the allow-list matches the spec as written.
+      await kubectl(['apply', '-f', '-'], manifest(NS, 'not-allowed', webSpec('team-6', { image: 'docker.io/ctfleet-test/busybox:1' })));
+      const failed = await instances.waitFor(NS, 'not-allowed', 'to fail', (i) => i.status?.phase === 'Failed', 60_000);
+      assert.equal(failed.status?.reason, 'ImageNotAllowed');
+      assert.match(failed.status.message ?? '', /spec\.image: docker\.io\/ctfleet-test\/busybox:1 is not on this deployment's image allow-list \(CTFLEET_ALLOWED_IMAGES: ctfleet-test\/\*, 127\.0\.0\.1:1\/\*\*\)/);
+      assert.deepEqual(await docker.listContainers({ all: true, filters: { label: [`ctfleet.io/name=not-allowed`] } }), [], 'nothing was created');
     });
 
     test('a container that exits at once fails with ContainerExited and its last log line', async () => {

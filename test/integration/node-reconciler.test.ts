@@ -20,7 +20,7 @@ import { specHash } from '../../src/domain/spec-hash.ts';
 import { NodeReconciler } from '../../src/worker/node-reconciler.ts';
 import { PortAllocator } from '../../src/worker/port-allocator.ts';
 import { StatusReporter } from '../../src/worker/status-reporter.ts';
-import { fetchText, kubectl, manifest, prepareNamespace, webSpec, type Instances, type RawInstance } from '../support/ctfleet.ts';
+import { fetchText, kubectl, manifest, prepareNamespace, TEST_IMAGES, webSpec, type Instances, type RawInstance } from '../support/ctfleet.ts';
 import { eventually, stackConfig, uniqueSuffix } from '../support/stack.ts';
 
 // The middle tier: the worker's node reconciler in this process, against the
@@ -43,7 +43,7 @@ function nodeReconciler(node: string, range: { min: number; max: number }, rando
   return new NodeReconciler({
     api: kubeConfigApi,
     runtime,
-    ops: new ContainerOperations({ runtime, ports: new PortAllocator(range, random), settings: { node, bindAddress: '127.0.0.1', readinessTimeoutMs: 10_000, refusalSettleMs: REFUSAL_SETTLE_MS, hardening: DEFAULT_HARDENING }, clock: SYSTEM_CLOCK }),
+    ops: new ContainerOperations({ runtime, ports: new PortAllocator(range, random), settings: { node, bindAddress: '127.0.0.1', readinessTimeoutMs: 10_000, refusalSettleMs: REFUSAL_SETTLE_MS, hardening: DEFAULT_HARDENING, allowedImages: [TEST_IMAGES] }, clock: SYSTEM_CLOCK }),
     reporter: new StatusReporter({ api: kubeConfigApi, observed: new RedisObservedStateStore(stack.redis, `{ctfleet-it-${suffix}}`), node, clock: SYSTEM_CLOCK, logger }),
     settings: { node, advertiseAddress: '127.0.0.1', namespaces: [NS], concurrency: 8, sweepIntervalMs: 3_600_000, restart: RESTART },
     clock: SYSTEM_CLOCK,

@@ -9,6 +9,8 @@ import { eventually, stackConfig } from './stack.ts';
 export const ROOT = new URL('../..', import.meta.url).pathname;
 export const CRD_FILE = join(ROOT, 'manifests/crds/ctfleet.io_challengeinstances.yaml');
 export const ARTIFACTS = join(ROOT, 'test-artifacts');
+/** The deployment allow-list of the tests' ctfleet processes: the images hack/images builds. */
+export const TEST_IMAGES = 'ctfleet-test/*';
 
 export interface CommandResult {
   code: number;
@@ -56,7 +58,7 @@ export class CtfleetProcess {
     this.logFile = join(ARTIFACTS, `${logName}.log`);
     const log = createWriteStream(this.logFile);
     // Any free port for /healthz and /readyz unless the test picks one.
-    this.child = spawn(process.execPath, [join(ROOT, 'src/main.ts'), role], { env: { ...process.env, CTFLEET_HTTP_PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(process.execPath, [join(ROOT, 'src/main.ts'), role], { env: { ...process.env, CTFLEET_HTTP_PORT: '0', CTFLEET_ALLOWED_IMAGES: TEST_IMAGES, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout?.pipe(log);
     this.child.stderr?.pipe(log);
   }

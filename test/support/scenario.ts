@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import Docker from 'dockerode';
-import { ARTIFACTS, CtfleetProcess, containersOf, kubectl, manifest, prepareNamespace, type Instances } from './ctfleet.ts';
+import { ARTIFACTS, CtfleetProcess, containersOf, kubectl, manifest, prepareNamespace, TEST_IMAGES, type Instances } from './ctfleet.ts';
 import { waitConverged } from './convergence.ts';
 import { logProblems } from './logs.ts';
 import { uniqueSuffix } from './stack.ts';
@@ -40,6 +40,7 @@ export class Scenario {
       CTFLEET_PORT_RANGE: this.portRange(0),
       CTFLEET_SWEEP_INTERVAL_SECONDS: '5',
       CTFLEET_NODE_LOST_SECONDS: '5',
+      CTFLEET_ALLOWED_IMAGES: TEST_IMAGES,
       ...env,
     };
   }

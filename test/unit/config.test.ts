@@ -130,6 +130,8 @@ describe('loadRuntimeConfig', () => {
         return true;
       },
     );
+    assert.deepEqual(loadRuntimeConfig({}).worker.allowedImages, [], 'no image is allowed until the deployment names some');
+    assert.deepEqual(loadRuntimeConfig({ CTFLEET_ALLOWED_IMAGES: 'registry.example/ctf/*, ctfleet-test/web:1,' }).worker.allowedImages, ['registry.example/ctf/*', 'ctfleet-test/web:1']);
     assert.throws(() => loadRuntimeConfig({ CTFLEET_DEFAULT_MEMORY: '4Gi' }), /CTFLEET_DEFAULT_MEMORY: must not exceed CTFLEET_MAX_MEMORY \(2Gi\); got 4Gi/);
   });
 });

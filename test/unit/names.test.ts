@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { decodeJobFailure, encodeJobFailure, isFirstStartJob, jobIdFor, parseJob, parseJobId } from '../../src/domain/jobs.ts';
+import { isImageAllowed } from '../../src/domain/image-policy.ts';
 import { containerName } from '../../src/domain/names.ts';
 import { specHash } from '../../src/domain/spec-hash.ts';
 import { endpointUrl } from '../../src/worker/container-shape.ts';
@@ -81,5 +82,27 @@ describe('parseJobId and parseJob', () => {
   test('failures cross processes as their code and message', () => {
     assert.deepEqual(decodeJobFailure(encodeJobFailure('ImagePullFailed', 'no such image: x:1')), { code: 'ImagePullFailed', message: 'no such image: x:1' });
     assert.deepEqual(decodeJobFailure('job stalled more than allowable limit'), { code: 'JobFailed', message: 'job stalled more than allowable limit' });
+  });
+});
+
+describe('isImageAllowed', () => {
+  const patterns = ['registry.example/ctf/*', 'ctfleet-test/web:?', 'mirror.example/**'];
+  const table: [string, boolean][] = [
+    ['registry.example/ctf/web:1', true],
+    ['registry.example/ctf/team/web:1', false],
+    ['registry.example/ctfx/web:1', false],
+    ['ctfleet-test/web:1', true],
+    ['ctfleet-test/web:12', false],
+    ['mirror.example/a/b/c@sha256:0123', true],
+    ['docker.io/registry.example/ctf/web:1', false],
+    ['busybox', false],
+  ];
+  for (const [image, allowed] of table) {
+    test(`${image} is ${allowed ? '' : 'not '}allowed`, () => {
+      assert.equal(isImageAllowed(image, patterns), allowed);
+    });
+  }
+  test('an empty list allows nothing', () => {
+    assert.equal(isImageAllowed('ctfleet-test/web:1', []), false);
   });
 });
