@@ -23,8 +23,42 @@ export interface DashboardDeps {
   logger: Logger;
 }
 
-/** Queue-board calls refused even to admins: hand-made or hand-edited jobs would bypass the controller. */
-const NEVER_ALLOWED = [/\/api\/queues\/[^/]+\/add$/, /\/update-data$/];
+/**
+ * The only changes an admin may make from the dashboard, as `METHOD path` below
+ * `/dashboard`: retry, clean and promote jobs, pause and resume queues. Adding or
+ * editing a job would bypass the controller; emptying or obliterating a queue, or
+ * changing its concurrency, would lose or starve what instances need. Everything
+ * else that is not a read is refused, so a route variant bull-board (through
+ * Express's case-insensitive, slash-tolerant routing) would still serve cannot
+ * slip through.
+ */
+const ALLOWED_CHANGES = [
+  /^PUT \/queues\/api\/queues\/[^/]+\/(retry|clean)\/[^/]+$/,
+  /^PUT \/queues\/api\/queues\/[^/]+\/[^/]+\/(retry|clean|promote)$/,
+  /^PUT \/queues\/api\/queues\/[^/]+\/(promote|pause|resume)$/,
+  /^PUT \/queues\/api\/queues\/(pause|resume)$/,
+];
+
+/**
+ * A request path as Express's default routing would match it: percent-decoded,
+ * lower-case, repeated slashes collapsed and trailing ones dropped. Undefined
+ * when it does not decode.
+ */
+export function normalisedPath(path: string): string | undefined {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    return undefined;
+  }
+  return decoded.toLowerCase().replace(/\/{2,}/g, '/').replace(/(.)\/+$/, '$1');
+}
+
+/** True when an admin may send this change (see {@link ALLOWED_CHANGES}). */
+export function isAllowedChange(method: string, path: string): boolean {
+  const normalised = normalisedPath(path);
+  return normalised !== undefined && ALLOWED_CHANGES.some((pattern) => pattern.test(`${method.toUpperCase()} ${normalised}`));
+}
 
 interface Viewer {
   name: string;
@@ -64,8 +98,8 @@ export function dashboard(deps: DashboardDeps): Router {
       refuse(response, 403, 'ReadOnly', deps.readOnly ? 'The dashboard is read-only (CTFLEET_DASHBOARD_READ_ONLY=true).' : `Token ${token.name} may only read (role read).`);
       return;
     }
-    if (!reading && NEVER_ALLOWED.some((pattern) => pattern.test(request.path))) {
-      refuse(response, 403, 'NotAllowed', 'Jobs are made by the controller from ChallengeInstances: change the resource instead of adding or editing a job.');
+    if (!reading && !isAllowedChange(request.method, request.path)) {
+      refuse(response, 403, 'NotAllowed', 'The dashboard may retry, clean and promote jobs and pause and resume queues, nothing else: jobs are made by the controller from ChallengeInstances, so change the resource instead.');
       return;
     }
     if (!reading) deps.logger.info({ user: token.name, method: request.method, path: `${DASHBOARD_PATH}${request.path}` }, `Dashboard: ${token.name} sent ${request.method} ${request.path}`);

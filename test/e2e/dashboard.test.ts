@@ -140,6 +140,13 @@ describe('dashboard', () => {
     const edited = await send('PATCH', `/dashboard/queues/api/queues/start/${encodeURIComponent(`${running[0]?.metadata.uid ?? ''}.1.start`)}/update-data`, basic(ADMIN));
     assert.equal(edited.status, 403);
     assert.equal(edited.body.error?.code, 'NotAllowed');
+    // Express routes these to bull-board's add and update handlers too (case-insensitive, trailing slash).
+    const jobPath = `/dashboard/queues/api/queues/start/${encodeURIComponent(`${running[0]?.metadata.uid ?? ''}.1.start`)}`;
+    for (const [method, path] of [['POST', '/dashboard/queues/api/queues/start/add/'], ['POST', '/dashboard/queues/api/queues/start/ADD'], ['PATCH', `${jobPath}/Update-Data`], ['PATCH', `${jobPath}/update-data/`], ['PUT', '/dashboard/queues/api/queues/start/obliterate']] as const) {
+      const variant = await send(method, path, basic(ADMIN));
+      assert.equal(variant.status, 403, `${method} ${path}`);
+      assert.equal(variant.body.error?.code, 'NotAllowed', `${method} ${path}`);
+    }
 
     const readOnly = await send('PUT', '/dashboard/queues/api/queues/start/retry/failed', basic(ADMIN), readOnlyBase);
     assert.equal(readOnly.status, 403);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { authenticateBrowser, parseTokens } from '../../src/api/tokens.ts';
 import { escapeHtml, renderInstancePage, type InstancePageModel } from '../../src/dashboard/instance-page.ts';
+import { isAllowedChange, normalisedPath } from '../../src/dashboard/routes.ts';
 import { lastErrorOf, type InstanceView } from '../../src/domain/instance-view.ts';
 import { HIDDEN, redactJobData } from '../../src/domain/redact.ts';
 
@@ -105,5 +106,36 @@ describe('authenticateBrowser', () => {
     for (const header of [basic('board:0123456789abcdef-admin'), basic('ops:0123456789abcdef-wrong'), basic('ops0123456789abcdef-admin'), 'Basic !!!', undefined]) {
       assert.equal(authenticateBrowser(tokens, header), undefined, String(header));
     }
+  });
+});
+
+describe('isAllowedChange', () => {
+  const table: [string, string, boolean][] = [
+    ['PUT', '/queues/api/queues/start/retry/failed', true],
+    ['PUT', '/queues/api/queues/start/u.1.start/retry', true],
+    ['PUT', '/queues/api/queues/start/clean/completed', true],
+    ['PUT', '/queues/api/queues/node.a/pause', true],
+    ['PUT', '/queues/api/queues/resume', true],
+    ['POST', '/queues/api/queues/start/add', false],
+    ['POST', '/queues/api/queues/start/add/', false],
+    ['POST', '/queues/api/queues/start/ADD', false],
+    ['POST', '/queues/api/queues/start/%61dd', false],
+    ['PATCH', '/queues/api/queues/start/u.1.start/update-data', false],
+    ['PATCH', '/queues/api/queues/start/u.1.start/Update-Data', false],
+    ['PUT', '/queues/api/queues/start/empty', false],
+    ['PUT', '/queues/api/queues/start/obliterate', false],
+    ['PUT', '/queues/api/queues/start/concurrency', false],
+    ['POST', '/queues/api/queues/start/retry/failed', false],
+    ['DELETE', '/', false],
+    ['PUT', '/queues/api/queues/start/%E0%A4%A', false],
+  ];
+  for (const [method, path, allowed] of table) {
+    test(`${method} ${path} is ${allowed ? 'allowed' : 'refused'}`, () => {
+      assert.equal(isAllowedChange(method, path), allowed);
+    });
+  }
+  test('variants of an allowed change are still allowed (Express routes them to the same handler)', () => {
+    assert.equal(isAllowedChange('put', '/queues/api/queues/START/Retry/failed/'), true);
+    assert.equal(normalisedPath('/Queues//API/queues/start/ADD/'), '/queues/api/queues/start/add');
   });
 });
