@@ -104,16 +104,26 @@ export function platformApi(deps: { store: PlatformStore; tokens: readonly ApiTo
     response.json(deps.openapi);
   });
 
-  router.use('/v1', (request: Request, _response: Response, next: NextFunction) => {
+  router.use('/v1', (request: Request, response: Response, next: NextFunction) => {
     const token = authenticate(tokens, request.headers.authorization);
     if (token === undefined) throw new HttpError(401, 'Unauthorized', 'Send a valid API token as "Authorization: Bearer <token>".');
     if (request.method !== 'GET' && token.role !== 'admin') throw new HttpError(403, 'Forbidden', `Token ${token.name} may only read (role read).`);
+    response.locals.tokenName = token.name;
     next();
   });
 
+  const spend = (key: string, who: string): void => {
+    const taken = limiter.take(key, Date.now());
+    if (!taken.ok) throw new HttpError(429, 'RateLimited', `Too many requests for ${who}; retry in ${taken.retryAfterSeconds} s.`, { retryAfterSeconds: taken.retryAfterSeconds });
+  };
   const limit = (team: string): void => {
-    const taken = limiter.take(team, Date.now());
-    if (!taken.ok) throw new HttpError(429, 'RateLimited', `Too many requests for team ${team}; retry in ${taken.retryAfterSeconds} s.`, { retryAfterSeconds: taken.retryAfterSeconds });
+    spend(team, `team ${team}`);
+  };
+  // A request that names no team (a listing of everything) spends from its
+  // token's bucket, keyed so it is never a team's (teams are DNS labels, no ':').
+  const limitToken = (response: Response): void => {
+    const name = String(response.locals.tokenName);
+    spend(`token:${name}`, `token ${name}`);
   };
   const pathParams = (request: Request): { team: string; challenge: string } => ({
     team: parse(dnsLabel, request.params.team, 'team'),
@@ -123,6 +133,7 @@ export function platformApi(deps: { store: PlatformStore; tokens: readonly ApiTo
   router.get('/v1/instances', async (request, response) => {
     const query = parse(listQuery, request.query, 'query');
     if (query.team !== undefined) limit(query.team);
+    else limitToken(response);
     const labels: Record<string, string> = {};
     if (query.team !== undefined) labels[LABELS.team] = query.team;
     if (query.challenge !== undefined) labels[LABELS.challenge] = query.challenge;

@@ -142,6 +142,15 @@ describe('platform API', () => {
     assert.equal((await call('GET', '/v1/instances/team-a/web-101')).status, 200);
   });
 
+  test('listing every instance is rate limited per token', async () => {
+    const results = [];
+    for (let i = 0; i < 35; i += 1) results.push(await call('GET', '/v1/instances'));
+    const limited = results.filter((result) => result.status === 429);
+    assert.ok(limited.length >= 4, `${limited.length} of 35 listings were limited`);
+    expectError(limited[0] ?? { status: 0, body: {} }, 429, 'RateLimited', /token /);
+    assert.equal((await call('GET', '/v1/instances?team=team-a')).status, 200, 'a team\'s own bucket is not spent by listings');
+  });
+
   test('delete answers 202 and the instance goes; deleting what is not there is 404', async () => {
     const deleted = await call('DELETE', '/v1/instances/team-b/one');
     assert.equal(deleted.status, 202);
