@@ -230,6 +230,16 @@ export interface DriftInput {
   graceMs: number;
 }
 
+/**
+ * True for a container this node's worker made in the deployment's namespaces
+ * (empty: all), by its labels. Another worker's (several sharing one engine) or
+ * another deployment's are not this worker's to judge.
+ */
+export function isOwnContainer(labels: Record<string, string>, node: string, namespaces: readonly string[]): boolean {
+  if (labels[LABELS.node] !== node) return false;
+  return namespaces.length === 0 || namespaces.includes(labels[LABELS.namespace] ?? '');
+}
+
 const NO_CRASH: NodeFacts['restart'] = { dueAt: undefined, next: { restart: true, attempt: 1, delayMs: 0 }, limit: 0, windowMs: 0 };
 
 /**
@@ -246,10 +256,7 @@ export function planDrift(input: DriftInput): DriftAction[] {
   const byUid = new Map(instances.map((instance) => [instance.metadata.uid, instance]));
   const containersOf = new Map<string, ContainerInfo[]>();
   for (const container of input.containers) {
-    // Only this worker's own containers: another worker's (several sharing one
-    // engine) or another deployment's are not its to judge.
-    if (container.labels[LABELS.node] !== node) continue;
-    if (namespaces.length > 0 && !namespaces.includes(container.labels[LABELS.namespace] ?? '')) continue;
+    if (!isOwnContainer(container.labels, node, namespaces)) continue;
     const uid = container.labels[LABELS.uid] ?? '';
     if (now - container.createdAt < graceMs) continue;
     containersOf.set(uid, [...(containersOf.get(uid) ?? []), container]);

@@ -10,7 +10,7 @@ import { WorkQueue, type WorkResult } from '../reconcile/work-queue.ts';
 import type { ContainerOperations } from './container-ops.ts';
 import { endpointsOf } from './container-shape.ts';
 import { ENGINE_DISRUPTION_MS, EngineEvents } from './engine-events.ts';
-import { planDrift, planNode, type ExitNote, type JobVerdict, type NodePlan } from './node-plan.ts';
+import { isOwnContainer, planDrift, planNode, type ExitNote, type JobVerdict, type NodePlan } from './node-plan.ts';
 import { RestartPolicy, type RestartPolicyOptions } from './restart-policy.ts';
 import type { StatusReporter } from './status-reporter.ts';
 
@@ -200,9 +200,7 @@ export class NodeReconciler {
     const namespace = labels[LABELS.namespace];
     const name = labels[LABELS.name];
     if (uid === undefined || namespace === undefined || name === undefined) return;
-    // Another node's or another deployment's container on a shared engine: not ours to look at.
-    if (labels[LABELS.node] !== this.settings.node) return;
-    if (this.settings.namespaces.length > 0 && !this.settings.namespaces.includes(namespace)) return;
+    if (!isOwnContainer(labels, this.settings.node, this.settings.namespaces)) return;
     if ((this.ownDoing.get(exit.id) ?? 0) > this.clock.now()) return;
     // `die` then `destroy` of one removal: the die is what counts.
     const before = this.exits.get(uid);
