@@ -5,7 +5,7 @@ import {
   type LastJob,
   type Phase,
 } from '../domain/challenge-instance.ts';
-import { kubeTime, mergeCondition } from '../domain/conditions.ts';
+import { boundText, kubeTime, mergeCondition } from '../domain/conditions.ts';
 import { decodeJobFailure, jobIdFor, type JobAction, type JobState } from '../domain/jobs.ts';
 import { FINALIZER } from '../domain/names.ts';
 import { CONTROLLER_REASONS, isPermanentReason, NODE_LOST, READY_REASONS } from '../domain/reasons.ts';
@@ -41,9 +41,9 @@ export interface ControllerStatus {
   reschedules?: number;
 }
 
-/** What happens when an instance's lifetime (`spec.ttlSeconds`) ends. */
+/** What happens when an instance's lifetime (`spec.ttlSeconds`, or the maximum without one) ends. */
 export interface LifetimePolicy {
-  /** Lifetimes are capped here, however long `ttlSeconds` asks for. */
+  /** Lifetimes are capped here, however long `ttlSeconds` asks for; an instance without `ttlSeconds` lives this long. */
   maxLifetimeSeconds: number;
   /** Keep: remove the container, keep the resource as `Expired`. Delete: delete the resource. */
   onExpiry: 'Keep' | 'Delete';
@@ -114,11 +114,13 @@ export function plan(
   const decide = (
     phase: Phase,
     reason: string,
-    message: string,
+    text: string,
     actions: Action[] = [],
     lastJobStatus: LastJob | undefined = known,
     nextReschedules = reschedules,
   ): Plan => {
+    // A job's failure or the worker's message may quote a container's output.
+    const message = boundText(text);
     const scheduled = scheduledCondition(phase, reason, message, generation, node);
     const conditions = [mergeCondition(findCondition(status, 'Scheduled'), scheduled, now)];
     const next: ControllerStatus = { phase, reason, message, observedGeneration: generation, conditions };
@@ -266,12 +268,15 @@ function scheduledCondition(phase: Phase, reason: string, message: string, gener
   return { ...base, status: 'False', reason: CONTROLLER_REASONS.notPlaced, message: 'No container is placed on a node.' };
 }
 
-/** startedAt + ttl, capped by the policy's maximum; undefined without both. */
+/**
+ * startedAt + ttl, capped by the policy's maximum; without a ttl, startedAt + the
+ * maximum (no instance runs for ever). Undefined until the container has started.
+ */
 function expiryOf(ttlSeconds: number | undefined, startedAt: string | undefined, lifetime: LifetimePolicy): string | undefined {
-  if (ttlSeconds === undefined || startedAt === undefined) return undefined;
+  if (startedAt === undefined) return undefined;
   const started = Date.parse(startedAt);
   if (Number.isNaN(started)) return undefined;
-  return kubeTime(new Date(started + Math.min(ttlSeconds, lifetime.maxLifetimeSeconds) * 1000));
+  return kubeTime(new Date(started + Math.min(ttlSeconds ?? lifetime.maxLifetimeSeconds, lifetime.maxLifetimeSeconds) * 1000));
 }
 
 function eventReason(phase: Phase, reason: string): string {

@@ -42,7 +42,8 @@ function endpointCell(view: InstanceView): string {
 }
 
 function expiryCell(view: InstanceView, now: number): string {
-  if (view.expiresAt === null) return view.ttlSeconds === null ? '<span class="muted">never</span>' : '<span class="muted">once running</span>';
+  // Every instance ends (at ttlSeconds, or at the deployment's maximum lifetime); before it runs, when is not known yet.
+  if (view.expiresAt === null) return '<span class="muted">once running</span>';
   const left = Date.parse(view.expiresAt) - now;
   const label = left <= 0 ? `${shortDuration(-left)} ago` : `in ${shortDuration(left)}`;
   return `<time datetime="${escapeHtml(view.expiresAt)}" title="${escapeHtml(view.expiresAt)}">${label}</time>`;

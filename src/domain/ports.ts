@@ -186,6 +186,10 @@ export interface ContainerInfo {
   hostPorts: number[];
   /** Address on Docker's bridge network, when the container has one (inspect only). */
   ipAddress?: string;
+  /** The kernel's OOM killer killed a process of it, since it last started (inspect only). */
+  oomKilled?: boolean;
+  /** Its memory limit in bytes (inspect only; absent when it has none). */
+  memoryBytes?: number;
   /** When Docker created it, in ms since the epoch (second precision from listings). */
   createdAt: number;
 }

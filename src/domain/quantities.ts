@@ -15,6 +15,15 @@ export function parseQuantity(value: string): number | undefined {
   return number * (DECIMAL[match[3] ?? ''] ?? Number.NaN);
 }
 
+/** Bytes as a Kubernetes quantity in the largest binary unit that divides them: 16777216 → `16Mi`. */
+export function formatBytes(bytes: number): string {
+  for (const unit of ['Ei', 'Pi', 'Ti', 'Gi', 'Mi', 'Ki']) {
+    const size = BINARY[unit] ?? 1;
+    if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
+  }
+  return String(bytes);
+}
+
 /** Docker's NanoCpus for a CPU quantity: `500m` → 500,000,000. */
 export function toNanoCpus(cpu: string): number | undefined {
   const cores = parseQuantity(cpu);

@@ -24,6 +24,8 @@ export const PERMANENT_REASONS = [
   'PortConflict',
   'PortsExhausted',
   'ContainerExited',
+  /** The kernel's OOM killer ended the container before it became ready: it needs more memory than its limit. */
+  'OOMKilled',
   'ReadinessTimeout',
   'InvalidSpec',
   'InvalidJob',

@@ -6,8 +6,11 @@ import type { JobTarget } from '../domain/jobs.ts';
 import { containerName, LABELS } from '../domain/names.ts';
 import type { Clock, ContainerInfo, ContainerRuntime } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
+import { boundText } from '../domain/conditions.ts';
+import { formatBytes } from '../domain/quantities.ts';
 import { specHash } from '../domain/spec-hash.ts';
 import { containerDefinition, probeHost } from './container-shape.ts';
+import { oomKilledPhrase } from './node-plan.ts';
 import type { PortAllocator } from './port-allocator.ts';
 import { canConnect } from './readiness.ts';
 
@@ -47,6 +50,8 @@ export interface RunResult {
 export type Progress = (percent: number, step: string) => Promise<void>;
 
 const PORT_LISTING_TTL_MS = 10_000;
+/** A container's output quoted in a failure: its last words, leaving room in the message for what happened. */
+const MAX_OUTPUT_BYTES = 768;
 const READINESS_POLL_MS = 150;
 const DEFAULT_REFUSAL_SETTLE_MS = 10_000;
 
@@ -78,11 +83,16 @@ export class ContainerOperations {
    * This node's containers of one instance (on an engine shared by several
    * workers, only this worker's). `only`: just the container of that name, one
    * inspect instead of a listing (the hot path of jobs; a sweep or an event looks
-   * at every container of the uid and finds duplicates).
+   * at every container of the uid and finds duplicates). `died`: Docker just
+   * said one of them died.
    */
-  async observe(uid: string, only?: string): Promise<ContainerInfo[]> {
+  async observe(uid: string, only?: string, died = false): Promise<ContainerInfo[]> {
     const found = only === undefined ? await this.runtime.listManaged({ uid }) : [await this.runtime.find(only)].filter((container) => container !== undefined);
-    return found.filter((container) => container.labels[LABELS.uid] === uid && container.labels[LABELS.node] === this.settings.node);
+    const ours = found.filter((container) => container.labels[LABELS.uid] === uid && container.labels[LABELS.node] === this.settings.node);
+    // A listing does not say how a container ended, and just after a `die` event
+    // it may still say running: those are inspected (running or not, exit code,
+    // whether the OOM killer ended it, memory limit).
+    return Promise.all(ours.map(async (container) => (only !== undefined || (container.running && !died) ? container : ((await this.runtime.find(container.id)) ?? container))));
   }
 
   async stop(container: ContainerInfo): Promise<void> {
@@ -239,10 +249,17 @@ export class ContainerOperations {
     for (;;) {
       const inspected = await this.runtime.find(container.id);
       if (inspected === undefined || !inspected.running) {
-        const logs = await this.runtime.logTail(container.id, 5);
+        // The container's output enters ctfleet here, bounded and stripped of
+        // escapes: the message reaches the condition, Events, the job and the API.
+        const logs = boundText((await this.runtime.logTail(container.id, 5)).split('\n').slice(-3).join(' | '), { maxBytes: MAX_OUTPUT_BYTES, keep: 'end' });
         await this.runtime.remove(container.id);
+        const said = logs === '' ? '.' : `: ${logs}`;
+        if (inspected?.oomKilled === true) {
+          const limit = inspected.memoryBytes === undefined ? undefined : formatBytes(inspected.memoryBytes);
+          throw permanent('OOMKilled', boundText(`The container ${oomKilledPhrase(limit)} before it became ready (exit code ${inspected.exitCode ?? 137})${said}`));
+        }
         const exit = inspected?.exitCode === undefined ? 'exited' : `exited with code ${inspected.exitCode}`;
-        throw permanent('ContainerExited', `The container ${exit} before it became ready${logs === '' ? '.' : `: ${logs.split('\n').slice(-3).join(' | ')}`}`);
+        throw permanent('ContainerExited', boundText(`The container ${exit} before it became ready${said}`));
       }
       const host = inspected.ipAddress;
       for (let i = pending.length - 1; i >= 0; i -= 1) {

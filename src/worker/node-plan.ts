@@ -2,6 +2,7 @@ import { findCondition, type ChallengeInstance, type InstanceSpec } from '../dom
 import type { InstanceJob } from '../domain/jobs.ts';
 import { containerName, LABELS } from '../domain/names.ts';
 import type { ContainerInfo } from '../domain/ports.ts';
+import { formatBytes } from '../domain/quantities.ts';
 import { READY_REASONS, REMOVAL_REASONS, SKIP_REASONS, type RemovalReason } from '../domain/reasons.ts';
 import { specHash } from '../domain/spec-hash.ts';
 import type { RestartDecision } from './restart-policy.ts';
@@ -17,6 +18,16 @@ import type { RestartDecision } from './restart-policy.ts';
 export interface ExitNote {
   containerId: string;
   died: boolean;
+  /** The OOM killer ended it (known when the worker saw it die while waiting for readiness). */
+  oomKilled?: boolean;
+}
+
+/**
+ * How a container killed by the OOM killer ended, for people: `was killed by the
+ * OOM killer at its memory limit of 16Mi` (`memory`: the limit, when known).
+ */
+export function oomKilledPhrase(memory: string | undefined): string {
+  return `was killed by the OOM killer at its memory limit${memory === undefined ? '' : ` of ${memory}`}`;
 }
 
 /** Everything one pass knows about one instance on this node. */
@@ -189,7 +200,11 @@ export function planNode(facts: NodeFacts): NodePlan {
     else actions.push(...revive);
     return done();
   }
-  const what = canonical === undefined ? 'is gone' : 'is not running';
+  // The OOM killer is named, with the limit the engine enforced (else the spec's):
+  // a player's memory hog reads differently from a crash.
+  const oomKilled = diedNow && (canonical?.oomKilled === true || exit.oomKilled === true);
+  const memory = canonical?.memoryBytes === undefined ? spec.resources?.memory : formatBytes(canonical.memoryBytes);
+  const what = oomKilled ? oomKilledPhrase(memory) : canonical === undefined ? 'is gone' : 'is not running';
   // Only an exit of the container's own counts as a crash: not a removal, not
   // something a sweep found, and not an exit while the engine stops or starts.
   if (!diedNow || facts.engineDisrupted) {

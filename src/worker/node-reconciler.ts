@@ -228,7 +228,7 @@ export class NodeReconciler {
       const deleting = demands.some((demand) => demand.job.action === 'delete');
       const [found, containers] = await Promise.all([
         deleting || target.name === '' ? undefined : this.api.get(target.namespace, target.name),
-        this.ops.observe(uid, demands.length > 0 ? containerName(target.namespace, target.name) : undefined),
+        this.ops.observe(uid, demands.length > 0 ? containerName(target.namespace, target.name) : undefined, exit?.died === true),
       ]);
       const instance = found?.metadata.uid === uid ? found : undefined;
       const now = this.clock.now();
@@ -297,9 +297,9 @@ export class NodeReconciler {
             run = await this.ops.run({ target: { ...jobTarget, generation: action.generation }, spec: action.spec, existing: action.existing, preferredPorts: action.preferredPorts }, progress, log);
           } catch (error) {
             if (!(error instanceof CtfleetError) || !isPermanentReason(error.code)) throw error;
-            if (action.cause === 'restart' && error.code === 'ContainerExited') {
+            if (action.cause === 'restart' && (error.code === 'ContainerExited' || error.code === 'OOMKilled')) {
               log.info({ err: error }, `The restarted container of ${where} exited again before it was ready`);
-              this.exits.set(uid, { containerId: '', died: true });
+              this.exits.set(uid, { containerId: '', died: true, oomKilled: error.code === 'OOMKilled' });
               return 'exited-again';
             }
             await this.reporter.failed(instance, action.generation, error.code, error.message).catch((reportError: unknown) => {

@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import { findCondition, type ChallengeInstance, type Condition, type Endpoint, type InstanceStatus } from '../domain/challenge-instance.ts';
-import { kubeTime, mergeCondition } from '../domain/conditions.ts';
+import { boundText, kubeTime, mergeCondition } from '../domain/conditions.ts';
 import { isNotFound } from '../domain/errors.ts';
 import type { JobTarget } from '../domain/jobs.ts';
 import { FIELD_MANAGERS } from '../domain/names.ts';
@@ -112,6 +112,7 @@ export class StatusReporter {
     if (changed) this.warn(instance, reason, message);
   }
 
+  /** The Ready condition, its message bounded to MAX_MESSAGE_BYTES (by mergeCondition): it may quote a container's output. */
   private readyCondition(instance: ChallengeInstance, status: 'True' | 'False', reason: string, message: string, generation: number): Condition {
     return mergeCondition(findCondition(instance.status, 'Ready'), { type: 'Ready', status, reason, message, observedGeneration: generation }, new Date(this.clock.now()));
   }
@@ -127,9 +128,9 @@ export class StatusReporter {
     await this.observed.record(where.uid, { namespace: where.namespace, name: where.name, node: this.node, ...state });
   }
 
-  /** A Warning event from the worker: best effort, off the critical path. */
+  /** A Warning event from the worker, its message bounded as the condition's: best effort, off the critical path. */
   private warn(instance: ChallengeInstance, reason: string, message: string): void {
-    void this.api.recordEvent(instance, { type: 'Warning', reason, message }, 'worker').catch((error: unknown) => {
+    void this.api.recordEvent(instance, { type: 'Warning', reason, message: boundText(message) }, 'worker').catch((error: unknown) => {
       this.logger.warn({ err: error, reason, instance: `${instance.metadata.namespace}/${instance.metadata.name}`, uid: instance.metadata.uid }, 'Recording an event failed');
     });
   }

@@ -246,6 +246,24 @@ describe('ChallengeInstances end to end', () => {
       await instances.waitFor(NS, 'crashes', 'to run after the fix', isRunning);
     });
 
+    test('a crashing container\'s 20 KiB line of output reaches status and its Warning event as at most 1 KiB: its last words, no escapes', async () => {
+      const loud = `printf '\\033[2J\\033]0;pwned\\007'; head -c 20480 /dev/zero | tr '\\0' x; echo; echo 'fatal: the last words' >&2; exit 3`;
+      await kubectl(['apply', '-f', '-'], manifest(NS, 'loud', webSpec('team-8', { image: 'ctfleet-test/busybox:1', command: ['sh', '-c', loud] })));
+      const failed = await instances.waitFor(NS, 'loud', 'to fail', (i) => i.status?.phase === 'Failed');
+      assert.equal(failed.status?.reason, 'ContainerExited');
+      assert.match(failed.status.message ?? '', /^The container exited with code 3 before it became ready: \(truncated\) …x+ \| fatal: the last words$/);
+      const events = await eventually('the Warning event', 10_000, async () => {
+        const listed = await kubectl(['get', 'events', '-n', NS, '--field-selector', 'involvedObject.name=loud,reason=ContainerExited', '-o', 'jsonpath={range .items[*]}{.message}{"\\n"}{end}']);
+        return listed.stdout.trim() === '' ? undefined : listed.stdout;
+      });
+      const texts = [failed.status.message ?? '', ...(failed.status.conditions ?? []).map((condition) => condition.message ?? ''), ...events.split('\n').filter((line) => line !== '')];
+      assert.ok(texts.length >= 4, `status, Ready, Scheduled and an Event: ${texts.length}`);
+      for (const text of texts) {
+        assert.ok(Buffer.byteLength(text) <= 1024, `${Buffer.byteLength(text)} bytes: ${text.slice(0, 80)}…`);
+        assert.ok(!text.includes('\u001b') && !text.includes('\u0007'), 'no escape reaches status or events');
+      }
+    });
+
     test('a malformed job payload is refused by the worker, recorded as failed, and the worker keeps serving', async () => {
       const redis = createRedisConnection({ url: stackConfig().redis.url, prefix: PREFIX }, 'command');
       const queue = new Queue('start', { connection: redis, prefix: PREFIX });

@@ -67,6 +67,20 @@ describe('instance lifetimes', () => {
     assert.equal(seconds(running.status?.startedAt, running.status?.expiresAt), MAX_LIFETIME);
   });
 
+  test('an instance without ttlSeconds still ends at CTFLEET_MAX_LIFETIME_SECONDS: its container is removed and it is Expired', async () => {
+    const spec = webSpec('team-4');
+    assert.equal(spec.ttlSeconds, undefined);
+    await kubectl(['apply', '-f', '-'], manifest(NS, 'forever', spec));
+    const running = await instances.waitFor(NS, 'forever', 'to run', isRunning);
+    assert.equal(seconds(running.status?.startedAt, running.status?.expiresAt), MAX_LIFETIME);
+    const expired = await instances.waitFor(NS, 'forever', 'to expire', (i) => i.status?.phase === 'Expired' && i.status.containerId === undefined, (MAX_LIFETIME + 20) * 1000);
+    assert.equal(expired.status?.reason, 'LifetimeEnded');
+    assert.equal(expired.status.expiresAt, running.status?.expiresAt);
+    assert.ok(Date.now() >= Date.parse(expired.status.expiresAt ?? ''), 'not removed before its time');
+    const left = (await containersOf(createDockerClient(stackConfig().docker), NS)).filter((c) => c.Labels['ctfleet.io/name'] === 'forever');
+    assert.deepEqual(left, []);
+  });
+
   // A test, not an assertion in `after`: node:test does not count a failing hook.
   test('SIGTERM stops ctfleet cleanly (exit 0) once its instances are released', async () => {
     const deleted = await kubectl(['delete', 'challengeinstances', '--all', '-n', NS, '--wait=true', '--timeout=60s']);

@@ -315,6 +315,54 @@ describe('the node reconciler against the real engine and API server', { concurr
     await eventually('the container to be stopped again', 15_000, async () => ((await inspect(id))?.running === false ? true : undefined));
   });
 
+  test('a container that prints a 20 KiB line with escapes before it exits fails ContainerExited with a message of at most 1 KiB: its last words, no escapes', async () => {
+    const loud = `printf '\\033[31m\\033]0;pwned\\007'; head -c 20480 /dev/zero | tr '\\0' x; echo; echo 'fatal: the last words'; exit 3`;
+    const instance = await apply('loud', webSpec('team-7', { image: 'ctfleet-test/busybox:1', command: ['sh', '-c', loud] }));
+    const failure = await reconciler.handle(jobFor(instance, 'start'), context('job-loud')).then(() => undefined, (error: unknown) => error);
+    assert.ok(failure instanceof Error && 'code' in failure, 'the start failed');
+    assert.equal(failure.code, 'ContainerExited');
+    const failed = await stack.instances.get(NS, 'loud');
+    const message = ready(failed)?.message ?? '';
+    assert.equal(ready(failed)?.reason, 'ContainerExited');
+    for (const [what, text] of [['the Ready message', message], ['the job\'s failure', failure.message]] as const) {
+      assert.ok(Buffer.byteLength(text) <= 1024, `${what} is ${Buffer.byteLength(text)} bytes`);
+      assert.match(text, /^The container exited with code 3 before it became ready: \(truncated\) …x+ \| fatal: the last words$/, what);
+    }
+    assert.ok(Buffer.byteLength(message) > 800, 'the output fills the room it has (768 bytes)');
+  });
+
+  test('a container the OOM killer ends before it is ready fails OOMKilled, naming its memory limit', async () => {
+    const hog = `echo 'allocating'; x=$(head -c 100m /dev/zero | tr '\\0' a); echo "survived \${#x}"`;
+    const instance = await apply('hog', webSpec('team-8', { image: 'ctfleet-test/busybox:1', command: ['sh', '-c', hog], resources: { cpu: '250m', memory: '16Mi', pids: 64 } }));
+    await assert.rejects(reconciler.handle(jobFor(instance, 'start'), context('job-hog')), { code: 'OOMKilled' });
+    const failed = await stack.instances.get(NS, 'hog');
+    assert.equal(ready(failed)?.status, 'False');
+    assert.equal(ready(failed)?.reason, 'OOMKilled');
+    assert.equal(ready(failed)?.message, 'The container was killed by the OOM killer at its memory limit of 16Mi before it became ready (exit code 137): allocating');
+    assert.deepEqual(await docker.listContainers({ all: true, filters: { label: [`${LABELS.uid}=${instance.metadata.uid}`] } }), [], 'the dead container was cleaned up');
+  });
+
+  test('a running container the OOM killer ends is restarted through the restart policy, its status and Warning event naming the OOM killer', async () => {
+    // Serves (so it becomes ready), then its shell holds 100 MiB against a 16Mi limit.
+    const later = `httpd -p 8080 -h /tmp; sleep 2; x=$(head -c 100m /dev/zero | tr '\\0' a)`;
+    const instance = await apply('late-hog', webSpec('team-9', { image: 'ctfleet-test/busybox:1', command: ['sh', '-c', later], resources: { cpu: '250m', memory: '16Mi', pids: 64 } }));
+    const outcome = await reconciler.handle(jobFor(instance, 'start'), context('job-late-hog'));
+    assert.equal(outcome.outcome, 'started');
+    const restarting = await stack.instances.waitFor(NS, 'late-hog', 'to report the OOM kill', (found) => ready(found)?.reason === 'ContainerRestarting', 20_000);
+    assert.match(ready(restarting)?.message ?? '', /^The container was killed by the OOM killer at its memory limit of 16Mi; restart 1 of 2 in 0\.4 s\.$/);
+    const inspected = await docker.getContainer(outcome.containerId ?? '').inspect();
+    assert.equal(inspected.State.OOMKilled || inspected.State.Running, true, 'the engine saw the OOM kill (or it already runs again)');
+    const events = await eventually('the Warning event', 10_000, async () => {
+      const listed = await kubectl(['get', 'events', '-n', NS, '--field-selector', 'involvedObject.name=late-hog,reason=ContainerRestarting', '-o', 'jsonpath={.items[*].message}']);
+      return listed.stdout === '' ? undefined : listed.stdout;
+    });
+    assert.match(events, /killed by the OOM killer at its memory limit of 16Mi/);
+    await stack.instances.waitFor(NS, 'late-hog', 'to run again', (found) => ready(found)?.status === 'True', 20_000);
+    // Gone for good, so later sweeps do not revive it.
+    assert.equal((await kubectl(['delete', 'chi', 'late-hog', '-n', NS, '--wait=true'])).code, 0);
+    assert.equal((await reconciler.handle(jobFor(instance, 'delete'), context('job-late-hog-delete'))).outcome, 'removed');
+  });
+
   describe('a host port taken by another program', () => {
     const squatter: Server = createServer();
     const PORTS = { min: 32960, max: 32961 };

@@ -38,7 +38,8 @@ export async function convergenceProblems(kubeConfig: KubeConfig, docker: Docker
       problems.push(`${name} is still terminating (${status?.reason ?? ''})`);
       continue;
     }
-    if (status?.phase === 'Expired' && instance.spec.ttlSeconds !== undefined) {
+    // Expired at ttlSeconds, or at the deployment's maximum lifetime without one.
+    if (status?.phase === 'Expired' && status.expiresAt !== undefined) {
       if (own.length > 0) problems.push(`${name} expired but still has ${own.length} container(s)`);
       continue;
     }

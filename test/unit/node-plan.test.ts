@@ -121,6 +121,23 @@ describe('planNode', () => {
       expect: ['ReportCrashLoop The container is not running; it stopped 6 times within 600 s (limit 5 restarts). Change the spec to try again.'],
     },
     {
+      name: 'a container the OOM killer ended is restarted as a crash, its message naming the OOM killer and the memory limit',
+      facts: facts({ instance: instance({ status: ranOn(NODE) }), containers: [container({ running: false, exitCode: 137, oomKilled: true, memoryBytes: 16 * 2 ** 20 })], exit: died }),
+      expect: ['ReportRestarting The container was killed by the OOM killer at its memory limit of 16Mi; restart 1 of 5 in 1 s.'],
+      requeueAfterMs: 1_000,
+    },
+    {
+      name: 'OOM kills past the restart limit are CrashLoop, still naming the OOM killer',
+      facts: facts({ instance: instance({ status: ranOn(NODE) }), containers: [container({ running: false, exitCode: 137, oomKilled: true, memoryBytes: 256 * 2 ** 20 })], exit: died, restart: { dueAt: undefined, next: { restart: false, restarts: 5 }, limit: 5, windowMs: 600_000 } }),
+      expect: ['ReportCrashLoop The container was killed by the OOM killer at its memory limit of 256Mi; it stopped 6 times within 600 s (limit 5 restarts). Change the spec to try again.'],
+    },
+    {
+      name: 'a restarted container the OOM killer ended again before it was ready (and was removed) is named so, with no limit known',
+      facts: facts({ instance: instance({ status: ranOn(NODE, 1, { conditions: [ready('False', 'ContainerRestarting', 1)] }) }), exit: { containerId: '', died: true, oomKilled: true } }),
+      expect: ['ReportRestarting The container was killed by the OOM killer at its memory limit; restart 1 of 5 in 1 s.'],
+      requeueAfterMs: 1_000,
+    },
+    {
       name: 'an exit while the engine restarts is not a crash',
       facts: facts({ instance: instance({ status: ranOn(NODE) }), containers: [container({ running: false })], exit: died, engineDisrupted: true }),
       expect: ['ReportRestarting The container is not running; starting it again (not counted against the restart limit).', 'Run restart existing=c1 ports=31234', 'ReportReady'],

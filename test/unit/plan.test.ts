@@ -165,6 +165,14 @@ describe('plan', () => {
       actions: [{ type: 'Enqueue', action: 'expire', jobId: jobIdFor(UID, 1, 'expire'), generation: 1, node: 'node-a' }],
     },
     {
+      name: 'an instance without ttlSeconds still ends at the maximum lifetime (7 days by default): its container is removed and it becomes Expired',
+      subject: instance({ status: running(1, { startedAt: '2026-11-14T12:00:00Z' }) }),
+      job: job('start', 1, 'completed'),
+      phase: 'Expired',
+      reason: 'LifetimeEnded',
+      actions: [{ type: 'Enqueue', action: 'expire', jobId: jobIdFor(UID, 1, 'expire'), generation: 1, node: 'node-a' }],
+    },
+    {
       name: 'an object already without our finalizer needs nothing at all',
       subject: instance({ deleting: true, finalizers: ['other.io/keep'] }),
       actions: [],
@@ -262,6 +270,28 @@ describe('plan', () => {
     test('lifetimes are capped by the configured maximum', () => {
       const result = plan(instance({ ttlSeconds: 3_600, status: startedTenSecondsAgo }), job('start', 1, 'completed'), NOW, { ...DEFAULT_LIFETIME_POLICY, maxLifetimeSeconds: 30 });
       assert.equal(result.status?.expiresAt, '2026-11-21T12:00:20Z');
+    });
+
+    test('an instance without ttlSeconds reports expiresAt at startedAt + the maximum lifetime and is looked at again then', () => {
+      const capped = plan(instance({ status: startedTenSecondsAgo }), job('start', 1, 'completed'), NOW, { ...DEFAULT_LIFETIME_POLICY, maxLifetimeSeconds: 30 });
+      assert.equal(capped.status?.phase, 'Running');
+      assert.equal(capped.status.expiresAt, '2026-11-21T12:00:20Z');
+      assert.equal(capped.requeueAfterMs, 20_000);
+      const byDefault = plan(instance({ status: startedTenSecondsAgo }), job('start', 1, 'completed'), NOW);
+      assert.equal(byDefault.status?.expiresAt, '2026-11-28T11:59:50Z');
+      assert.equal(byDefault.requeueAfterMs, REQUEUE.settled);
+    });
+
+    test('an instance without ttlSeconds at the end of the maximum lifetime is deleted with onExpiry Delete', () => {
+      const result = plan(instance({ status: startedTenSecondsAgo }), job('start', 1, 'completed'), NOW, { maxLifetimeSeconds: 10, onExpiry: 'Delete' });
+      assert.deepEqual(result.actions, [{ type: 'DeleteResource' }]);
+      assert.equal(result.status?.phase, 'Expired');
+      assert.equal(result.status.expiresAt, '2026-11-21T12:00:00Z');
+    });
+
+    test('before its container has started an instance has no expiresAt, with or without ttlSeconds', () => {
+      assert.equal(plan(instance(), undefined, NOW).status?.expiresAt, undefined);
+      assert.equal(plan(instance({ ttlSeconds: 60 }), undefined, NOW).status?.expiresAt, undefined);
     });
 
     test('with onExpiry Delete the resource itself is deleted at the end of its lifetime', () => {

@@ -97,6 +97,8 @@ export class DockerRuntime implements ContainerRuntime {
         labels: inspected.Config.Labels,
         hostPorts: parseHostPorts(inspected.Config.Labels[LABELS.hostPorts]),
         ipAddress: bridgeAddress(inspected),
+        oomKilled: inspected.State.OOMKilled,
+        ...(inspected.HostConfig.Memory === undefined || inspected.HostConfig.Memory <= 0 ? {} : { memoryBytes: inspected.HostConfig.Memory }),
         createdAt: Date.parse(inspected.Created),
       };
     } catch (error) {
