@@ -31,7 +31,8 @@ LABEL org.opencontainers.image.title="ctfleet" \
 # Not root. The worker needs the Docker socket: give the pod the socket's group
 # (the chart's worker.dockerSocketGroup) rather than running it as root.
 USER 65532:65532
-EXPOSE 8080
+# 8080: /healthz, /readyz, /metrics (CTFLEET_HTTP_PORT); 8081: the platform API and dashboard (CTFLEET_API_PORT).
+EXPOSE 8080 8081
 # V8 flags: src/app/node-flags.ts (the image test keeps both in step).
 ENTRYPOINT ["node", "--max-semi-space-size=1", "/app/src/main.ts"]
 CMD ["all"]

@@ -31,10 +31,11 @@ if [ ! -s "$tokens" ]; then
   (umask 077; printf '# name:role:token — the dashboard takes the name as user and the token as password\norganiser:admin:%s\nscoreboard:read:%s\n' "$(random_token)" "$(random_token)" > "$tokens")
 fi
 admin_token=$(awk -F: '$1 == "organiser" { print $3 }' "$tokens")
-http="127.0.0.1:${CTFLEET_HTTP_PORT:-18080}"
+http="127.0.0.1:${CTFLEET_HTTP_PORT:-18080}"   # /healthz, /readyz, /metrics
+api="127.0.0.1:${CTFLEET_API_PORT:-18081}"     # the platform API and the dashboard
 CTFLEET_API_TOKENS_FILE="$tokens" CTFLEET_API_NAMESPACE=ctf-demo \
 CTFLEET_ALLOWED_IMAGES='ctfleet-test/*' CTFLEET_NODE_NAME=demo-node CTFLEET_BIND_ADDRESS=127.0.0.1 CTFLEET_ADVERTISE_ADDRESS=127.0.0.1 \
-  CTFLEET_PORT_RANGE=31000-31999 CTFLEET_HTTP_HOST=127.0.0.1 CTFLEET_HTTP_PORT="${CTFLEET_HTTP_PORT:-18080}" \
+  CTFLEET_PORT_RANGE=31000-31999 CTFLEET_HTTP_HOST=127.0.0.1 CTFLEET_HTTP_PORT="${CTFLEET_HTTP_PORT:-18080}" CTFLEET_API_PORT="${CTFLEET_API_PORT:-18081}" \
   setsid bash -c 'echo $$ > "$0"; exec node src/main.ts all' "$pidfile" >>"$STATE_DIR/logs/ctfleet.log" 2>&1 < /dev/null &
 
 echo "== Applying manifests/samples/ (team-7: web-101, team-12: echo-200)"
@@ -52,11 +53,11 @@ echo
 kubectl get chi -n ctf-demo
 echo
 for _ in $(seq 1 60); do
-  curl -sf -o /dev/null -u "organiser:$admin_token" "http://$http/dashboard/" && break
+  curl -sf -o /dev/null -u "organiser:$admin_token" "http://$api/dashboard/" && break
   sleep 0.5
 done
-running_rows=$(curl -s -u "organiser:$admin_token" "http://$http/dashboard/" | grep -c 'data-phase="Running"' || true)
-echo "== Dashboard at http://$http/dashboard/ lists $running_rows Running instances (user organiser, password: the token in $tokens)"
+running_rows=$(curl -s -u "organiser:$admin_token" "http://$api/dashboard/" | grep -c 'data-phase="Running"' || true)
+echo "== Dashboard at http://$api/dashboard/ lists $running_rows Running instances (user organiser, password: the token in $tokens)"
 cat <<MSG
 
 ctfleet and the stack keep running. Try:
@@ -66,9 +67,9 @@ ctfleet and the stack keep running. Try:
   kubectl patch chi -n ctf-demo web-101-team-7 --type=merge -p '{"spec":{"desiredState":"Stopped"}}'
   kubectl delete chi -n ctf-demo echo-200-team-12   # container removed, then the resource
   curl -s $http/readyz                    # readiness of Redis, the API server, Docker and the informer
-  curl -s -H "Authorization: Bearer \$(awk -F: '\$1 == "organiser" { print \$3 }' $tokens)" $http/v1/instances   # the platform API
+  curl -s -H "Authorization: Bearer \$(awk -F: '\$1 == "organiser" { print \$3 }' $tokens)" $api/v1/instances   # the platform API
   node src/main.ts queue stats            # jobs per queue; also: instances, workers, queue failed|retry|purge
-Dashboard: http://$http/dashboard/ (instances) and http://$http/dashboard/queues/ (bull-board);
+Dashboard: http://$api/dashboard/ (instances) and http://$api/dashboard/queues/ (bull-board);
   sign in as organiser (admin) or scoreboard (read-only) with the token from $tokens
 Logs: $STATE_DIR/logs/ctfleet.log     Stop everything: hack/stack.sh down
 MSG

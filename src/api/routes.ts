@@ -5,8 +5,10 @@ import type { ChallengeInstance, InstanceSpec } from '../domain/challenge-instan
 import { viewOf } from '../domain/instance-view.ts';
 import { CtfleetError } from '../domain/errors.ts';
 import { DNS_LABEL, LABELS } from '../domain/names.ts';
+import type { TeamSlots } from '../domain/team-slots.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { RateLimiter } from './rate-limit.ts';
+import { createWithinCap } from './team-cap.ts';
 import { authenticate, type ApiToken } from './tokens.ts';
 
 /** What the API needs from Kubernetes (implemented by KubePlatformInstances). */
@@ -92,11 +94,12 @@ export function instanceName(team: string, challenge: string): string {
 
 /**
  * The platform API, version 1: bearer-token auth (constant-time), per-team rate
- * limit and instance cap, JSON in and out, every error as JSON with a code and
- * (for bad input) the field; never a stack trace.
+ * limit and instance cap (atomic across replicas through `slots`), JSON in and
+ * out, every error as JSON with a code and (for bad input) the field; never a
+ * stack trace.
  */
-export function platformApi(deps: { store: PlatformStore; tokens: readonly ApiToken[]; limiter: RateLimiter; settings: ApiSettings; openapi: unknown; logger: Logger }): Router {
-  const { store, tokens, limiter, settings, logger } = deps;
+export function platformApi(deps: { store: PlatformStore; slots: TeamSlots; tokens: readonly ApiToken[]; limiter: RateLimiter; settings: ApiSettings; openapi: unknown; logger: Logger }): Router {
+  const { store, slots, tokens, limiter, settings, logger } = deps;
   const router = express.Router();
   router.use(express.json({ limit: '64kb' }));
 
@@ -151,11 +154,15 @@ export function platformApi(deps: { store: PlatformStore; tokens: readonly ApiTo
       response.status(200).json(viewOf(existing));
       return;
     }
-    const teamInstances = (await store.list(settings.namespace, { [LABELS.team]: body.team })).filter((instance) => instance.metadata.deletionTimestamp === undefined);
-    if (teamInstances.length >= settings.maxInstancesPerTeam) {
-      throw new HttpError(429, 'TeamLimit', `Team ${body.team} already has ${teamInstances.length} instances (limit ${settings.maxInstancesPerTeam}); delete one first.`, { retryAfterSeconds: 60 });
+    const admission = await createWithinCap(
+      { slots, list: () => store.list(settings.namespace, { [LABELS.team]: body.team }), logger },
+      { namespace: settings.namespace, team: body.team, name, limit: settings.maxInstancesPerTeam },
+      () => store.create(settings.namespace, name, { ...body, desiredState: 'Running' }),
+    );
+    if (!admission.admitted) {
+      throw new HttpError(429, 'TeamLimit', `Team ${body.team} already has ${admission.held} instances (limit ${settings.maxInstancesPerTeam}); delete one first.`, { retryAfterSeconds: 60 });
     }
-    const { created, instance } = await store.create(settings.namespace, name, { ...body, desiredState: 'Running' });
+    const { created, instance } = admission.value;
     logger.info({ instance: `${settings.namespace}/${name}`, uid: instance.metadata.uid, team: body.team, created }, `API created ChallengeInstance ${settings.namespace}/${name}`);
     response.status(created ? 201 : 200).location(`/v1/instances/${body.team}/${body.challenge}`).json(viewOf(instance));
   });
@@ -214,7 +221,8 @@ export function platformApi(deps: { store: PlatformStore; tokens: readonly ApiTo
       return;
     }
     logger.warn({ err: error }, 'API request failed');
-    response.status(503).json({ error: { code: 'Unavailable', message: 'The Kubernetes API could not be reached; retry shortly.' } });
+    const away = error instanceof CtfleetError && error.code === 'RedisUnavailable' ? 'Redis' : 'The Kubernetes API';
+    response.status(503).json({ error: { code: 'Unavailable', message: `${away} could not be reached; retry shortly.` } });
   });
   return router;
 }

@@ -6,6 +6,7 @@ import { loadKubeConfig } from '../adapters/kubernetes/kube-config.ts';
 import { BullJobQueue } from '../adapters/queue/bullmq-job-queue.ts';
 import { BullWorkerPool } from '../adapters/queue/bullmq-worker.ts';
 import { RedisObservedStateStore } from '../adapters/redis/observed-state-store.ts';
+import { RedisTeamSlots } from '../adapters/redis/team-slots-store.ts';
 import { createRedisConnection } from '../adapters/redis/redis-connection.ts';
 import type { RuntimeConfig } from '../config/config.ts';
 import { hostname } from 'node:os';
@@ -28,7 +29,7 @@ import { kubernetesReadiness } from '../adapters/kubernetes/kubernetes-check.ts'
 import { redisReadiness } from '../adapters/redis/redis-check.ts';
 import type { DependencyCheck } from '../health/dependency-check.ts';
 import { readFileSync } from 'node:fs';
-import express, { type Router } from 'express';
+import express from 'express';
 import { QueueAdmin } from '../adapters/queue/queue-admin.ts';
 import { QueueBoard } from '../adapters/queue/queue-board.ts';
 import { dashboard, DASHBOARD_PATH, QUEUE_BOARD_PATH } from '../dashboard/routes.ts';
@@ -36,6 +37,7 @@ import { viewOf } from '../domain/instance-view.ts';
 import { KubePlatformInstances } from '../adapters/kubernetes/platform-instances.ts';
 import { readSecretValue } from '../adapters/kubernetes/secrets.ts';
 import { platformApi } from '../api/routes.ts';
+import { startApiServer } from '../http/api-server.ts';
 import { RateLimiter } from '../api/rate-limit.ts';
 import { parseTokens, type ApiToken } from '../api/tokens.ts';
 import { ConfigError } from '../config/config.ts';
@@ -232,10 +234,12 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
 }
 
 /**
- * Composition root of the platform API. Tokens come from a file or a Secret
- * (`name:role:token` lines); without either, the API refuses to start.
+ * Composition root of the platform API, served with the dashboard on a port of
+ * its own (`CTFLEET_API_PORT`), never the health server's. Tokens come from a
+ * file or a Secret (`name:role:token` lines); without either, the API refuses to
+ * start. Redis holds the teams' instance slots, shared by every replica.
  */
-export async function startApi(config: RuntimeConfig, logger: Logger): Promise<Component & { router: Router }> {
+export async function startApi(config: RuntimeConfig, logger: Logger): Promise<Component> {
   const kubeConfig = loadKubeConfig(config.kubeconfigPath);
   const settings = config.api;
   let tokens: ApiToken[];
@@ -250,9 +254,11 @@ export async function startApi(config: RuntimeConfig, logger: Logger): Promise<C
     throw new ConfigError(['CTFLEET_API_TOKENS_FILE or CTFLEET_API_TOKENS_SECRET: the platform API needs tokens (name:role:token lines)']);
   }
   const openapi: unknown = JSON.parse(readFileSync(new URL('../../docs/api/openapi.json', import.meta.url), 'utf8'));
+  const redis = openConnection(config, logger, 'command');
   const router = express.Router();
   router.use(platformApi({
     store: new KubePlatformInstances(kubeConfig),
+    slots: new RedisTeamSlots(redis, config.redis.prefix),
     tokens,
     limiter: new RateLimiter(settings.ratePerMinute),
     settings: { namespace: settings.namespace, maxInstancesPerTeam: settings.maxInstancesPerTeam },
@@ -260,29 +266,30 @@ export async function startApi(config: RuntimeConfig, logger: Logger): Promise<C
     logger: logger.child({ component: 'api' }),
   }));
   logger.info({ namespace: settings.namespace, tokens: tokens.length }, 'Platform API serving /v1');
-  const readiness: Record<string, DependencyCheck> = { kubernetes: kubernetesReadiness(kubeConfig) };
-  if (!config.dashboard.enabled) return { name: 'api', readiness, router, close: () => Promise.resolve() };
+  const readiness: Record<string, DependencyCheck> = { kubernetes: kubernetesReadiness(kubeConfig), redis: redisReadiness(redis) };
 
-  const redis = openConnection(config, logger, 'command');
-  const queues = new QueueAdmin(redis, config.redis.prefix);
-  const board = new QueueBoard(queues, QUEUE_BOARD_PATH, 'ctfleet queues', logger.child({ component: 'dashboard' }));
-  const instances = new KubeInstanceApi(kubeConfig);
-  router.use(dashboard({
-    tokens,
-    instances: async () => (await instances.list(config.namespaces)).map(viewOf),
-    queueCounts: () => queues.stats(),
-    board,
-    readOnly: config.dashboard.readOnly,
-    logger: logger.child({ component: 'dashboard' }),
-  }));
-  readiness.redis = redisReadiness(redis);
-  logger.info({ readOnly: config.dashboard.readOnly }, `Dashboard serving ${DASHBOARD_PATH}/ and ${QUEUE_BOARD_PATH}/`);
+  const queues = config.dashboard.enabled ? new QueueAdmin(redis, config.redis.prefix) : undefined;
+  if (queues !== undefined) {
+    const board = new QueueBoard(queues, QUEUE_BOARD_PATH, 'ctfleet queues', logger.child({ component: 'dashboard' }));
+    const instances = new KubeInstanceApi(kubeConfig);
+    router.use(dashboard({
+      tokens,
+      instances: async () => (await instances.list(config.namespaces)).map(viewOf),
+      queueCounts: () => queues.stats(),
+      board,
+      readOnly: config.dashboard.readOnly,
+      logger: logger.child({ component: 'dashboard' }),
+    }));
+    logger.info({ readOnly: config.dashboard.readOnly }, `Dashboard serving ${DASHBOARD_PATH}/ and ${QUEUE_BOARD_PATH}/`);
+  }
+  const server = await startApiServer(settings.host, settings.port, router, logger);
   return {
     name: 'api',
     readiness,
-    router,
     close: async () => {
-      await queues.close();
+      // Requests first, then the connections they use.
+      await server.close();
+      await queues?.close();
       redis.disconnect();
     },
   };

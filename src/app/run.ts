@@ -40,11 +40,7 @@ export async function runRole(role: Role, config: RuntimeConfig): Promise<number
   }, metrics, logger);
   if (role === 'worker' || role === 'all') components.push(await startWorker(config, logger, metrics));
   if (role === 'controller' || role === 'all') components.push(await startController(config, logger, metrics, lostLeadership));
-  if (withApi) {
-    const api = await startApi(config, logger);
-    components.push(api);
-    health.mount(api.router);
-  }
+  if (withApi) components.push(await startApi(config, logger));
 
   // Losing the lease ends the process with exit code 1 (as controller-runtime
   // does): the pod restarts and rejoins the election as a standby.

@@ -95,12 +95,15 @@ export interface RuntimeConfig extends ConnectionConfig {
   jobs: { attempts: number; backoffMs: number };
   /** How long a stopping process waits for work in flight before handing it back. */
   shutdownTimeoutMs: number;
-  /** Where /healthz and /readyz are served. */
+  /** Where /healthz, /readyz and /metrics are served: never the platform API's port. */
   http: { host: string; port: number };
   /** The namespaces whose instances this deployment manages; empty: all of them. */
   namespaces: string[];
   /** The platform API; off in `all` unless a token source is set. */
   api: {
+    /** Where the API and the dashboard are served, and nothing else. */
+    host: string;
+    port: number;
     tokensFile: string | undefined;
     tokensSecret: { namespace: string; name: string } | undefined;
     namespace: string;
@@ -173,6 +176,8 @@ const runtimeSchema = z.object({
   CTFLEET_API_NAMESPACE: z.string().regex(DNS_LABEL, 'must be a namespace name (a DNS label)').max(63).default('default'),
   CTFLEET_API_MAX_INSTANCES_PER_TEAM: positiveInt(1_000).default(3),
   CTFLEET_API_RATE_PER_MINUTE: positiveInt(100_000).default(60),
+  CTFLEET_API_HOST: z.string().min(1).optional(),
+  CTFLEET_API_PORT: z.coerce.number().int().min(0, 'must be a port number (0 picks a free one)').max(65535, 'must be a port number (0 picks a free one)').default(8081),
   CTFLEET_DASHBOARD: z.enum(['true', 'false'], 'must be true or false').default('true'),
   CTFLEET_DASHBOARD_READ_ONLY: z.enum(['true', 'false'], 'must be true or false').default('false'),
   CTFLEET_NAMESPACES: z
@@ -201,6 +206,11 @@ const runtimeSchema = z.object({
     .transform((value) => value.split(',').map((item) => item.trim()).filter((item) => item !== ''))
     .pipe(z.array(z.string().regex(/^[^\s,]+$/, 'must list image patterns, comma-separated, e.g. registry.example/ctf/*'))),
 }).superRefine((value, ctx) => {
+  // The API and /healthz, /readyz, /metrics listen apart: the public port serves only the API.
+  const servesApi = value.CTFLEET_API_TOKENS_FILE !== undefined || value.CTFLEET_API_TOKENS_SECRET !== undefined;
+  if (servesApi && value.CTFLEET_API_PORT !== 0 && value.CTFLEET_API_PORT === value.CTFLEET_HTTP_PORT) {
+    ctx.addIssue({ code: 'custom', path: ['CTFLEET_API_PORT'], message: `must differ from CTFLEET_HTTP_PORT (${value.CTFLEET_HTTP_PORT}), where /healthz, /readyz and /metrics are served` });
+  }
   // A default above its maximum would fail every instance that names no resources.
   const pairs: [string, string, string | number, string | number][] = [
     ['CTFLEET_DEFAULT_CPU', 'CTFLEET_MAX_CPU', value.CTFLEET_DEFAULT_CPU, value.CTFLEET_MAX_CPU],
@@ -244,6 +254,8 @@ export function loadRuntimeConfig(env: Record<string, string | undefined>): Runt
     http: { host: value.CTFLEET_HTTP_HOST, port: value.CTFLEET_HTTP_PORT },
     namespaces: value.CTFLEET_NAMESPACES,
     api: {
+      host: value.CTFLEET_API_HOST ?? value.CTFLEET_HTTP_HOST,
+      port: value.CTFLEET_API_PORT,
       tokensFile: value.CTFLEET_API_TOKENS_FILE,
       tokensSecret: value.CTFLEET_API_TOKENS_SECRET === undefined
         ? undefined

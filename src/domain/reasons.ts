@@ -45,6 +45,8 @@ export const OTHER_ERROR_CODES = [
   'ApiUnavailable',
   'ApiUnreachable',
   'QueueUnavailable',
+  /** Redis did not answer a command outside the queues (the platform API's team slots). */
+  'RedisUnavailable',
   'ShuttingDown',
   'Conflict',
   'NotFound',

@@ -1,18 +1,13 @@
-import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { checkDependencies, type DependencyCheck } from '../health/dependency-check.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { listen, type Listening } from './listen.ts';
 
 /** Readiness checks stay well under a kubelet probe's default 1 s timeout… plus slack. */
 const CHECK_TIMEOUT_MS = 2_000;
 
-export interface HealthServer {
-  port: number;
-  /** Serves more routes (the platform API) from the same port. */
-  mount(router: express.Router): void;
-  close(): Promise<void>;
-}
+export type HealthServer = Listening;
 
 /**
  * `/healthz`: the process answers (liveness; never checks dependencies, so an
@@ -20,6 +15,8 @@ export interface HealthServer {
  * `/readyz`: every readiness check passes; 503 with each check's result
  * otherwise, so an outage shows as not-ready while the process keeps retrying.
  * `/metrics`: Prometheus text format from ctfleet's own registry.
+ * Nothing else: the platform API has a port of its own (`api-server.ts`), so
+ * exposing the API never exposes these.
  */
 export async function startHealthServer(
   host: string,
@@ -38,34 +35,11 @@ export async function startHealthServer(
     const ready = results.every((result) => result.healthy);
     response.status(ready ? 200 : 503).json({ ready, checks: results });
   });
-  let mounted: express.Router | undefined;
-  app.use((request, response, next) => {
-    if (mounted === undefined) next();
-    else mounted(request, response, next);
-  });
   app.get('/metrics', async (_request, response) => {
     const text = await metrics.exposition();
     response.type(metrics.contentType).send(text);
   });
-  const server = await new Promise<ReturnType<typeof app.listen>>((resolve, reject) => {
-    const listening = app.listen(port, host, (error?: Error) => {
-      if (error === undefined) resolve(listening);
-      else reject(error);
-    });
-  });
-  const bound = (server.address() as AddressInfo).port;
-  logger.info({ address: `${host}:${bound}` }, `Serving /healthz, /readyz and /metrics on ${host}:${bound}`);
-  return {
-    port: bound,
-    mount: (router) => {
-      mounted = router;
-    },
-    close: () =>
-      new Promise((resolve) => {
-        server.close(() => {
-          resolve();
-        });
-        server.closeAllConnections();
-      }),
-  };
+  const server = await listen(app, host, port);
+  logger.info({ address: `${host}:${server.port}` }, `Serving /healthz, /readyz and /metrics on ${host}:${server.port}`);
+  return server;
 }

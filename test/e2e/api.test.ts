@@ -28,6 +28,7 @@ describe('platform API', () => {
   writeFileSync(tokens, `# name:role:token\nplatform:admin:${ADMIN}\nscoreboard:read:${READER}\n`);
   const scenario = new Scenario('api', 13, { CTFLEET_API_TOKENS_FILE: tokens, CTFLEET_API_MAX_INSTANCES_PER_TEAM: '2', CTFLEET_API_RATE_PER_MINUTE: '30' });
   let base: string;
+  let health: string;
 
   const call = async (method: string, path: string, options: { token?: string | null; body?: unknown; raw?: string } = {}): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> => {
     const headers: Record<string, string> = {};
@@ -58,12 +59,33 @@ describe('platform API', () => {
 
   before(async () => {
     await scenario.prepare();
-    const port = await freePort();
+    const [port, healthPort] = [await freePort(), await freePort()];
     base = `http://127.0.0.1:${port}`;
-    scenario.start('all', { CTFLEET_HTTP_PORT: String(port), CTFLEET_API_NAMESPACE: scenario.namespace });
+    health = `http://127.0.0.1:${healthPort}`;
+    scenario.start('all', { CTFLEET_API_PORT: String(port), CTFLEET_HTTP_PORT: String(healthPort), CTFLEET_API_NAMESPACE: scenario.namespace });
     await eventually('the API', 30_000, async () => ((await fetch(`${base}/v1/openapi.json`).catch(() => undefined))?.ok === true ? true : undefined));
   });
   after(() => scenario.cleanup());
+
+  test('the public port serves only the API and the dashboard: /metrics, /readyz and /healthz are 404 there and served on the health port', async () => {
+    for (const path of ['/metrics', '/readyz', '/healthz', '/metrics/', '/METRICS']) {
+      const response = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${ADMIN}` } });
+      const text = await response.text();
+      assert.equal(response.status, 404, `${path} on the public port: ${text.slice(0, 200)}`);
+      assert.ok(!text.includes('ctfleet_'), `${path} on the public port shows no metric`);
+    }
+    const metrics = await fetch(`${health}/metrics`);
+    assert.equal(metrics.status, 200);
+    assert.match(await metrics.text(), /^# HELP ctfleet_/m);
+    const ready = await eventually('/readyz on the health port', 30_000, async () => {
+      const response = await fetch(`${health}/readyz`);
+      return response.status === 200 ? ((await response.json()) as { checks: { name: string }[] }) : undefined;
+    });
+    assert.ok(ready.checks.some((check) => check.name.startsWith('api.')), `the API's checks are on the health port: ${JSON.stringify(ready.checks)}`);
+    assert.equal((await fetch(`${health}/healthz`)).status, 200);
+    assert.equal((await fetch(`${health}/v1/openapi.json`)).status, 404, 'and the health port serves no API');
+    assert.equal((await fetch(`${health}/dashboard/`)).status, 404, 'nor the dashboard');
+  });
 
   test('serves the OpenAPI document of the repo, and its paths are exactly the routes served', async () => {
     const served = await call('GET', '/v1/openapi.json', { token: null });

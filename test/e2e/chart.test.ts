@@ -89,6 +89,47 @@ describe('Helm chart and plain manifests', () => {
     assert.match(on, /apiVersion: monitoring.coreos.com\/v1/);
   });
 
+  test('the API Service and Ingress reach only the API port; /healthz, /readyz and /metrics are on port http, scraped through the -metrics Services', async () => {
+    const peers = (namespace: string): string => JSON.stringify([{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } } }]);
+    const values = ['--set', 'api.ingress.enabled=true', '--set-json', `networkPolicy.metricsFrom=${peers('monitoring')}`, '--set-json', `networkPolicy.apiFrom=${peers('ingress-nginx')}`];
+    // kubectl turns the rendered YAML into JSON objects, printed one after another.
+    const json = ok(await kubectl(['create', '--dry-run=client', '-o', 'json', '-f', '-'], ok(await helm('template', release, CHART, '-n', namespace, ...values), 'template')), 'to JSON');
+    interface Port { name: string; port?: number; containerPort?: number; targetPort?: string }
+    interface K8sObject {
+      kind: string;
+      metadata: { name: string };
+      spec: {
+        ports?: Port[];
+        rules?: { http: { paths: { backend: { service: { port: { name: string } } } }[] } }[];
+        template?: { spec: { containers: { ports: Port[]; env: { name: string; value?: string }[]; livenessProbe: { httpGet: { port: string } }; readinessProbe: { httpGet: { port: string } } }[] } };
+        ingress?: { ports: { port: number }[]; from?: { namespaceSelector: { matchLabels: Record<string, string> } }[] }[];
+      };
+    }
+    const objects = JSON.parse(`[${json.replace(/^\}\n\{$/gm, '},{')}]`) as K8sObject[];
+    const find = (kind: string, name: string): K8sObject => {
+      const object = objects.find((candidate) => candidate.kind === kind && candidate.metadata.name === `${release}-ctfleet-${name}`);
+      assert.ok(object, `${kind} ${name} in ${objects.map((candidate) => `${candidate.kind}/${candidate.metadata.name}`).join(', ')}`);
+      return object;
+    };
+    const portsOf = (object: K8sObject): string[] => (object.spec.ports ?? []).map((port) => `${port.name}:${String(port.port)}->${port.targetPort ?? ''}`);
+    assert.deepEqual(portsOf(find('Service', 'api')), ['api:80->api'], 'the API Service has the API port only');
+    assert.deepEqual(portsOf(find('Service', 'api-metrics')), ['http:8080->http']);
+    assert.deepEqual(find('Ingress', 'api').spec.rules?.flatMap((rule) => rule.http.paths.map((path) => path.backend.service.port.name)), ['api']);
+    const container = find('Deployment', 'api').spec.template?.spec.containers[0];
+    assert.deepEqual(container?.ports.map((port) => `${port.name}:${String(port.containerPort)}`), ['http:8080', 'api:8081']);
+    const env = Object.fromEntries(container.env.map((variable) => [variable.name, variable.value]));
+    assert.deepEqual([env.CTFLEET_HTTP_PORT, env.CTFLEET_API_PORT], ['8080', '8081']);
+    assert.deepEqual([container.livenessProbe.httpGet.port, container.readinessProbe.httpGet.port], ['http', 'http']);
+    // Every Service the ServiceMonitor can select names "http" only for the health port.
+    for (const service of objects.filter((object) => object.kind === 'Service' && !object.metadata.name.endsWith('-redis'))) {
+      for (const port of service.spec.ports ?? []) assert.equal(port.name === 'http', port.targetPort === 'http', `${service.metadata.name} port ${port.name}`);
+    }
+    const policy = find('NetworkPolicy', 'api').spec.ingress?.map((rule) => `${rule.ports.map((port) => port.port).join(',')} from ${rule.from?.map((peer) => peer.namespaceSelector.matchLabels['kubernetes.io/metadata.name']).join(',') ?? 'any'}`);
+    assert.deepEqual(policy, ['8080 from monitoring', '8081 from ingress-nginx']);
+    const monitor = ok(await helm('template', release, CHART, '-n', namespace, '--set', 'metrics.serviceMonitor.enabled=true', '--show-only', 'templates/servicemonitor.yaml'), 'ServiceMonitor');
+    assert.match(monitor, /endpoints:\n\s+- port: http\n\s+path: \/metrics/);
+  });
+
   test('bad values are refused by the schema, naming the value', async () => {
     const cases: [string, RegExp][] = [
       ['controller.replicas=-1', /controller\/replicas.*-1|replicas.*minimum/],

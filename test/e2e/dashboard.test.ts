@@ -41,9 +41,9 @@ describe('dashboard', () => {
     const [port, readOnlyPort] = [await freePort(), await freePort()];
     base = `http://127.0.0.1:${port}`;
     readOnlyBase = `http://127.0.0.1:${readOnlyPort}`;
-    scenario.start('all', { CTFLEET_HTTP_PORT: String(port), CTFLEET_API_NAMESPACE: scenario.namespace });
+    scenario.start('all', { CTFLEET_API_PORT: String(port), CTFLEET_API_NAMESPACE: scenario.namespace });
     // A second deployment of the dashboard alone, read-only for everybody.
-    scenario.start('api', { CTFLEET_HTTP_PORT: String(readOnlyPort), CTFLEET_DASHBOARD_READ_ONLY: 'true' }, 'read-only-api');
+    scenario.start('api', { CTFLEET_API_PORT: String(readOnlyPort), CTFLEET_DASHBOARD_READ_ONLY: 'true' }, 'read-only-api');
     await scenario.apply(['web-101-team-7', 'web-101-team-12'], (name) => webSpec(name.replace('web-101-', ''), { env: [{ name: 'GREETING', value: 'hi' }, { name: 'FLAG', value: FLAG }], args: [FLAG], ttlSeconds: 3_600 }));
     await scenario.apply(['pwn-300-team-7'], () => webSpec('team-7', { challenge: 'pwn-300', image: 'ctfleet-test/not-built:1' }));
     running = await Promise.all(['web-101-team-7', 'web-101-team-12'].map((name) => scenario.instances.waitFor(scenario.namespace, name, 'to run', isRunning, 90_000)));

@@ -57,8 +57,8 @@ export class CtfleetProcess {
     mkdirSync(ARTIFACTS, { recursive: true });
     this.logFile = join(ARTIFACTS, `${logName}.log`);
     const log = createWriteStream(this.logFile);
-    // Any free port for /healthz and /readyz unless the test picks one.
-    this.child = spawn(process.execPath, [join(ROOT, 'src/main.ts'), role], { env: { ...process.env, CTFLEET_HTTP_PORT: '0', CTFLEET_ALLOWED_IMAGES: TEST_IMAGES, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Any free ports for /healthz, /readyz and /metrics, and for the platform API, unless the test picks them.
+    this.child = spawn(process.execPath, [join(ROOT, 'src/main.ts'), role], { env: { ...process.env, CTFLEET_HTTP_PORT: '0', CTFLEET_API_PORT: '0', CTFLEET_ALLOWED_IMAGES: TEST_IMAGES, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout?.pipe(log);
     this.child.stderr?.pipe(log);
   }

@@ -92,6 +92,31 @@ describe('loadRuntimeConfig', () => {
     assert.equal(loadRuntimeConfig({ CTFLEET_LEADER_ELECTION: 'false' }).controller.leaderElection, undefined);
   });
 
+  test('the platform API has a port of its own, apart from /healthz, /readyz and /metrics; each bad value is named', () => {
+    const defaults = loadRuntimeConfig({});
+    assert.deepEqual([defaults.api.host, defaults.api.port], ['0.0.0.0', 8081]);
+    assert.deepEqual(defaults.http, { host: '0.0.0.0', port: 8080 });
+    const local = loadRuntimeConfig({ CTFLEET_HTTP_HOST: '127.0.0.1', CTFLEET_API_PORT: '9000' });
+    assert.deepEqual([local.api.host, local.api.port], ['127.0.0.1', 9000], 'the API host follows CTFLEET_HTTP_HOST unless set');
+    assert.equal(loadRuntimeConfig({ CTFLEET_HTTP_HOST: '127.0.0.1', CTFLEET_API_HOST: '0.0.0.0' }).api.host, '0.0.0.0');
+    assert.equal(loadRuntimeConfig({ CTFLEET_HTTP_PORT: '8081' }).http.port, 8081, 'a process that serves no API may use any health port');
+    const problems = (env: Record<string, string>): string[] => {
+      try {
+        loadRuntimeConfig(env);
+        return [];
+      } catch (error) {
+        assert.ok(error instanceof ConfigError);
+        return [...error.problems];
+      }
+    };
+    assert.deepEqual(problems({ CTFLEET_API_PORT: '70000' }), ['CTFLEET_API_PORT: must be a port number (0 picks a free one)']);
+    assert.deepEqual(problems({ CTFLEET_API_PORT: 'http' }).map((problem) => problem.split(':')[0]), ['CTFLEET_API_PORT']);
+    assert.deepEqual(problems({ CTFLEET_API_TOKENS_FILE: '/tokens', CTFLEET_HTTP_PORT: '9000', CTFLEET_API_PORT: '9000' }), [
+      'CTFLEET_API_PORT: must differ from CTFLEET_HTTP_PORT (9000), where /healthz, /readyz and /metrics are served',
+    ]);
+    assert.deepEqual(problems({ CTFLEET_API_TOKENS_FILE: '/tokens', CTFLEET_HTTP_PORT: '0', CTFLEET_API_PORT: '0' }), [], 'two free ports');
+  });
+
   test('reliability settings: defaults, namespaces list, and each bad value named', () => {
     const defaults = loadRuntimeConfig({});
     assert.deepEqual(defaults.jobs, { attempts: 5, backoffMs: 1_000 });
