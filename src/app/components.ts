@@ -15,6 +15,7 @@ import { Controller } from '../controller/controller.ts';
 import { LeaderElector } from '../controller/leader-election.ts';
 import { nodeQueue, SHARED_QUEUE } from '../domain/jobs.ts';
 import { LABELS } from '../domain/names.ts';
+import { DANGEROUS_CAPABILITIES } from '../domain/hardening.ts';
 import type { Logger } from '../observability/logger.ts';
 import { ContainerOperations } from '../worker/container-ops.ts';
 import { NodeReconciler } from '../worker/node-reconciler.ts';
@@ -217,6 +218,8 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
   await heartbeat.start();
   logger.info({ node: settings.node, portRange: settings.portRange, concurrency: settings.concurrency, allowedImages: settings.allowedImages }, 'Worker started');
   if (settings.allowedImages.length === 0) logger.warn('CTFLEET_ALLOWED_IMAGES is empty: every instance will fail ImageNotAllowed until it names the images challenges may run');
+  const dangerous = settings.hardening.allowedExtraCapabilities.filter((capability) => capability in DANGEROUS_CAPABILITIES);
+  if (dangerous.length > 0) logger.warn({ capabilities: dangerous }, `CTFLEET_UNSAFE_ALLOW_DANGEROUS_CAPABILITIES is set: instances may add ${dangerous.join(', ')}, with which a team can break out of its instance's isolation`);
   return {
     name: 'worker',
     readiness: { redis: redisReadiness(command), kubernetes: kubernetesReadiness(kubeConfig), docker: dockerCheck(docker) },

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { DNS_LABEL } from '../domain/names.ts';
-import { DEFAULT_HARDENING, KNOWN_CAPABILITIES, type HardeningProfile } from '../domain/hardening.ts';
+import { DANGEROUS_CAPABILITIES, DEFAULT_HARDENING, KNOWN_CAPABILITIES, type HardeningProfile } from '../domain/hardening.ts';
 import { parsePortRange, type PortRange } from '../domain/port-range.ts';
 import { parseQuantity } from '../domain/quantities.ts';
 import type { LogLevel } from '../observability/logger.ts';
@@ -131,6 +131,13 @@ const positiveInt = (max: number) => z.coerce.number().int().min(1).max(max);
 const positiveQuantity = (example: string) =>
   z.string().refine((value) => (parseQuantity(value) ?? 0) > 0, `must be a positive Kubernetes quantity, e.g. ${example}`);
 const cpuQuantity = positiveQuantity('500m or 2');
+/** Comma-separated capability names, any case, with or without CAP_. */
+const capabilityList = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((value) => value.split(',').map((item) => item.trim().toUpperCase().replace(/^CAP_/, '')).filter((item) => item !== ''))
+    .pipe(z.array(z.enum(KNOWN_CAPABILITIES, 'must list Linux capability names, comma-separated (e.g. CHOWN,SETUID)')));
 const memoryQuantity = positiveQuantity('256Mi or 2Gi');
 
 const runtimeSchema = z.object({
@@ -186,11 +193,16 @@ const runtimeSchema = z.object({
     .transform((value) => value.split(',').map((item) => item.trim()).filter((item) => item !== ''))
     .pipe(z.array(z.string().regex(DNS_LABEL, 'must list namespace names (DNS labels), comma-separated').max(63))),
   CTFLEET_HTTP_PORT: z.coerce.number().int().min(0, 'must be a port number (0 picks a free one)').max(65535, 'must be a port number (0 picks a free one)').default(8080),
-  CTFLEET_CAPABILITIES: z
+  CTFLEET_CAPABILITIES: capabilityList(DEFAULT_HARDENING.capabilities.join(',')),
+  CTFLEET_ALLOWED_EXTRA_CAPABILITIES: capabilityList(DEFAULT_HARDENING.allowedExtraCapabilities.join(',')),
+  CTFLEET_UNSAFE_ALLOW_DANGEROUS_CAPABILITIES: z.enum(['true', 'false'], 'must be true or false').default('false'),
+  CTFLEET_ALLOWED_RUNTIMES: z
     .string()
-    .default(DEFAULT_HARDENING.capabilities.join(','))
-    .transform((value) => value.split(',').map((item) => item.trim().toUpperCase().replace(/^CAP_/, '')).filter((item) => item !== ''))
-    .pipe(z.array(z.enum(KNOWN_CAPABILITIES, 'must list Linux capability names, comma-separated (e.g. CHOWN,SETUID)'))),
+    .default(DEFAULT_HARDENING.allowedRuntimes.join(','))
+    .transform((value) => value.split(',').map((item) => item.trim()).filter((item) => item !== ''))
+    .pipe(z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must list Docker runtime names, comma-separated, e.g. runsc').max(63))),
+  CTFLEET_READ_ONLY_ROOT_FILESYSTEM: z.enum(['true', 'false'], 'must be true or false').default(DEFAULT_HARDENING.readOnlyRootFilesystem ? 'true' : 'false'),
+  CTFLEET_MAX_TMPFS_SIZE: memoryQuantity.default(DEFAULT_HARDENING.maxTmpfsSize),
   CTFLEET_DEFAULT_CPU: cpuQuantity.default(DEFAULT_HARDENING.defaults.cpu),
   CTFLEET_DEFAULT_MEMORY: memoryQuantity.default(DEFAULT_HARDENING.defaults.memory),
   CTFLEET_DEFAULT_PIDS: z.coerce.number().int().min(8).max(65536).default(DEFAULT_HARDENING.defaults.pids),
@@ -221,6 +233,19 @@ const runtimeSchema = z.object({
   for (const [name, max, low, high] of pairs) {
     if (amount(low) > amount(high)) ctx.addIssue({ code: 'custom', path: [name], message: `must not exceed ${max} (${String(high)}); got ${String(low)}` });
   }
+}).superRefine((value, ctx) => {
+  // Extra capabilities with which one instance breaks out of its isolation (docs/security.md).
+  const dangerous = value.CTFLEET_ALLOWED_EXTRA_CAPABILITIES.filter((capability) => capability in DANGEROUS_CAPABILITIES);
+  if (dangerous.length > 0 && value.CTFLEET_UNSAFE_ALLOW_DANGEROUS_CAPABILITIES !== 'true') {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['CTFLEET_ALLOWED_EXTRA_CAPABILITIES'],
+      message: `${[...new Set(dangerous)].join(', ')} would let a team break out of its instance's isolation (docs/security.md); refused unless CTFLEET_UNSAFE_ALLOW_DANGEROUS_CAPABILITIES=true`,
+    });
+  }
+}, {
+  // Reported with every other problem, not only once they are fixed.
+  when: (payload) => Array.isArray((payload.value as { CTFLEET_ALLOWED_EXTRA_CAPABILITIES?: unknown }).CTFLEET_ALLOWED_EXTRA_CAPABILITIES),
 });
 
 /** Reads everything a ctfleet process needs; throws {@link ConfigError} listing every problem. */
@@ -280,6 +305,10 @@ export function loadRuntimeConfig(env: Record<string, string | undefined>): Runt
         maxima: { cpu: value.CTFLEET_MAX_CPU, memory: value.CTFLEET_MAX_MEMORY, pids: value.CTFLEET_MAX_PIDS },
         nofile: value.CTFLEET_NOFILE,
         log: { maxSize: value.CTFLEET_LOG_MAX_SIZE, maxFiles: value.CTFLEET_LOG_MAX_FILES },
+        allowedExtraCapabilities: [...new Set(value.CTFLEET_ALLOWED_EXTRA_CAPABILITIES)],
+        allowedRuntimes: [...new Set(value.CTFLEET_ALLOWED_RUNTIMES)],
+        readOnlyRootFilesystem: value.CTFLEET_READ_ONLY_ROOT_FILESYSTEM === 'true',
+        maxTmpfsSize: value.CTFLEET_MAX_TMPFS_SIZE,
       },
       allowedImages: value.CTFLEET_ALLOWED_IMAGES,
     },

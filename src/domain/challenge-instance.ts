@@ -36,6 +36,29 @@ export interface ResourceLimits {
   pids?: number;
 }
 
+/** A tmpfs the container gets, e.g. for `/tmp` under a read-only root. */
+export interface TmpfsMount {
+  /** Absolute, normalised, not `/` and not under /proc, /sys or /dev. */
+  path: string;
+  /** A memory quantity, e.g. `64Mi`; it also counts against the memory limit once written. */
+  size: string;
+}
+
+/**
+ * What a spec may ask for beyond the deployment's hardening, each within what
+ * the deployment allows (src/domain/hardening.ts). Deliberately no field turns
+ * off seccomp, AppArmor or no-new-privileges, or runs a container privileged.
+ */
+export interface SecuritySpec {
+  /** Capabilities added to the deployment's kept set, from CTFLEET_ALLOWED_EXTRA_CAPABILITIES. */
+  capabilities?: { add?: string[] };
+  /** A read-only root filesystem (the deployment may force it for all). */
+  readOnlyRootFilesystem?: boolean;
+  tmpfs?: TmpfsMount[];
+  /** A Docker runtime (e.g. `runsc`) from CTFLEET_ALLOWED_RUNTIMES; absent: the engine's default. */
+  runtime?: string;
+}
+
 export interface InstanceSpec {
   team: string;
   challenge: string;
@@ -46,6 +69,7 @@ export interface InstanceSpec {
   command?: string[];
   args?: string[];
   resources?: ResourceLimits;
+  security?: SecuritySpec;
   ttlSeconds?: number;
   desiredState: DesiredState;
   priority: number;

@@ -107,6 +107,15 @@ const specSchema = z.object({
   command: z.array(z.string()).max(64).optional(),
   args: z.array(z.string()).max(64).optional(),
   resources: z.object({ cpu: quantity.optional(), memory: quantity.optional(), pids: z.number().int().min(8).max(65536).optional() }).optional(),
+  // Kept, not stripped, so the hash of a spec that has it is the API server's.
+  security: z
+    .object({
+      capabilities: z.object({ add: z.array(z.string().max(32)).max(16).optional() }).optional(),
+      readOnlyRootFilesystem: z.boolean().optional(),
+      tmpfs: z.array(z.object({ path: z.string().max(256), size: quantity })).max(8).optional(),
+      runtime: z.string().max(63).optional(),
+    })
+    .optional(),
   ttlSeconds: z.number().int().positive().optional(),
   desiredState: z.enum(['Running', 'Stopped']),
   priority: z.number().int().min(0).max(1000),

@@ -175,6 +175,12 @@ export interface ContainerDefinition {
   nofile: number;
   /** json-file log rotation. */
   log: { maxSize: string; maxFiles: number };
+  /** The root filesystem is mounted read-only. */
+  readOnlyRootFilesystem: boolean;
+  /** tmpfs mounts, each `rw,noexec,nosuid,nodev` and of this many bytes. */
+  tmpfs: { path: string; sizeBytes: number }[];
+  /** A Docker runtime other than the engine's default (e.g. `runsc`); absent: the default. */
+  runtime?: string;
 }
 
 export interface ContainerInfo {

@@ -30,6 +30,8 @@ export const PERMANENT_REASONS = [
   'InvalidSpec',
   'InvalidJob',
   'ContainerCreateFailed',
+  /** spec.security.runtime is allowed by the deployment but not registered with the node's engine. */
+  'UnknownRuntime',
   'CrashLoop',
 ] as const;
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { InstanceSpec } from './challenge-instance.ts';
+import type { InstanceSpec, SecuritySpec } from './challenge-instance.ts';
 
 /** JSON with object keys sorted at every level: the same value always gives the same text. */
 function canonicalJson(value: unknown): string {
@@ -9,6 +9,24 @@ function canonicalJson(value: unknown): string {
     return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(',')}}`;
   }
   return JSON.stringify(value);
+}
+
+/**
+ * The security settings that change the container, or undefined when they ask
+ * for nothing: a spec written before `security` existed, or with `security: {}`,
+ * `readOnlyRootFilesystem: false` or empty lists, keeps its hash and its container.
+ */
+function securityShape(security: SecuritySpec | undefined): object | undefined {
+  if (security === undefined) return undefined;
+  const add = security.capabilities?.add ?? [];
+  const tmpfs = security.tmpfs ?? [];
+  const shape = {
+    capabilities: add.length === 0 ? undefined : [...add].sort(),
+    readOnlyRootFilesystem: security.readOnlyRootFilesystem === true ? true : undefined,
+    tmpfs: tmpfs.length === 0 ? undefined : tmpfs,
+    runtime: security.runtime,
+  };
+  return Object.values(shape).some((value) => value !== undefined) ? shape : undefined;
 }
 
 /**
@@ -24,6 +42,7 @@ export function specHash(spec: InstanceSpec): string {
     command: spec.command ?? [],
     args: spec.args ?? [],
     resources: spec.resources ?? {},
+    security: securityShape(spec.security),
   };
   return createHash('sha256').update(canonicalJson(shape)).digest('hex').slice(0, 16);
 }

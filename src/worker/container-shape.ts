@@ -5,7 +5,7 @@ import { containerName, LABELS } from '../domain/names.ts';
 import { specHash } from '../domain/spec-hash.ts';
 import type { ContainerDefinition, PortBinding } from '../domain/ports.ts';
 import type { HardeningProfile } from '../domain/hardening.ts';
-import { toBytes, toNanoCpus } from '../domain/quantities.ts';
+import { formatBytes, toBytes, toNanoCpus } from '../domain/quantities.ts';
 
 /**
  * What a container of an instance looks like: its name, labels, limits and
@@ -43,6 +43,76 @@ export function limitsOf(spec: InstanceSpec, profile: HardeningProfile): { nanoC
   return { nanoCpus, memoryBytes: bytes, pidsLimit: pids };
 }
 
+/** Absolute, of plain segments: no empty, `.` or `..` segment, nothing Docker's mount options could misread. */
+const TMPFS_PATH = /^(\/[A-Za-z0-9_.-]+)+$/;
+const DOT_SEGMENT = /(^|\/)\.\.?(\/|$)/;
+/** The kernel's own filesystems: a tmpfs there would hide what the runtime masks and mounts read-only. */
+const KERNEL_PATH = /^\/(proc|sys|dev)(\/|$)/;
+
+/** What an instance's container gets of the spec's `security`, within the deployment's allow-lists. */
+export interface SecurityShape {
+  /** The deployment's kept set plus the spec's allowed extras. */
+  capabilities: string[];
+  readOnlyRootFilesystem: boolean;
+  tmpfs: { path: string; sizeBytes: number }[];
+  runtime?: string;
+}
+
+/**
+ * The spec's `security` as the deployment allows it: extra capabilities and a
+ * runtime only from the deployment's allow-lists, a read-only root when the
+ * spec or the deployment asks, tmpfs mounts at valid paths and within the
+ * deployment's maximum. Anything else fails InvalidSpec naming each field and
+ * what is allowed, every problem at once.
+ *
+ * Guarantees: nothing here can turn off seccomp, AppArmor or no-new-privileges,
+ * or make a container privileged; a spec cannot turn a forced read-only root off.
+ */
+export function securityOf(spec: InstanceSpec, profile: HardeningProfile): SecurityShape {
+  const security = spec.security ?? {};
+  const problems: string[] = [];
+
+  const kept = new Set(profile.capabilities);
+  const add = security.capabilities?.add ?? [];
+  const refused = [...new Set(add)].filter((capability) => !kept.has(capability) && !profile.allowedExtraCapabilities.includes(capability));
+  if (refused.length > 0) {
+    const list = profile.allowedExtraCapabilities.length === 0 ? 'CTFLEET_ALLOWED_EXTRA_CAPABILITIES is empty: none' : `CTFLEET_ALLOWED_EXTRA_CAPABILITIES: ${profile.allowedExtraCapabilities.join(', ')}`;
+    problems.push(`spec.security.capabilities.add: ${refused.join(', ')} ${refused.length === 1 ? 'is' : 'are'} not on this deployment's list of capabilities a spec may add (${list})`);
+  }
+
+  const runtime = security.runtime;
+  if (runtime !== undefined && !profile.allowedRuntimes.includes(runtime)) {
+    const list = profile.allowedRuntimes.length === 0 ? 'CTFLEET_ALLOWED_RUNTIMES is empty: only the engine\'s default runtime' : `CTFLEET_ALLOWED_RUNTIMES: ${profile.allowedRuntimes.join(', ')}`;
+    problems.push(`spec.security.runtime: ${runtime} is not on this deployment's list of runtimes (${list})`);
+  }
+
+  const tmpfs: { path: string; sizeBytes: number }[] = [];
+  const seen = new Set<string>();
+  (security.tmpfs ?? []).forEach((mount, i) => {
+    const field = `spec.security.tmpfs[${i}]`;
+    if (mount.path === '/') problems.push(`${field}.path: the root cannot be a tmpfs; set readOnlyRootFilesystem and mount tmpfs below it`);
+    else if (!TMPFS_PATH.test(mount.path) || DOT_SEGMENT.test(mount.path)) problems.push(`${field}.path: "${mount.path}" is not an absolute path of plain segments (letters, digits, '.', '_', '-'; no '.' or '..' segment, no trailing '/')`);
+    else if (KERNEL_PATH.test(mount.path)) problems.push(`${field}.path: ${mount.path} is under /proc, /sys or /dev, which the runtime manages`);
+    else if (seen.has(mount.path)) problems.push(`${field}.path: ${mount.path} is mounted twice`);
+    seen.add(mount.path);
+    const bytes = toBytes(mount.size);
+    if (bytes === undefined) problems.push(`${field}.size: "${mount.size}" is not a positive quantity`);
+    else tmpfs.push({ path: mount.path, sizeBytes: bytes });
+  });
+  const total = tmpfs.reduce((sum, mount) => sum + mount.sizeBytes, 0);
+  if (total > (toBytes(profile.maxTmpfsSize) ?? Number.POSITIVE_INFINITY)) {
+    problems.push(`spec.security.tmpfs: ${formatBytes(total)} in all is above this deployment's maximum of ${profile.maxTmpfsSize} (CTFLEET_MAX_TMPFS_SIZE)`);
+  }
+
+  if (problems.length > 0) throw permanent('InvalidSpec', problems.join('; '));
+  return {
+    capabilities: [...new Set([...profile.capabilities, ...add])],
+    readOnlyRootFilesystem: profile.readOnlyRootFilesystem || security.readOnlyRootFilesystem === true,
+    tmpfs,
+    ...(runtime === undefined ? {} : { runtime }),
+  };
+}
+
 /** The full definition of an instance's container on `hostPorts`. */
 export function containerDefinition(
   target: JobTarget,
@@ -68,7 +138,7 @@ export function containerDefinition(
     bindAddress: placement.bindAddress,
     ports,
     ...limitsOf(spec, profile),
-    capabilities: profile.capabilities,
+    ...securityOf(spec, profile),
     nofile: profile.nofile,
     log: profile.log,
     ...(spec.command === undefined ? {} : { command: spec.command }),

@@ -146,6 +146,20 @@ describe('Helm chart and plain manifests', () => {
     }
   });
 
+  test('a capability that breaks isolation is refused on worker.hardening.allowedExtraCapabilities unless the unsafe value is set, and the worker gets the security settings', async () => {
+    const refused = await helm('template', release, CHART, '--set', 'worker.hardening.allowedExtraCapabilities={SYS_NICE,NET_ADMIN,MKNOD}');
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /worker\.hardening\.allowedExtraCapabilities: NET_ADMIN, MKNOD would let a team break out of its instance's isolation .*unsafeAllowDangerousCapabilities/);
+    const rendered = ok(
+      await helm('template', release, CHART, '--set', 'worker.hardening.allowedExtraCapabilities={SYS_NICE,NET_ADMIN}', '--set', 'worker.hardening.unsafeAllowDangerousCapabilities=true',
+        '--set', 'worker.hardening.allowedRuntimes={runsc}', '--set', 'worker.hardening.readOnlyRootFilesystem=true', '--set', 'worker.hardening.maxTmpfsSize=64Mi'),
+      'template with the unsafe override',
+    );
+    for (const [name, value] of [['CTFLEET_ALLOWED_EXTRA_CAPABILITIES', 'SYS_NICE,NET_ADMIN'], ['CTFLEET_UNSAFE_ALLOW_DANGEROUS_CAPABILITIES', 'true'], ['CTFLEET_ALLOWED_RUNTIMES', 'runsc'], ['CTFLEET_READ_ONLY_ROOT_FILESYSTEM', 'true'], ['CTFLEET_MAX_TMPFS_SIZE', '64Mi']]) {
+      assert.match(rendered, new RegExp(`- name: ${name}\\n\\s+value: "${value}"`), name);
+    }
+  });
+
   test('install creates the objects, upgrade applies changed values, and the service accounts have least privilege', async () => {
     const installed = await helm('install', release, CHART, '-n', namespace, '--set', `watchNamespaces={${namespace}}`);
     ok(installed, 'helm install');

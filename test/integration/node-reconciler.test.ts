@@ -10,7 +10,8 @@ import { KubeInstanceApi } from '../../src/adapters/kubernetes/instance-api.ts';
 import { RedisObservedStateStore } from '../../src/adapters/redis/observed-state-store.ts';
 import { createRedisConnection } from '../../src/adapters/redis/redis-connection.ts';
 import type { ChallengeInstance } from '../../src/domain/challenge-instance.ts';
-import { DEFAULT_HARDENING } from '../../src/domain/hardening.ts';
+import { CtfleetError } from '../../src/domain/errors.ts';
+import { DEFAULT_HARDENING, type HardeningProfile } from '../../src/domain/hardening.ts';
 import type { InstanceJob, JobAction } from '../../src/domain/jobs.ts';
 import { containerName, LABELS, MANAGED_BY } from '../../src/domain/names.ts';
 import { SYSTEM_CLOCK, type JobContext, type JobOutcome } from '../../src/domain/ports.ts';
@@ -37,13 +38,13 @@ const docker = createDockerClient(config.docker);
 const logger = createLogger('test', 'silent');
 
 /** A node reconciler as the worker's composition root builds one, on its own node name and port range. */
-function nodeReconciler(node: string, range: { min: number; max: number }, random?: () => number): NodeReconciler {
+function nodeReconciler(node: string, range: { min: number; max: number }, random?: () => number, hardening: HardeningProfile = DEFAULT_HARDENING): NodeReconciler {
   const kubeConfigApi = new KubeInstanceApi(stack.kubeConfig);
   const runtime = new DockerRuntime(docker, createDockerClient(config.docker));
   return new NodeReconciler({
     api: kubeConfigApi,
     runtime,
-    ops: new ContainerOperations({ runtime, ports: new PortAllocator(range, random), settings: { node, bindAddress: '127.0.0.1', readinessTimeoutMs: 10_000, refusalSettleMs: REFUSAL_SETTLE_MS, hardening: DEFAULT_HARDENING, allowedImages: [TEST_IMAGES] }, clock: SYSTEM_CLOCK }),
+    ops: new ContainerOperations({ runtime, ports: new PortAllocator(range, random), settings: { node, bindAddress: '127.0.0.1', readinessTimeoutMs: 10_000, refusalSettleMs: REFUSAL_SETTLE_MS, hardening, allowedImages: [TEST_IMAGES] }, clock: SYSTEM_CLOCK }),
     reporter: new StatusReporter({ api: kubeConfigApi, observed: new RedisObservedStateStore(stack.redis, `{ctfleet-it-${suffix}}`), node, clock: SYSTEM_CLOCK, logger }),
     settings: { node, advertiseAddress: '127.0.0.1', namespaces: [NS], concurrency: 8, sweepIntervalMs: 3_600_000, restart: RESTART },
     clock: SYSTEM_CLOCK,
@@ -387,6 +388,91 @@ describe('the node reconciler against the real engine and API server', { concurr
       assert.equal(outcome.outcome, 'started');
       assert.deepEqual(outcome.endpoints?.map((endpoint) => endpoint.port), [PORTS.max]);
       assert.match(await fetchText(`http://127.0.0.1:${PORTS.max}/`), /hello team-4/);
+    });
+  });
+
+  describe('a deployment that lets specs add SYS_NICE, name runsc and mount 64Mi of tmpfs', () => {
+    const PORTS = { min: 32970, max: 32979 };
+    // runsc is allowed but (on this stack) not registered with the engine; if it
+    // ever is, the missing runtime is the other name.
+    const MISSING = 'ctfleet-no-such-runtime';
+    const hardening: HardeningProfile = { ...DEFAULT_HARDENING, allowedExtraCapabilities: ['SYS_NICE'], allowedRuntimes: ['runsc', MISSING], maxTmpfsSize: '64Mi' };
+    let secured: NodeReconciler;
+
+    /** `docker exec` as root, the strongest a player with a shell could be. */
+    const execAsRoot = (id: string, command: string[]): Promise<{ ok: boolean; output: string }> =>
+      new Promise((resolve) => {
+        execFile('docker', ['exec', '-u', '0', id, ...command], { timeout: 20_000 }, (error, stdout, stderr) => {
+          resolve({ ok: error === null, output: `${stdout}${stderr}` });
+        });
+      });
+
+    before(() => {
+      secured = nodeReconciler(`it-node-c-${suffix}`, PORTS, undefined, hardening);
+      secured.start();
+    });
+
+    after(async () => {
+      await secured.close(5_000);
+    });
+
+    test('a read-only root, a tmpfs and an added capability: docker inspect shows them, / refuses writes, the tmpfs takes them but runs nothing', async () => {
+      const security = { capabilities: { add: ['SYS_NICE'] }, readOnlyRootFilesystem: true, tmpfs: [{ path: '/tmp', size: '16Mi' }] };
+      const instance = await apply('read-only', webSpec('team-8', { security }));
+      const outcome = await secured.handle(jobFor(instance, 'start'), context('job-read-only'));
+      assert.equal(outcome.outcome, 'started');
+      // The server writes its page under /tmp at start: it serves from the tmpfs.
+      assert.match(await fetchText(`http://127.0.0.1:${outcome.endpoints?.[0]?.port ?? 0}/`), /hello team-8/);
+      const id = outcome.containerId ?? '';
+      const host = (await docker.getContainer(id).inspect()).HostConfig;
+      assert.equal(host.ReadonlyRootfs, true);
+      assert.deepEqual(host.Tmpfs, { '/tmp': `rw,noexec,nosuid,nodev,size=${16 * 2 ** 20}` });
+      assert.deepEqual([...((host.CapAdd as string[] | undefined) ?? [])].sort(), [...DEFAULT_HARDENING.capabilities, 'SYS_NICE'].sort());
+      assert.deepEqual(host.CapDrop, ['ALL']);
+      assert.deepEqual(host.SecurityOpt, ['no-new-privileges:true'], 'seccomp and AppArmor stay at their defaults');
+
+      const root = await execAsRoot(id, ['touch', '/pwned']);
+      assert.equal(root.ok, false);
+      assert.match(root.output, /Read-only file system/);
+      assert.deepEqual(await execAsRoot(id, ['sh', '-c', 'echo written > /tmp/scratch && cat /tmp/scratch']), { ok: true, output: 'written\n' });
+      const mounts = await execAsRoot(id, ['grep', ' /tmp ', '/proc/mounts']);
+      assert.match(mounts.output, /^tmpfs \/tmp tmpfs rw,nosuid,nodev,noexec,.*size=16384k/m);
+      const exec = await execAsRoot(id, ['sh', '-c', 'cp /bin/busybox /tmp/sh && chmod +x /tmp/sh && /tmp/sh true']);
+      assert.equal(exec.ok, false, 'a binary dropped on the tmpfs does not run (noexec)');
+      assert.match(exec.output, /Permission denied/);
+      const status = await dockerExec(id, ['cat', '/proc/self/status']);
+      const bounding = BigInt(`0x${/^CapBnd:\s*([0-9a-f]+)$/m.exec(status)?.[1] ?? '0'}`);
+      assert.notEqual(bounding & (1n << 23n), 0n, 'SYS_NICE (bit 23) is in the bounding set');
+      assert.equal(bounding & (1n << 13n), 0n, 'NET_RAW (bit 13) still is not');
+      assert.match(status, /^Seccomp:\s*2$/m, 'a seccomp filter is on');
+      assert.match(status, /^NoNewPrivs:\s*1$/m);
+    });
+
+    test('a capability not on the deployment\'s list fails InvalidSpec naming the field and the list, and creates nothing', async () => {
+      const instance = await apply('net-admin', webSpec('team-9', { security: { capabilities: { add: ['NET_ADMIN'] } } }));
+      await assert.rejects(
+        secured.handle(jobFor(instance, 'start'), context('job-net-admin')),
+        /spec\.security\.capabilities\.add: NET_ADMIN is not on this deployment's list of capabilities a spec may add \(CTFLEET_ALLOWED_EXTRA_CAPABILITIES: SYS_NICE\)/,
+      );
+      assert.equal(ready(await stack.instances.get(NS, 'net-admin'))?.reason, 'InvalidSpec');
+      assert.deepEqual(await docker.listContainers({ all: true, filters: { label: [`${LABELS.uid}=${instance.metadata.uid}`] } }), [], 'nothing was created');
+    });
+
+    test('an allowed runtime the engine does not have fails UnknownRuntime, permanently, and leaves nothing behind', async () => {
+      const registered = Object.keys(((await docker.info()) as { Runtimes?: Record<string, unknown> }).Runtimes ?? {});
+      const runtime = registered.includes('runsc') ? MISSING : 'runsc';
+      const instance = await apply('gvisor', webSpec('team-10', { security: { runtime } }));
+      await assert.rejects(secured.handle(jobFor(instance, 'start'), context('job-gvisor')), (error: unknown) => {
+        assert.ok(error instanceof CtfleetError);
+        assert.equal(error.code, 'UnknownRuntime');
+        assert.equal(error.retry, 'permanent');
+        assert.match(error.message, new RegExp(`has no runtime ${runtime} \\(spec\\.security\\.runtime\\)`));
+        return true;
+      });
+      const failed = await stack.instances.get(NS, 'gvisor');
+      assert.equal(ready(failed)?.reason, 'UnknownRuntime');
+      assert.match(ready(failed)?.message ?? '', /CTFLEET_ALLOWED_RUNTIMES/);
+      assert.deepEqual(await docker.listContainers({ all: true, filters: { label: [`${LABELS.uid}=${instance.metadata.uid}`] } }), [], 'nothing was created');
     });
   });
 });

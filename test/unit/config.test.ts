@@ -159,4 +159,67 @@ describe('loadRuntimeConfig', () => {
     assert.deepEqual(loadRuntimeConfig({ CTFLEET_ALLOWED_IMAGES: 'registry.example/ctf/*, ctfleet-test/web:1,' }).worker.allowedImages, ['registry.example/ctf/*', 'ctfleet-test/web:1']);
     assert.throws(() => loadRuntimeConfig({ CTFLEET_DEFAULT_MEMORY: '4Gi' }), /CTFLEET_DEFAULT_MEMORY: must not exceed CTFLEET_MAX_MEMORY \(2Gi\); got 4Gi/);
   });
+
+  test('a spec may add no capability and name no runtime until the deployment allows some, and the root stays writable by default', () => {
+    const { allowedExtraCapabilities, allowedRuntimes, readOnlyRootFilesystem, maxTmpfsSize } = loadRuntimeConfig({}).worker.hardening;
+    assert.deepEqual({ allowedExtraCapabilities, allowedRuntimes, readOnlyRootFilesystem, maxTmpfsSize }, { allowedExtraCapabilities: [], allowedRuntimes: [], readOnlyRootFilesystem: false, maxTmpfsSize: '256Mi' });
+    const loosened = loadRuntimeConfig({
+      CTFLEET_ALLOWED_EXTRA_CAPABILITIES: 'sys_nice, CAP_SYS_NICE,NET_BROADCAST',
+      CTFLEET_ALLOWED_RUNTIMES: 'runsc, kata-runtime,',
+      CTFLEET_READ_ONLY_ROOT_FILESYSTEM: 'true',
+      CTFLEET_MAX_TMPFS_SIZE: '1Gi',
+    }).worker.hardening;
+    assert.deepEqual(loosened.allowedExtraCapabilities, ['SYS_NICE', 'NET_BROADCAST']);
+    assert.deepEqual(loosened.allowedRuntimes, ['runsc', 'kata-runtime']);
+    assert.equal(loosened.readOnlyRootFilesystem, true);
+    assert.equal(loosened.maxTmpfsSize, '1Gi');
+  });
+
+  const dangerous = ['NET_RAW', 'NET_ADMIN', 'SYS_ADMIN', 'SYS_MODULE', 'SYS_PTRACE', 'SYS_RAWIO', 'SYS_BOOT', 'MAC_ADMIN', 'MAC_OVERRIDE', 'BPF', 'PERFMON', 'DAC_READ_SEARCH', 'MKNOD'];
+  for (const capability of dangerous) {
+    test(`${capability} on the extra-capability list stops start-up, naming the variable and the override`, () => {
+      assert.throws(
+        () => loadRuntimeConfig({ CTFLEET_ALLOWED_EXTRA_CAPABILITIES: `SYS_NICE,${capability.toLowerCase()}` }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError);
+          assert.deepEqual(error.problems, [
+            `CTFLEET_ALLOWED_EXTRA_CAPABILITIES: ${capability} would let a team break out of its instance's isolation (docs/security.md); refused unless CTFLEET_UNSAFE_ALLOW_DANGEROUS_CAPABILITIES=true`,
+          ]);
+          return true;
+        },
+      );
+    });
+  }
+
+  test('the unsafe override lets the deployment allow them', () => {
+    const hardening = loadRuntimeConfig({ CTFLEET_ALLOWED_EXTRA_CAPABILITIES: 'NET_ADMIN,NET_RAW', CTFLEET_UNSAFE_ALLOW_DANGEROUS_CAPABILITIES: 'true' }).worker.hardening;
+    assert.deepEqual(hardening.allowedExtraCapabilities, ['NET_ADMIN', 'NET_RAW']);
+  });
+
+  test('bad security settings are reported with every other problem, each naming its variable', () => {
+    assert.throws(
+      () => loadRuntimeConfig({
+        CTFLEET_ALLOWED_EXTRA_CAPABILITIES: 'NET_ADMIN,ROOT',
+        CTFLEET_UNSAFE_ALLOW_DANGEROUS_CAPABILITIES: 'yes',
+        CTFLEET_ALLOWED_RUNTIMES: 'runsc,../bin/sh',
+        CTFLEET_READ_ONLY_ROOT_FILESYSTEM: 'on',
+        CTFLEET_MAX_TMPFS_SIZE: '0',
+        CTFLEET_MAX_CPU: 'lots',
+      }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        const fields = error.problems.map((problem) => problem.split(':')[0]);
+        assert.deepEqual(fields.sort(), [
+          'CTFLEET_ALLOWED_EXTRA_CAPABILITIES',
+          'CTFLEET_ALLOWED_EXTRA_CAPABILITIES.1',
+          'CTFLEET_ALLOWED_RUNTIMES.1',
+          'CTFLEET_MAX_CPU',
+          'CTFLEET_MAX_TMPFS_SIZE',
+          'CTFLEET_READ_ONLY_ROOT_FILESYSTEM',
+          'CTFLEET_UNSAFE_ALLOW_DANGEROUS_CAPABILITIES',
+        ]);
+        return true;
+      },
+    );
+  });
 });

@@ -46,6 +46,23 @@ describe('specHash', () => {
     assert.notEqual(specHash({ ...spec, env: [{ name: 'A', value: 'b' }] }), specHash(spec));
     assert.notEqual(specHash({ ...spec, resources: { memory: '64Mi' } }), specHash(spec));
   });
+
+  test('changes with every security setting, and not with one that asks for nothing (running containers are kept)', () => {
+    for (const empty of [{}, { readOnlyRootFilesystem: false }, { capabilities: {} }, { capabilities: { add: [] } }, { tmpfs: [] }]) {
+      assert.equal(specHash({ ...spec, security: empty }), specHash(spec), JSON.stringify(empty));
+    }
+    const variants = [
+      { capabilities: { add: ['SYS_NICE'] } },
+      { readOnlyRootFilesystem: true },
+      { tmpfs: [{ path: '/tmp', size: '64Mi' }] },
+      { tmpfs: [{ path: '/tmp', size: '65Mi' }] },
+      { tmpfs: [{ path: '/run', size: '64Mi' }] },
+      { runtime: 'runsc' },
+    ];
+    const hashes = new Set([specHash(spec), ...variants.map((security) => specHash({ ...spec, security }))]);
+    assert.equal(hashes.size, variants.length + 1, 'each setting gives its own hash');
+    assert.equal(specHash({ ...spec, security: { capabilities: { add: ['SYS_NICE', 'NET_BROADCAST'] } } }), specHash({ ...spec, security: { capabilities: { add: ['NET_BROADCAST', 'SYS_NICE'] } } }), 'the order of added capabilities does not matter');
+  });
 });
 
 describe('endpointUrl', () => {
@@ -75,6 +92,8 @@ describe('parseJobId and parseJob', () => {
     const spec = { team: 't', challenge: 'c', image: 'i', imagePullPolicy: 'Never', ports: [{ name: 'http', containerPort: 80, protocol: 'TCP' }], env: [{ name: 'FLAG', value: 'CTF{x}' }], desiredState: 'Running', priority: 0 };
     const legacy = parseJob({ v: 1, action: 'start', target, spec });
     assert.deepEqual(legacy, { ok: true, job: { v: 2, action: 'start', target, specHash: specHash(spec as InstanceSpec) } }, 'a version-1 spec is reduced to its hash');
+    const secured = { ...spec, security: { readOnlyRootFilesystem: true, tmpfs: [{ path: '/tmp', size: '8Mi' }] } };
+    assert.deepEqual(parseJob({ v: 1, action: 'start', target, spec: secured }), { ok: true, job: { v: 2, action: 'start', target, specHash: specHash(secured as InstanceSpec) } }, 'its security settings count in the hash');
     assert.deepEqual(parseJob({ v: 2, action: 'start', target }), { ok: false, problems: 'specHash: a start job needs a spec hash' });
     assert.equal(parseJob({ v: 3, action: 'stop', target }).ok, false);
   });

@@ -216,6 +216,14 @@ Checks of combinations the schema cannot express; each failure names the values.
 {{- if or (lt (int (index $range 0)) 1) (gt (int (index $range 1)) 65535) (gt (int (index $range 0)) (int (index $range 1))) }}
 {{- fail (printf "worker.portRange must be MIN-MAX with 1 <= MIN <= MAX <= 65535, got %q" .Values.worker.portRange) }}
 {{- end }}
+{{- $dangerous := list "NET_RAW" "NET_ADMIN" "SYS_ADMIN" "SYS_MODULE" "SYS_PTRACE" "SYS_RAWIO" "SYS_BOOT" "MAC_ADMIN" "MAC_OVERRIDE" "BPF" "PERFMON" "DAC_READ_SEARCH" "MKNOD" }}
+{{- $refused := list }}
+{{- range .Values.worker.hardening.allowedExtraCapabilities }}
+{{- if has . $dangerous }}{{ $refused = append $refused . }}{{ end }}
+{{- end }}
+{{- if and $refused (not .Values.worker.hardening.unsafeAllowDangerousCapabilities) }}
+{{- fail (printf "worker.hardening.allowedExtraCapabilities: %s would let a team break out of its instance's isolation (docs/security.md); refused unless worker.hardening.unsafeAllowDangerousCapabilities is true" (join ", " $refused)) }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -139,6 +139,11 @@ export class DockerRuntime implements ContainerRuntime {
           Memory: definition.memoryBytes,
           MemorySwap: definition.memoryBytes,
           PidsLimit: definition.pidsLimit,
+          ReadonlyRootfs: definition.readOnlyRootFilesystem,
+          // Writable scratch space, sized; nothing written there runs (noexec) or
+          // gains privileges (nosuid, nodev). Its pages count against Memory too.
+          Tmpfs: Object.fromEntries(definition.tmpfs.map((mount) => [mount.path, `rw,noexec,nosuid,nodev,size=${mount.sizeBytes}`])),
+          ...(definition.runtime === undefined ? {} : { Runtime: definition.runtime }),
           CapDrop: ['ALL'],
           CapAdd: definition.capabilities,
           // Seccomp and AppArmor stay at Docker's defaults: nothing here turns them off.
@@ -156,6 +161,15 @@ export class DockerRuntime implements ContainerRuntime {
       if (status === 404) {
         this.imagesSeen.delete(definition.image);
         throw permanent('ImageNotPresent', `Image ${definition.image} is not present on the node.`, error);
+      }
+      // Allowed by the deployment but not registered with this engine (Docker 20–24:
+      // "Unknown runtime specified runsc", 25+: "unknown or invalid runtime name").
+      if (status === 400 && definition.runtime !== undefined && /unknown runtime|invalid runtime/i.test(dockerMessage(error))) {
+        throw permanent(
+          'UnknownRuntime',
+          `The Docker engine on this node has no runtime ${definition.runtime} (spec.security.runtime): register it with the engine on every node, or take it off CTFLEET_ALLOWED_RUNTIMES. Docker said: ${dockerMessage(error)}`,
+          error,
+        );
       }
       if (status === 400) throw permanent('ContainerCreateFailed', `Docker refused the container: ${dockerMessage(error)}`, error);
       throw transient('DockerUnavailable', `create container ${definition.name}: ${dockerMessage(error)}`, error);
