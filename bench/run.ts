@@ -72,34 +72,53 @@ async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<voi
   );
 }
 
-async function baseline(): Promise<{ start: Summary; teardownMs: number }> {
-  const ids: string[] = [];
+/**
+ * dockerode alone. `perInstanceNetwork`: each container on a bridge network of
+ * its own (explicit /28 subnet, inter-container traffic off), created before it
+ * and removed after it: the design ctfleet measured against one shared bridge
+ * per egress class (docs/security.md).
+ */
+async function baseline(perInstanceNetwork = false): Promise<{ start: Summary; teardownMs: number }> {
+  const ids: { container: string; network?: string }[] = [];
   const latencies: number[] = [];
   const began = Date.now();
+  const tag = perInstanceNetwork ? 'net' : 'base';
   await pool(
     Array.from({ length: N }, (_, i) => i),
     C,
     async (i) => {
       const t0 = Date.now();
+      let network: string | undefined;
+      if (perInstanceNetwork) {
+        const created = await docker.createNetwork({
+          Name: `ctfleet-bench-${tag}-${run}-${i}`,
+          Driver: 'bridge',
+          IPAM: { Driver: 'default', Config: [{ Subnet: `10.199.${Math.floor(i / 16)}.${(i % 16) * 16}/28` }] },
+          Options: { 'com.docker.network.bridge.enable_icc': 'false' },
+          Labels: { 'ctfleet.io/bench': run },
+        });
+        network = created.id;
+      }
       const container = await docker.createContainer({
-        name: `ctfleet-bench-baseline-${run}-${i}`,
+        name: `ctfleet-bench-${tag}-${run}-${i}`,
         Image: IMAGE,
         Env: [`GREETING=baseline-${i}`],
         ExposedPorts: { '8080/tcp': {} },
         Labels: { 'ctfleet.io/bench': run },
-        HostConfig: { PortBindings: { '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: String(33000 + i) }] }, ...LIMITS },
+        HostConfig: { PortBindings: { '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: String(33000 + i) }] }, ...LIMITS, ...(network === undefined ? {} : { NetworkMode: network }) },
       });
       await container.start();
       const ip = Object.values((await container.inspect()).NetworkSettings.Networks)[0]?.IPAddress ?? '127.0.0.1';
       while (!(await canConnect(ip, 8080, 500))) await sleep(150);
       latencies.push(Date.now() - t0);
-      ids.push(container.id);
+      ids.push({ container: container.id, ...(network === undefined ? {} : { network }) });
     },
   );
   const start = summarise(latencies, Date.now() - began);
   const removeStart = Date.now();
-  await pool(ids, C, async (id) => {
-    await docker.getContainer(id).remove({ force: true });
+  await pool(ids, C, async ({ container, network }) => {
+    await docker.getContainer(container).remove({ force: true });
+    if (network !== undefined) await docker.getNetwork(network).remove();
   });
   return { start, teardownMs: Date.now() - removeStart };
 }
@@ -204,6 +223,7 @@ const median = (values: number[]): number => {
 
 interface Round {
   baseline: Awaited<ReturnType<typeof baseline>>;
+  perInstanceNetwork: Awaited<ReturnType<typeof baseline>>;
   ctfleet: Awaited<ReturnType<typeof ctfleet>>;
   ratios: { startThroughput: number; teardownThroughput: number; p50AddedLatencyMs: number };
 }
@@ -215,13 +235,14 @@ for (let round = 1; round <= R; round += 1) {
   NS = `bench-${run}`;
   PREFIX = `{ctfleet-bench-${run}}`;
   const base = await baseline();
+  const networked = await baseline(true);
   const fleet = await ctfleet();
   const ratios = {
     startThroughput: fleet.start.perSecond / base.start.perSecond,
     teardownThroughput: base.teardownMs / fleet.teardownMs,
     p50AddedLatencyMs: fleet.start.p50 - base.start.p50,
   };
-  rounds.push({ baseline: base, ctfleet: fleet, ratios });
+  rounds.push({ baseline: base, perInstanceNetwork: networked, ctfleet: fleet, ratios });
   console.log();
   console.log(`round ${round}/${R}`);
   console.log(
@@ -229,10 +250,12 @@ for (let round = 1; round <= R; round += 1) {
       ['', 'start p50 ms', 'p95 ms', 'max ms', 'started/s', 'teardown s', 'removed/s'],
       [
         ['baseline (dockerode)', fmt(base.start.p50), fmt(base.start.p95), fmt(base.start.max), fmt(base.start.perSecond, 2), fmt(base.teardownMs / 1000, 2), fmt((N / base.teardownMs) * 1000, 2)],
+        ['dockerode, network per container', fmt(networked.start.p50), fmt(networked.start.p95), fmt(networked.start.max), fmt(networked.start.perSecond, 2), fmt(networked.teardownMs / 1000, 2), fmt((N / networked.teardownMs) * 1000, 2)],
         ['ctfleet', fmt(fleet.start.p50), fmt(fleet.start.p95), fmt(fleet.start.max), fmt(fleet.start.perSecond, 2), fmt(fleet.teardownMs / 1000, 2), fmt((N / fleet.teardownMs) * 1000, 2)],
       ],
     ),
   );
+  console.log(`a network per container costs dockerode: start throughput ×${fmt(networked.start.perSecond / base.start.perSecond, 2)}, teardown ×${fmt(base.teardownMs / networked.teardownMs, 2)}`);
   console.log(`ratios: start ${fmt(ratios.startThroughput, 2)}, teardown ${fmt(ratios.teardownThroughput, 2)}; p50 added ${fmt(ratios.p50AddedLatencyMs)} ms; peak RSS controller ${fmt(fleet.rssMb.controller ?? Number.NaN, 1)} MB, worker ${fmt(fleet.rssMb.worker ?? Number.NaN, 1)} MB`);
 }
 

@@ -27,8 +27,12 @@ node_bin=$(node_dir)/bin/node
 build_base() {
   local busybox=/bin/busybox
   ldd "$busybox" >/dev/null 2>&1 && die "$busybox is not static: apt-get install busybox-static (hack/stack.sh up does)."
-  local libs; libs=$(ldd "$node_bin" | awk '/=>/ { print $3 } /^\t\/lib/ { print $1 }' | sort -u)
-  local hash; hash=$( { sha256sum "$node_bin" "$busybox" $libs; echo "npm $NPM_VERSION v2"; } | sha256sum | cut -c1-16)
+  # The worker installs its firewall rules with the node's own iptables (nft backend,
+  # as Debian's Docker uses): the binary, its extension modules and their libraries.
+  local xtables=/usr/sbin/xtables-nft-multi xtables_ext=/usr/lib/x86_64-linux-gnu/xtables
+  [ -x "$xtables" ] && [ -d "$xtables_ext" ] || die "iptables (nft) is missing: apt-get install iptables (hack/stack.sh up does)."
+  local libs; libs=$(ldd "$node_bin" "$xtables" "$xtables_ext"/*.so | awk '/=>/ { print $3 } /^\t\/lib/ { print $1 }' | sort -u)
+  local hash; hash=$( { sha256sum "$node_bin" "$busybox" "$xtables" "$xtables_ext"/*.so $libs; echo "npm $NPM_VERSION v3"; } | sha256sum | cut -c1-16)
   if [ "$(docker image inspect "$base_ref" --format "{{ index .Config.Labels \"$BASE_LABEL\" }}" 2>/dev/null || true)" = "$hash" ]; then return 0; fi
   local root; root=$(mktemp -d)
   mkdir -p "$root/bin" "$root/tmp" "$root/etc" "$root/usr/local/bin" "$root/usr/local/lib/node_modules" "$root/home/node"
@@ -38,6 +42,10 @@ build_base() {
   mkdir -p "$root/usr/bin" && ln -s ../../bin/busybox "$root/usr/bin/env"
   cp "$node_bin" "$root/usr/local/bin/node"
   for lib in $libs; do mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; done
+  mkdir -p "$root/usr/sbin" "$root$xtables_ext" "$root/run"
+  cp "$xtables" "$root/usr/sbin/xtables-nft-multi"
+  cp "$xtables_ext"/*.so "$root$xtables_ext/"
+  for name in iptables iptables-save iptables-restore; do ln -s xtables-nft-multi "$root/usr/sbin/$name"; done
   local tarball; tarball=$(cd "$root" && npm pack --silent "npm@$NPM_VERSION" 2>/dev/null) \
     || die "could not fetch npm@$NPM_VERSION from the npm registry."
   tar xzf "$root/$tarball" -C "$root/usr/local/lib/node_modules" && mv "$root/usr/local/lib/node_modules/package" "$root/usr/local/lib/node_modules/npm"
@@ -49,7 +57,7 @@ build_base() {
   printf 'root:x:0:\nnode:x:1000:\nctfleet:x:65532:\n' > "$root/etc/group"
   chown 1000:1000 "$root/home/node"
   tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$root" -cf "$root.tar" .
-  docker import --change "LABEL $BASE_LABEL=$hash" --change 'ENV PATH=/usr/local/bin:/bin' \
+  docker import --change "LABEL $BASE_LABEL=$hash" --change 'ENV PATH=/usr/local/bin:/usr/sbin:/bin' \
     --change 'CMD ["node"]' "$root.tar" "$base_ref" >/dev/null
   rm -rf "$root" "$root.tar"
   docker run --rm "$base_ref" node -e 'process.exit(process.versions.node.split(".")[0] === "24" ? 0 : 1)' \

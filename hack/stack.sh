@@ -368,6 +368,25 @@ cmd_up() {
   cmd_status
 }
 
+# What ctfleet's workers leave on a node on purpose (running instances stay isolated
+# after a worker exits): the instance networks and the firewall chains. Removed
+# here, with the engine the stack started, so `down` leaves nothing behind.
+remove_isolation() {
+  local ids; ids=$(docker network ls -q --filter label=app.kubernetes.io/managed-by=ctfleet 2>/dev/null || true)
+  for id in $ids; do
+    docker ps -aq --filter "network=$id" | xargs -r docker rm -f >/dev/null 2>&1 || true
+    docker network rm "$id" >/dev/null 2>&1 || true
+  done
+  have iptables || return 0
+  local hook
+  for hook in "DOCKER-USER CTFLEET-FORWARD" "INPUT CTFLEET-INPUT"; do
+    set -- $hook
+    while iptables -w 5 -D "$1" -j "$2" 2>/dev/null; do :; done
+    iptables -w 5 -F "$2" 2>/dev/null && iptables -w 5 -X "$2" 2>/dev/null || true
+  done
+  log "ctfleet's instance networks and firewall chains removed"
+}
+
 cmd_down() {
   load_ports
   stop_process ctfleet "src/main.ts all"
@@ -376,6 +395,7 @@ cmd_down() {
   stop_process etcd "$(etcd_bin_dir)/etcd"
   stop_process redis redis-server
   if is_running dockerd dockerd; then
+    remove_isolation
     stop_process dockerd dockerd
   else
     log "docker: not started by the stack, left alone"

@@ -1,5 +1,7 @@
 import { createDockerClient } from '../adapters/docker/docker-client.ts';
 import { DockerRuntime } from '../adapters/docker/container-runtime.ts';
+import { DockerNetworks } from '../adapters/docker/network-runtime.ts';
+import { IptablesFirewall } from '../adapters/firewall/iptables.ts';
 import { KubeInstanceApi } from '../adapters/kubernetes/instance-api.ts';
 import { KubeInstanceCache } from '../adapters/kubernetes/instance-cache.ts';
 import { loadKubeConfig } from '../adapters/kubernetes/kube-config.ts';
@@ -14,11 +16,13 @@ import { KubeLeaseStore } from '../adapters/kubernetes/lease-store.ts';
 import { Controller } from '../controller/controller.ts';
 import { LeaderElector } from '../controller/leader-election.ts';
 import { nodeQueue, SHARED_QUEUE } from '../domain/jobs.ts';
+import { retryClassOf } from '../domain/errors.ts';
 import { LABELS } from '../domain/names.ts';
 import { DANGEROUS_CAPABILITIES } from '../domain/hardening.ts';
 import type { Logger } from '../observability/logger.ts';
 import { ContainerOperations } from '../worker/container-ops.ts';
 import { NodeReconciler } from '../worker/node-reconciler.ts';
+import { NodeIsolation } from '../worker/node-isolation.ts';
 import { StatusReporter } from '../worker/status-reporter.ts';
 import { SYSTEM_CLOCK } from '../domain/ports.ts';
 import { PortAllocator } from '../worker/port-allocator.ts';
@@ -168,15 +172,32 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
   const runtime = new TimedRuntime(new DockerRuntime(docker, createDockerClient(config.docker)), metrics);
   const api = new KubeInstanceApi(kubeConfig);
   const clock = SYSTEM_CLOCK;
+  const isolation = new NodeIsolation({ runtime: new DockerNetworks(docker), firewall: new IptablesFirewall(), policy: settings.isolation, logger, metrics });
+  // No container before its network and the rules around it exist. An engine not
+  // up yet is waited for (the first start, and every sweep, try again); a node
+  // where the rules cannot be installed at all stops the worker here.
+  await isolation.ensure().catch((error: unknown) => {
+    if (retryClassOf(error) === 'permanent') throw error;
+    logger.warn({ err: error }, 'Instance networks or firewall rules not in place yet; no container starts until they are');
+  });
   const reconciler = new NodeReconciler({
     api,
     runtime,
     ops: new ContainerOperations({
       runtime,
       ports: new PortAllocator(settings.portRange),
-      settings: { node: settings.node, bindAddress: settings.bindAddress, readinessTimeoutMs: settings.readinessTimeoutMs, hardening: settings.hardening, allowedImages: settings.allowedImages },
+      networks: isolation,
+      settings: {
+        node: settings.node,
+        bindAddress: settings.bindAddress,
+        readinessTimeoutMs: settings.readinessTimeoutMs,
+        hardening: settings.hardening,
+        allowedImages: settings.allowedImages,
+        defaultEgress: settings.isolation.defaultEgress,
+      },
       clock,
     }),
+    isolation,
     reporter: new StatusReporter({ api, observed: new RedisObservedStateStore(command, config.redis.prefix), node: settings.node, clock, logger }),
     settings: {
       node: settings.node,

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { DNS_LABEL } from '../domain/names.ts';
 import { DANGEROUS_CAPABILITIES, DEFAULT_HARDENING, KNOWN_CAPABILITIES, type HardeningProfile } from '../domain/hardening.ts';
+import { DEFAULT_ISOLATION, EGRESS_VALUES, parseCidr, type IsolationPolicy } from '../domain/isolation.ts';
 import { parsePortRange, type PortRange } from '../domain/port-range.ts';
 import { parseQuantity } from '../domain/quantities.ts';
 import type { LogLevel } from '../observability/logger.ts';
@@ -124,6 +125,8 @@ export interface RuntimeConfig extends ConnectionConfig {
     hardening: HardeningProfile;
     /** Glob patterns of the images challenges may run; empty: none. */
     allowedImages: string[];
+    /** Instance networks and the firewall rules around them. */
+    isolation: IsolationPolicy;
   };
 }
 
@@ -139,6 +142,14 @@ const capabilityList = (fallback: string) =>
     .transform((value) => value.split(',').map((item) => item.trim().toUpperCase().replace(/^CAP_/, '')).filter((item) => item !== ''))
     .pipe(z.array(z.enum(KNOWN_CAPABILITIES, 'must list Linux capability names, comma-separated (e.g. CHOWN,SETUID)')));
 const memoryQuantity = positiveQuantity('256Mi or 2Gi');
+
+const commaList = (value: string): string[] => value.split(',').map((item) => item.trim()).filter((item) => item !== '');
+const cidrList = (example: string, fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform(commaList)
+    .pipe(z.array(z.string().refine((item) => parseCidr(item) !== undefined, `must list IPv4 ranges with no host bits set, comma-separated, e.g. ${example}`)));
 
 const runtimeSchema = z.object({
   CTFLEET_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -217,6 +228,22 @@ const runtimeSchema = z.object({
     .default('')
     .transform((value) => value.split(',').map((item) => item.trim()).filter((item) => item !== ''))
     .pipe(z.array(z.string().regex(/^[^\s,]+$/, 'must list image patterns, comma-separated, e.g. registry.example/ctf/*'))),
+  CTFLEET_NETWORK_RANGE: z
+    .string()
+    .default(DEFAULT_ISOLATION.range)
+    .refine((value) => {
+      const cidr = parseCidr(value);
+      return cidr !== undefined && cidr.prefix >= 8 && cidr.prefix <= 24;
+    }, 'must be an IPv4 range from /8 to /24 with no host bits set, e.g. 10.213.0.0/16 (split in two: Internet and None egress)'),
+  CTFLEET_BLOCKED_RANGES: cidrList('10.0.0.0/8,172.16.0.0/12', DEFAULT_ISOLATION.blockedRanges.join(',')),
+  CTFLEET_CLUSTER_RANGES: cidrList('10.244.0.0/16,10.96.0.0/12', ''),
+  CTFLEET_DNS_SERVERS: z
+    .string()
+    .default('')
+    .transform(commaList)
+    .pipe(z.array(z.ipv4('must list IPv4 addresses of resolvers, comma-separated, e.g. 10.0.0.2'))),
+  CTFLEET_DEFAULT_EGRESS: z.enum(EGRESS_VALUES, 'must be Internet or None').default(DEFAULT_ISOLATION.defaultEgress),
+  CTFLEET_FIREWALL: z.enum(['on', 'off'], 'must be on or off (off leaves instances able to reach the node and private ranges)').default('on'),
 }).superRefine((value, ctx) => {
   // The API and /healthz, /readyz, /metrics listen apart: the public port serves only the API.
   const servesApi = value.CTFLEET_API_TOKENS_FILE !== undefined || value.CTFLEET_API_TOKENS_SECRET !== undefined;
@@ -311,6 +338,14 @@ export function loadRuntimeConfig(env: Record<string, string | undefined>): Runt
         maxTmpfsSize: value.CTFLEET_MAX_TMPFS_SIZE,
       },
       allowedImages: value.CTFLEET_ALLOWED_IMAGES,
+      isolation: {
+        range: value.CTFLEET_NETWORK_RANGE,
+        blockedRanges: value.CTFLEET_BLOCKED_RANGES,
+        clusterRanges: value.CTFLEET_CLUSTER_RANGES,
+        dnsServers: value.CTFLEET_DNS_SERVERS,
+        defaultEgress: value.CTFLEET_DEFAULT_EGRESS,
+        firewall: value.CTFLEET_FIREWALL === 'on',
+      },
     },
   };
 }

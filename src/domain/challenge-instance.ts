@@ -1,3 +1,4 @@
+import type { Egress } from './isolation.ts';
 /**
  * The ChallengeInstance resource as ctfleet's core sees it. These types mirror the
  * CRD in manifests/crds/; the API server has already applied its schema and
@@ -71,6 +72,8 @@ export interface InstanceSpec {
   resources?: ResourceLimits;
   security?: SecuritySpec;
   ttlSeconds?: number;
+  /** Absent: the deployment's default egress (CTFLEET_DEFAULT_EGRESS). */
+  network?: { egress?: Egress };
   desiredState: DesiredState;
   priority: number;
 }

@@ -22,6 +22,10 @@ export const LABELS = {
   node: `${GROUP}/node`,
   /** The container's host ports, so port use is known without inspecting each container. */
   hostPorts: `${GROUP}/host-ports`,
+  /** On a container: the egress it was given; on a network: the egress of its containers. */
+  egress: `${GROUP}/egress`,
+  /** On a network: the hash of its settings; a network whose hash is not current is drained and removed. */
+  networkConfig: `${GROUP}/network-config`,
 } as const;
 
 export const MANAGED_BY = 'ctfleet';

@@ -1,4 +1,5 @@
 import type { ChallengeInstance, Endpoint, InstanceStatus, Protocol, PullPolicy } from './challenge-instance.ts';
+import type { Egress } from './isolation.ts';
 import type { InstanceJob, JobState } from './jobs.ts';
 
 /**
@@ -181,6 +182,10 @@ export interface ContainerDefinition {
   tmpfs: { path: string; sizeBytes: number }[];
   /** A Docker runtime other than the engine's default (e.g. `runsc`); absent: the default. */
   runtime?: string;
+  /** The Docker network the container joins (one of the node's instance networks). */
+  network: string;
+  /** Resolvers for Docker's embedded DNS to forward to; empty: the node's. */
+  dns: string[];
 }
 
 export interface ContainerInfo {
@@ -216,6 +221,70 @@ export interface EventWatch {
 }
 
 /** The Docker operations a worker needs. Errors are `CtfleetError`s with stable codes. */
+/** A network ctfleet made on a node, as the engine reports it. */
+export interface NetworkInfo {
+  id: string;
+  name: string;
+  labels: Record<string, string>;
+  /** Containers attached to it now. */
+  containers: number;
+}
+
+/** A bridge network for instances: inter-container traffic off, an explicit subnet. */
+export interface NetworkDefinition {
+  name: string;
+  /** The Linux bridge's name (at most 15 characters); firewall rules match on it. */
+  bridge: string;
+  subnet: string;
+  /** Whether outbound traffic is masqueraded to the node's address. */
+  masquerade: boolean;
+  labels: Record<string, string>;
+}
+
+/** The engine's networks, as the node's isolation needs them. */
+export interface NetworkRuntime {
+  /** Networks carrying ctfleet's managed-by label. */
+  listManagedNetworks(): Promise<NetworkInfo[]>;
+  /** Creates the network; one of that name already there is success. */
+  createNetwork(definition: NetworkDefinition): Promise<void>;
+  /** Removing a missing network succeeds; one still in use fails with code `NetworkInUse`. */
+  removeNetwork(id: string): Promise<void>;
+}
+
+/** Which network a container of a given egress joins, made ready on first use. */
+export interface InstanceNetworks {
+  networkFor(egress: Egress): Promise<{ name: string; dns: string[] }>;
+  /** A create found the network gone: look again before the next one. */
+  invalidate(): void;
+}
+
+/** A chain of the host's filter table that jumps to one of ctfleet's chains. */
+export interface FirewallHook {
+  /** The chain jumped from: DOCKER-USER (forwarded traffic) or INPUT (traffic to the node). */
+  from: string;
+  /** ctfleet's chain it jumps to. */
+  to: string;
+}
+
+/** ctfleet's part of the host's filter table, as `iptables-save` prints it. */
+export interface FirewallState {
+  /** Rules of each of ctfleet's chains, without the `-A CHAIN ` prefix; a missing chain is absent. */
+  chains: Record<string, string[]>;
+  /** How many times each hook's jump appears, keyed `from>to`. */
+  jumps: Record<string, number>;
+  /** Chains of the table that exist (ctfleet's and the hooks'). */
+  existing: string[];
+}
+
+/** The host's IPv4 filter table, for the node's isolation rules. */
+export interface Firewall {
+  read(chains: readonly string[], hooks: readonly FirewallHook[]): Promise<FirewallState>;
+  /** Replaces the rules of the given chains at once (creating them), leaving every other chain alone. */
+  replaceChains(rules: Record<string, readonly string[]>): Promise<void>;
+  insertJump(hook: FirewallHook): Promise<void>;
+  deleteJump(hook: FirewallHook): Promise<void>;
+}
+
 export interface ContainerRuntime {
   ensureImage(image: string, policy: PullPolicy): Promise<void>;
   find(name: string): Promise<ContainerInfo | undefined>;

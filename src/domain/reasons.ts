@@ -57,6 +57,9 @@ export const OTHER_ERROR_CODES = [
   'ContainerGone',
   'NameInUse',
   'MalformedObject',
+  'NetworkUnavailable',
+  'NetworkInUse',
+  'FirewallUnavailable',
   'WorkerError',
 ] as const;
 

@@ -42,6 +42,8 @@ export function specHash(spec: InstanceSpec): string {
     command: spec.command ?? [],
     args: spec.args ?? [],
     resources: spec.resources ?? {},
+    // Absent from specs that name no egress, so their hashes stay as they were.
+    network: spec.network,
     security: securityShape(spec.security),
   };
   return createHash('sha256').update(canonicalJson(shape)).digest('hex').slice(0, 16);

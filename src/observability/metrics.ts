@@ -30,6 +30,7 @@ export class Metrics {
   readonly workerRunning = new Gauge({ name: 'ctfleet_worker_running_containers', help: 'ctfleet containers running on this worker\'s node, as of the last heartbeat.', registers: [this.registry] });
   readonly nodes = new Gauge({ name: 'ctfleet_nodes', help: 'Worker nodes seen by the controller, by state (live, lost).', labelNames: ['state'] as const, registers: [this.registry] });
   readonly containerRestarts = new Counter({ name: 'ctfleet_container_restarts_total', help: 'Containers that exited behind ctfleet\'s back, by decision (restart, crashloop).', labelNames: ['decision'] as const, registers: [this.registry] });
+  readonly isolationRepairs = new Counter({ name: 'ctfleet_isolation_repairs_total', help: 'Instance networks and firewall rules the worker created or put back, by kind (network, rules, jump).', labelNames: ['kind'] as const, registers: [this.registry] });
   readonly driftRepairs = new Counter({ name: 'ctfleet_drift_repairs_total', help: 'Repairs the worker made on its own, found by a sweep or a Docker event, by kind (remove, stop, revive).', labelNames: ['kind'] as const, registers: [this.registry] });
 
   private readonly collectors: (() => Promise<void> | void)[] = [];

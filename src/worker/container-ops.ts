@@ -4,7 +4,8 @@ import type { HardeningProfile } from '../domain/hardening.ts';
 import { isImageAllowed } from '../domain/image-policy.ts';
 import type { JobTarget } from '../domain/jobs.ts';
 import { containerName, LABELS } from '../domain/names.ts';
-import type { Clock, ContainerInfo, ContainerRuntime } from '../domain/ports.ts';
+import { egressOf, type Egress } from '../domain/isolation.ts';
+import type { Clock, ContainerInfo, ContainerRuntime, InstanceNetworks } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
 import { boundText } from '../domain/conditions.ts';
 import { formatBytes } from '../domain/quantities.ts';
@@ -23,6 +24,8 @@ export interface ContainerSettings {
   hardening: HardeningProfile;
   /** Glob patterns of the images challenges may run (CTFLEET_ALLOWED_IMAGES); empty: none. */
   allowedImages: readonly string[];
+  /** Egress of an instance whose spec names none (CTFLEET_DEFAULT_EGRESS). */
+  defaultEgress: Egress;
   /**
    * A container the engine refused to start is replaced only when it still
    * refuses this long after the first refusal, with the engine reachable all along.
@@ -68,12 +71,14 @@ export class ContainerOperations {
   private readonly ports: PortAllocator;
   private readonly settings: ContainerSettings;
   private readonly clock: Clock;
+  private readonly networks: InstanceNetworks;
   private portListing: { at: number; ports: Set<number> } | undefined;
   /** Containers the engine refused to start, and when it first refused. */
   private readonly refusedStarts = new Map<string, number>();
 
-  constructor(deps: { runtime: ContainerRuntime; ports: PortAllocator; settings: ContainerSettings; clock: Clock }) {
+  constructor(deps: { runtime: ContainerRuntime; ports: PortAllocator; networks: InstanceNetworks; settings: ContainerSettings; clock: Clock }) {
     this.runtime = deps.runtime;
+    this.networks = deps.networks;
     this.ports = deps.ports;
     this.settings = deps.settings;
     this.clock = deps.clock;
@@ -199,6 +204,8 @@ export class ContainerOperations {
       this.ports.release(preferred);
       this.portListing = undefined;
     }
+    const egress = egressOf(spec, this.settings);
+    const network = await this.networks.networkFor(egress);
     const inUse = await this.portsInUse();
     let lastConflict: CtfleetError | undefined;
     for (let attempt = 0; attempt < 3; attempt += 1) {
@@ -208,8 +215,11 @@ export class ContainerOperations {
         throw permanent('PortsExhausted', `No ${spec.ports.length} free host ports are left in this node's range.`);
       }
       try {
-        const definition = containerDefinition(request.target, spec, { node: this.settings.node, bindAddress: this.settings.bindAddress, hostPorts }, this.settings.hardening);
-        const container = await this.runtime.createAndStart(definition);
+        const definition = containerDefinition(request.target, spec, { node: this.settings.node, bindAddress: this.settings.bindAddress, hostPorts, network, egress }, this.settings.hardening);
+        const container = await this.runtime.createAndStart(definition).catch((error: unknown) => {
+          if (error instanceof CtfleetError && error.code === 'NetworkUnavailable') this.networks.invalidate();
+          throw error;
+        });
         this.ports.commit(hostPorts);
         return container;
       } catch (error) {

@@ -5,6 +5,7 @@ import { containerName, LABELS } from '../domain/names.ts';
 import { specHash } from '../domain/spec-hash.ts';
 import type { ContainerDefinition, PortBinding } from '../domain/ports.ts';
 import type { HardeningProfile } from '../domain/hardening.ts';
+import type { Egress } from '../domain/isolation.ts';
 import { formatBytes, toBytes, toNanoCpus } from '../domain/quantities.ts';
 
 /**
@@ -117,7 +118,7 @@ export function securityOf(spec: InstanceSpec, profile: HardeningProfile): Secur
 export function containerDefinition(
   target: JobTarget,
   spec: InstanceSpec,
-  placement: { node: string; bindAddress: string; hostPorts: readonly number[] },
+  placement: { node: string; bindAddress: string; hostPorts: readonly number[]; network: { name: string; dns: readonly string[] }; egress: Egress },
   profile: HardeningProfile,
 ): ContainerDefinition {
   const ports: PortBinding[] = spec.ports.map((port, i) => ({ containerPort: port.containerPort, protocol: port.protocol, hostPort: placement.hostPorts[i] as number }));
@@ -134,6 +135,7 @@ export function containerDefinition(
       [LABELS.generation]: String(target.generation),
       [LABELS.specHash]: specHash(spec),
       [LABELS.node]: placement.node,
+      [LABELS.egress]: placement.egress,
     },
     bindAddress: placement.bindAddress,
     ports,
@@ -141,6 +143,8 @@ export function containerDefinition(
     ...securityOf(spec, profile),
     nofile: profile.nofile,
     log: profile.log,
+    network: placement.network.name,
+    dns: [...placement.network.dns],
     ...(spec.command === undefined ? {} : { command: spec.command }),
     ...(spec.args === undefined ? {} : { args: spec.args }),
   };

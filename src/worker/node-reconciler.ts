@@ -78,6 +78,7 @@ export class NodeReconciler {
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly metrics: Metrics | undefined;
+  private readonly isolation: { repair(): Promise<void> } | undefined;
   private readonly queue: WorkQueue;
   private readonly events: EngineEvents;
   private readonly restarts: RestartPolicy;
@@ -100,7 +101,10 @@ export class NodeReconciler {
     clock: Clock;
     logger: Logger;
     metrics?: Metrics;
+    /** The node's networks and firewall rules, repaired by every sweep. */
+    isolation?: { repair(): Promise<void> };
   }) {
+    this.isolation = deps.isolation;
     this.api = deps.api;
     this.runtime = deps.runtime;
     this.ops = deps.ops;
@@ -173,6 +177,9 @@ export class NodeReconciler {
 
   /** Plans the whole node from one listing and queues a pass for every uid with something to do. */
   private async sweepOnce(): Promise<void> {
+    await this.isolation?.repair().catch((error: unknown) => {
+      this.logger.error({ err: error }, 'Repairing the node\'s instance networks or firewall rules failed; the next sweep retries');
+    });
     try {
       const [containers, instances] = await Promise.all([this.runtime.listManaged(), this.api.list(this.settings.namespaces)]);
       const now = this.clock.now();

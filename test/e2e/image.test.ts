@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -98,6 +98,8 @@ describe('ctfleet from its container image', () => {
     ].join(' ')], 60_000);
     assert.equal(probe.code, 0, probe.stderr);
     assert.equal(probe.stdout.trim(), '24 65532 yes no no', 'Node 24, uid 65532, bullmq present, dev dependencies absent');
+    const iptables = await run('docker', ['run', '--rm', '--entrypoint', 'iptables', TAG, '--version'], 60_000);
+    assert.match(iptables.stdout, /nf_tables/, `the worker's firewall tool, on the nft backend Docker uses: ${iptables.stderr}`);
     const usage = await run('docker', ['run', '--rm', TAG, 'no-such-role'], 60_000);
     assert.equal(usage.code, 2, 'an unknown role exits 2');
     assert.match(usage.stderr + usage.stdout, /controller|worker|api|all/);
@@ -107,7 +109,9 @@ describe('ctfleet from its container image', () => {
     const [controllerPort, workerPort] = [await freePort(), await freePort()];
     const socketGroup = String(statSync(SOCKET).gid);
     await start('controller', controllerPort);
-    await start('worker', workerPort, { HostConfig: { Binds: [`${kubeconfigDir}:/etc/ctfleet:ro`, `${SOCKET}:${SOCKET}`], GroupAdd: [socketGroup] } }, [
+    // As the chart runs it with worker.network.firewall (the default): root with only
+    // NET_ADMIN on the host network, for its iptables chains; the socket's group as well.
+    await start('worker', workerPort, { User: '0:0', HostConfig: { Binds: [`${kubeconfigDir}:/etc/ctfleet:ro`, `${SOCKET}:${SOCKET}`], GroupAdd: [socketGroup], CapDrop: ['ALL'], CapAdd: ['NET_ADMIN'] } }, [
       'CTFLEET_ADVERTISE_ADDRESS=127.0.0.1',
     ]);
     for (const [role, port] of [['controller', controllerPort], ['worker', workerPort]] as const) {
@@ -151,5 +155,7 @@ describe('ctfleet from its container image', () => {
       problems.push(...found.map((problem) => `${file}: ${problem}`));
     }
     assert.deepEqual(problems, [], 'the logs of the containers keep the logging rules');
+    const workerLog = readFileSync(join(ARTIFACTS, `ctfleet-${namespace}-worker.log`), 'utf8');
+    assert.match(workerLog, /Instance networks and firewall rules in place/, "the image's iptables installed the worker's rules");
   });
 });

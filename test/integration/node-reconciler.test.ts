@@ -4,6 +4,10 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
+import { DockerNetworks } from '../../src/adapters/docker/network-runtime.ts';
+import { IptablesFirewall } from '../../src/adapters/firewall/iptables.ts';
+import { DEFAULT_ISOLATION } from '../../src/domain/isolation.ts';
+import { NodeIsolation } from '../../src/worker/node-isolation.ts';
 import { DockerRuntime } from '../../src/adapters/docker/container-runtime.ts';
 import { createDockerClient } from '../../src/adapters/docker/docker-client.ts';
 import { KubeInstanceApi } from '../../src/adapters/kubernetes/instance-api.ts';
@@ -41,10 +45,18 @@ const logger = createLogger('test', 'silent');
 function nodeReconciler(node: string, range: { min: number; max: number }, random?: () => number, hardening: HardeningProfile = DEFAULT_HARDENING): NodeReconciler {
   const kubeConfigApi = new KubeInstanceApi(stack.kubeConfig);
   const runtime = new DockerRuntime(docker, createDockerClient(config.docker));
+  const isolation = new NodeIsolation({ runtime: new DockerNetworks(docker), firewall: new IptablesFirewall(), policy: DEFAULT_ISOLATION, logger });
   return new NodeReconciler({
     api: kubeConfigApi,
     runtime,
-    ops: new ContainerOperations({ runtime, ports: new PortAllocator(range, random), settings: { node, bindAddress: '127.0.0.1', readinessTimeoutMs: 10_000, refusalSettleMs: REFUSAL_SETTLE_MS, hardening, allowedImages: [TEST_IMAGES] }, clock: SYSTEM_CLOCK }),
+    ops: new ContainerOperations({
+      runtime,
+      ports: new PortAllocator(range, random),
+      networks: isolation,
+      settings: { node, bindAddress: '127.0.0.1', readinessTimeoutMs: 10_000, refusalSettleMs: REFUSAL_SETTLE_MS, hardening, allowedImages: [TEST_IMAGES], defaultEgress: DEFAULT_ISOLATION.defaultEgress },
+      clock: SYSTEM_CLOCK,
+    }),
+    isolation,
     reporter: new StatusReporter({ api: kubeConfigApi, observed: new RedisObservedStateStore(stack.redis, `{ctfleet-it-${suffix}}`), node, clock: SYSTEM_CLOCK, logger }),
     settings: { node, advertiseAddress: '127.0.0.1', namespaces: [NS], concurrency: 8, sweepIntervalMs: 3_600_000, restart: RESTART },
     clock: SYSTEM_CLOCK,

@@ -1,6 +1,7 @@
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import type Docker from 'dockerode';
 import { isRunning, type RawInstance } from './ctfleet.ts';
+import { isolationProblems } from './isolation.ts';
 
 const HOST_PORTS_LABEL = 'ctfleet.io/host-ports';
 
@@ -11,7 +12,9 @@ const HOST_PORTS_LABEL = 'ctfleet.io/host-ports';
  * - exactly one container per running instance, the one its status names,
  *   published on the port its endpoint says;
  * - no container without a resource, none for an expired or deleted instance;
- * - no host port shared by two containers on the engine.
+ * - no host port shared by two containers on the engine;
+ * - the node's isolation intact: every container on an instance network, no
+ *   network left over, the firewall chains whole with one jump each.
  * Returns the problems found; none means converged.
  */
 export async function convergenceProblems(kubeConfig: KubeConfig, docker: Docker, namespace: string): Promise<string[]> {
@@ -89,6 +92,7 @@ export async function convergenceProblems(kubeConfig: KubeConfig, docker: Docker
       owners.set(port, container.Names[0] ?? container.Id);
     }
   }
+  problems.push(...(await isolationProblems(docker, containers)));
   return problems;
 }
 

@@ -222,4 +222,43 @@ describe('loadRuntimeConfig', () => {
       },
     );
   });
+
+  test('instances are isolated by default, and each isolation setting is checked, naming its variable', () => {
+    assert.deepEqual(loadRuntimeConfig({}).worker.isolation, {
+      range: '10.213.0.0/16',
+      blockedRanges: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10'],
+      clusterRanges: [],
+      dnsServers: [],
+      defaultEgress: 'None',
+      firewall: true,
+    });
+    const loosened = loadRuntimeConfig({
+      CTFLEET_NETWORK_RANGE: '10.90.0.0/20',
+      CTFLEET_BLOCKED_RANGES: '',
+      CTFLEET_CLUSTER_RANGES: '10.244.0.0/16, 10.96.0.0/12',
+      CTFLEET_DNS_SERVERS: '10.0.0.2',
+      CTFLEET_DEFAULT_EGRESS: 'Internet',
+      CTFLEET_FIREWALL: 'off',
+    }).worker.isolation;
+    assert.deepEqual(loosened, { range: '10.90.0.0/20', blockedRanges: [], clusterRanges: ['10.244.0.0/16', '10.96.0.0/12'], dnsServers: ['10.0.0.2'], defaultEgress: 'Internet', firewall: false });
+    assert.throws(
+      () =>
+        loadRuntimeConfig({
+          CTFLEET_NETWORK_RANGE: '10.213.0.1/16',
+          CTFLEET_BLOCKED_RANGES: '10.0.0.0/8,192.168.1.1/16',
+          CTFLEET_CLUSTER_RANGES: 'pods',
+          CTFLEET_DNS_SERVERS: '10.0.0.2/32',
+          CTFLEET_DEFAULT_EGRESS: 'internet',
+          CTFLEET_FIREWALL: 'false',
+        }),
+      (error: unknown) => {
+        const { message } = error as Error;
+        for (const name of ['CTFLEET_NETWORK_RANGE', 'CTFLEET_BLOCKED_RANGES.1', 'CTFLEET_CLUSTER_RANGES.0', 'CTFLEET_DNS_SERVERS.0', 'CTFLEET_DEFAULT_EGRESS', 'CTFLEET_FIREWALL']) {
+          assert.match(message, new RegExp(`${name.replace('.', '\\.')}: `), `${name} is named`);
+        }
+        return true;
+      },
+    );
+    assert.throws(() => loadRuntimeConfig({ CTFLEET_NETWORK_RANGE: '10.0.0.0/28' }), /CTFLEET_NETWORK_RANGE: must be an IPv4 range from \/8 to \/24/);
+  });
 });

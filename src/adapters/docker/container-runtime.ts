@@ -3,21 +3,7 @@ import { CtfleetError, notFound, permanent, transient } from '../../domain/error
 import type { PullPolicy } from '../../domain/challenge-instance.ts';
 import { LABELS, MANAGED_BY } from '../../domain/names.ts';
 import type { ContainerDefinition, ContainerExit, ContainerInfo, ContainerRuntime, EventWatch } from '../../domain/ports.ts';
-
-interface DockerHttpError {
-  statusCode?: number;
-  json?: { message?: string };
-  message?: string;
-}
-
-function dockerMessage(error: unknown): string {
-  const e = error as DockerHttpError;
-  return (e.json?.message ?? e.message ?? String(error)).replace(/^\(HTTP code \d+\) [a-z ]+ - /, '').trim();
-}
-
-function statusOf(error: unknown): number | undefined {
-  return (error as DockerHttpError).statusCode;
-}
+import { dockerMessage, statusOf } from './docker-errors.ts';
 
 const IMAGE_MEMO_MS = 30_000;
 const EVENTS_CONNECT_TIMEOUT_MS = 10_000;
@@ -150,6 +136,11 @@ export class DockerRuntime implements ContainerRuntime {
           SecurityOpt: ['no-new-privileges:true'],
           Ulimits: [{ Name: 'nofile', Soft: definition.nofile, Hard: definition.nofile }],
           LogConfig: { Type: 'json-file', Config: { 'max-size': definition.log.maxSize, 'max-file': String(definition.log.maxFiles) } },
+          // One of the node's instance networks (inter-container traffic off, the
+          // worker's firewall rules around it); IPv6 off inside, where no rule looks.
+          NetworkMode: definition.network,
+          Sysctls: { 'net.ipv6.conf.all.disable_ipv6': '1', 'net.ipv6.conf.default.disable_ipv6': '1' },
+          ...(definition.dns.length > 0 ? { Dns: definition.dns } : {}),
         },
       };
       if (definition.command !== undefined && definition.command.length > 0) options.Entrypoint = definition.command;
@@ -158,6 +149,9 @@ export class DockerRuntime implements ContainerRuntime {
     } catch (error) {
       const status = statusOf(error);
       if (status === 409) throw new CtfleetError('NameInUse', 'conflict', `Container name ${definition.name} is in use.`, { cause: error });
+      if (status === 404 && /network/i.test(dockerMessage(error))) {
+        throw transient('NetworkUnavailable', `Network ${definition.network} of ${definition.name} is missing: ${dockerMessage(error)}`, error);
+      }
       if (status === 404) {
         this.imagesSeen.delete(definition.image);
         throw permanent('ImageNotPresent', `Image ${definition.image} is not present on the node.`, error);
