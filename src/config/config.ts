@@ -270,9 +270,21 @@ const runtimeSchema = z.object({
       message: `${[...new Set(dangerous)].join(', ')} would let a team break out of its instance's isolation (docs/security.md); refused unless CTFLEET_UNSAFE_ALLOW_DANGEROUS_CAPABILITIES=true`,
     });
   }
+  // The same capabilities kept by every container would hand them to every team.
+  const kept = value.CTFLEET_CAPABILITIES.filter((capability) => capability in DANGEROUS_CAPABILITIES);
+  if (kept.length > 0 && value.CTFLEET_UNSAFE_ALLOW_DANGEROUS_CAPABILITIES !== 'true') {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['CTFLEET_CAPABILITIES'],
+      message: `${[...new Set(kept)].join(', ')} would let every team break out of its instance's isolation (docs/security.md); refused unless CTFLEET_UNSAFE_ALLOW_DANGEROUS_CAPABILITIES=true`,
+    });
+  }
 }, {
   // Reported with every other problem, not only once they are fixed.
-  when: (payload) => Array.isArray((payload.value as { CTFLEET_ALLOWED_EXTRA_CAPABILITIES?: unknown }).CTFLEET_ALLOWED_EXTRA_CAPABILITIES),
+  when: (payload) => {
+    const value = payload.value as { CTFLEET_ALLOWED_EXTRA_CAPABILITIES?: unknown; CTFLEET_CAPABILITIES?: unknown };
+    return Array.isArray(value.CTFLEET_ALLOWED_EXTRA_CAPABILITIES) && Array.isArray(value.CTFLEET_CAPABILITIES);
+  },
 });
 
 /** Reads everything a ctfleet process needs; throws {@link ConfigError} listing every problem. */

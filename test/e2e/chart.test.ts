@@ -186,6 +186,9 @@ describe('Helm chart and plain manifests', () => {
     const refused = await helm('template', release, CHART, '--set', 'worker.network.defaultEgress=Everything');
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /defaultEgress/);
+    const raw = await helm('template', release, CHART, '--set', 'worker.hardening.capabilities={CHOWN,NET_RAW}');
+    assert.notEqual(raw.code, 0, 'NET_RAW kept by every container would spoof on the shared bridge');
+    assert.match(raw.stderr, /worker\.hardening\.capabilities: NET_RAW would let every team break out .*unsafeAllowDangerousCapabilities/);
   });
 
   test('install creates the objects, upgrade applies changed values, and the service accounts have least privilege', async () => {

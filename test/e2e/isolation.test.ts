@@ -97,6 +97,12 @@ describe('a hostile tenant reaches its own container and nothing else', () => {
       c: webSpec('team-c', { network: { egress: 'Internet' } }), // on A's bridge
       bomb: webSpec('team-d'),
       flood: webSpec('team-e'),
+      // Serves, then holds 100 MiB against its 16Mi limit once the player says so.
+      hog: webSpec('team-f', {
+        image: 'ctfleet-test/busybox:1',
+        command: ['sh', '-c', "httpd -p 8080 -h /tmp; while [ ! -e /tmp/hog ]; do sleep 0.2; done; x=$(head -c 100m /dev/zero | tr '\\0' a)"],
+        resources: { cpu: '250m', memory: '16Mi', pids: 64 },
+      }),
     };
     const applied = await kubectl(['apply', '-f', '-'], Object.entries(specs).map(([name, spec]) => manifest(NS, name, spec)).join('\n'));
     assert.equal(applied.code, 0, applied.stderr);
@@ -204,6 +210,14 @@ describe('a hostile tenant reaches its own container and nothing else', () => {
     assert.match(await fetchText(running.get('a')?.status?.endpoints?.[0]?.url ?? ''), /hello team-a/);
     assert.equal(await fetchText(`http://127.0.0.1:${nodePort}/`), 'node service');
     assert.equal((await shell(containerOf('c'), 'echo alive')).output.trim(), 'alive');
+  });
+
+  test('a memory hog ends OOM-killed at its limit, with the reason in its status, while the others answer', async () => {
+    const hog = containerOf('hog');
+    assert.equal((await shell(hog, 'touch /tmp/hog')).code, 0);
+    const killed = await instances.waitFor(NS, 'hog', 'to report the OOM kill', (found) => /killed by the OOM killer at its memory limit of 16Mi/.test(found.status?.conditions?.find((condition) => condition.type === 'Ready')?.message ?? ''), 30_000);
+    assert.equal(killed.status?.conditions?.find((condition) => condition.type === 'Ready')?.reason, 'ContainerRestarting');
+    assert.match(await fetchText(running.get('a')?.status?.endpoints?.[0]?.url ?? ''), /hello team-a/);
   });
 
   test('a log flood stays within the rotation limit (1m × 3 files)', async () => {

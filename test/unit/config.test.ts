@@ -141,7 +141,9 @@ describe('loadRuntimeConfig', () => {
 
   test('every container is hardened by default, and each hardening setting is checked', () => {
     assert.deepEqual(loadRuntimeConfig({}).worker.hardening, DEFAULT_HARDENING);
-    const loosened = loadRuntimeConfig({ CTFLEET_CAPABILITIES: 'chown, CAP_NET_RAW,CHOWN', CTFLEET_MAX_MEMORY: '8Gi', CTFLEET_LOG_MAX_SIZE: '10m' }).worker.hardening;
+    // NET_RAW kept by every container spoofs on the shared bridge: only with the unsafe override.
+    assert.throws(() => loadRuntimeConfig({ CTFLEET_CAPABILITIES: 'CHOWN,NET_RAW' }), /CTFLEET_CAPABILITIES: NET_RAW would let every team break out of its instance's isolation .*CTFLEET_UNSAFE_ALLOW_DANGEROUS_CAPABILITIES=true/);
+    const loosened = loadRuntimeConfig({ CTFLEET_CAPABILITIES: 'chown, CAP_NET_RAW,CHOWN', CTFLEET_UNSAFE_ALLOW_DANGEROUS_CAPABILITIES: 'true', CTFLEET_MAX_MEMORY: '8Gi', CTFLEET_LOG_MAX_SIZE: '10m' }).worker.hardening;
     assert.deepEqual(loosened.capabilities, ['CHOWN', 'NET_RAW']);
     assert.equal(loosened.maxima.memory, '8Gi');
     assert.equal(loosened.log.maxSize, '10m');

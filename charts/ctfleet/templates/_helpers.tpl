@@ -224,6 +224,13 @@ Checks of combinations the schema cannot express; each failure names the values.
 {{- if and $refused (not .Values.worker.hardening.unsafeAllowDangerousCapabilities) }}
 {{- fail (printf "worker.hardening.allowedExtraCapabilities: %s would let a team break out of its instance's isolation (docs/security.md); refused unless worker.hardening.unsafeAllowDangerousCapabilities is true" (join ", " $refused)) }}
 {{- end }}
+{{- $kept := list }}
+{{- range .Values.worker.hardening.capabilities }}
+{{- if has . $dangerous }}{{ $kept = append $kept . }}{{ end }}
+{{- end }}
+{{- if and $kept (not .Values.worker.hardening.unsafeAllowDangerousCapabilities) }}
+{{- fail (printf "worker.hardening.capabilities: %s would let every team break out of its instance's isolation (docs/security.md); refused unless worker.hardening.unsafeAllowDangerousCapabilities is true" (join ", " $kept)) }}
+{{- end }}
 {{- end }}
 
 {{/*
