@@ -167,22 +167,23 @@ describe('Helm chart and plain manifests', () => {
       return (JSON.parse(json) as { spec: { template: { spec: Awaited<ReturnType<typeof workerPod>> } } }).spec.template.spec;
     };
     const guarded = await workerPod();
-    const [worker] = guarded.containers;
+    const worker = guarded.containers[0] ?? assert.fail('no worker container');
     assert.equal(guarded.hostNetwork, true, 'the rules live in the host network namespace');
-    assert.deepEqual(worker?.securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] });
-    assert.equal(worker?.securityContext.runAsUser, 0);
-    assert.equal(worker?.securityContext.allowPrivilegeEscalation, false);
-    assert.equal(worker?.securityContext.readOnlyRootFilesystem, true);
-    assert.ok(worker?.volumeMounts.some((mount) => mount.mountPath === '/run/xtables.lock'));
+    assert.deepEqual(worker.securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] });
+    assert.equal(worker.securityContext.runAsUser, 0);
+    assert.equal(worker.securityContext.allowPrivilegeEscalation, false);
+    assert.equal(worker.securityContext.readOnlyRootFilesystem, true);
+    assert.ok(worker.volumeMounts.some((mount) => mount.mountPath === '/run/xtables.lock'));
     for (const [name, value] of [['CTFLEET_FIREWALL', 'on'], ['CTFLEET_NETWORK_RANGE', '10.213.0.0/16'], ['CTFLEET_BLOCKED_RANGES', '10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10'], ['CTFLEET_DEFAULT_EGRESS', 'None']]) {
-      assert.equal(worker?.env.find((variable) => variable.name === name)?.value, value, name);
+      assert.equal(worker.env.find((variable) => variable.name === name)?.value, value, name);
     }
     const open = await workerPod('--set', 'worker.network.firewall=false', '--set', 'worker.network.clusterRanges={10.244.0.0/16}');
     assert.equal(open.hostNetwork, false);
-    assert.deepEqual(open.containers[0]?.securityContext.capabilities, { drop: ['ALL'] });
-    assert.equal(open.containers[0]?.securityContext.runAsUser, undefined, "the pod's non-root user");
-    assert.equal(open.containers[0]?.env.find((variable) => variable.name === 'CTFLEET_FIREWALL')?.value, 'off');
-    assert.equal(open.containers[0]?.env.find((variable) => variable.name === 'CTFLEET_CLUSTER_RANGES')?.value, '10.244.0.0/16');
+    const unprivileged = open.containers[0] ?? assert.fail('no worker container');
+    assert.deepEqual(unprivileged.securityContext.capabilities, { drop: ['ALL'] });
+    assert.equal(unprivileged.securityContext.runAsUser, undefined, "the pod's non-root user");
+    assert.equal(unprivileged.env.find((variable) => variable.name === 'CTFLEET_FIREWALL')?.value, 'off');
+    assert.equal(unprivileged.env.find((variable) => variable.name === 'CTFLEET_CLUSTER_RANGES')?.value, '10.244.0.0/16');
     const refused = await helm('template', release, CHART, '--set', 'worker.network.defaultEgress=Everything');
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /defaultEgress/);
