@@ -45,6 +45,25 @@ function utf8Length(text: string): number {
 }
 
 /**
+ * Lines of a log tail joined with ` | ` in at most `maxBytes`, each bounded to its
+ * end: short lines are kept whole and long ones share what is left, so one long
+ * line cannot push another's last words out (stdout and stderr reach a log in
+ * either order). Pure.
+ */
+export function boundLines(lines: readonly string[], maxBytes: number): string {
+  const separator = ' | ';
+  const clean = lines.map((line) => boundText(line, { maxBytes: Number.MAX_SAFE_INTEGER }));
+  let left = maxBytes - utf8Length(separator) * Math.max(0, clean.length - 1);
+  const shares = new Array<number>(clean.length).fill(0);
+  const byLength = clean.map((line, i) => ({ i, bytes: utf8Length(line) })).sort((a, b) => a.bytes - b.bytes);
+  for (const [rank, { i, bytes }] of byLength.entries()) {
+    shares[i] = Math.min(bytes, Math.floor(left / (clean.length - rank)));
+    left -= shares[i] ?? 0;
+  }
+  return boundText(clean.map((line, i) => boundText(line, { maxBytes: shares[i] ?? 0, keep: 'end' })).join(separator), { maxBytes, keep: 'end' });
+}
+
+/**
  * Text ctfleet does not control — above all a container's output — made fit for
  * a condition, an Event, `status.message`, Redis and API responses: escape
  * sequences and control characters (but tab and newline) removed, then cut to

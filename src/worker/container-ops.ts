@@ -7,7 +7,7 @@ import { containerName, LABELS } from '../domain/names.ts';
 import { egressOf, type Egress } from '../domain/isolation.ts';
 import type { Clock, ContainerInfo, ContainerRuntime, InstanceNetworks } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
-import { boundText } from '../domain/conditions.ts';
+import { boundLines, boundText } from '../domain/conditions.ts';
 import { formatBytes } from '../domain/quantities.ts';
 import { specHash } from '../domain/spec-hash.ts';
 import { containerDefinition, probeHost } from './container-shape.ts';
@@ -261,7 +261,10 @@ export class ContainerOperations {
       if (inspected === undefined || !inspected.running) {
         // The container's output enters ctfleet here, bounded and stripped of
         // escapes: the message reaches the condition, Events, the job and the API.
-        const logs = boundText((await this.runtime.logTail(container.id, 5)).split('\n').slice(-3).join(' | '), { maxBytes: MAX_OUTPUT_BYTES, keep: 'end' });
+        // The last lines, each kept to its end: stdout and stderr reach the log in
+        // either order, so one long line must not push out the other's last words.
+        const lines = (await this.runtime.logTail(container.id, 5)).split('\n').filter((line) => line.trim() !== '').slice(-3);
+        const logs = boundLines(lines, MAX_OUTPUT_BYTES);
         await this.runtime.remove(container.id);
         const said = logs === '' ? '.' : `: ${logs}`;
         if (inspected?.oomKilled === true) {

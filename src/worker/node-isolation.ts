@@ -41,12 +41,8 @@ export class NodeIsolation implements InstanceNetworks {
     if (this.firewall === undefined) {
       this.logger.warn('CTFLEET_FIREWALL is off: instances can reach the node, link-local metadata and private ranges through their gateway. Turn it on for any event with untrusted teams.');
     }
-    const done = this.repairOnce(true);
-    this.ready = done.catch((error: unknown) => {
-      this.ready = undefined;
-      throw error;
-    });
-    await done;
+    await this.repairOnce(true);
+    this.ready = Promise.resolve();
     this.logger.info(
       { networks: Object.values(this.networks).map((network) => `${network.name} ${network.subnet}`), firewall: this.firewall !== undefined, defaultEgress: this.policy.defaultEgress },
       'Instance networks and firewall rules in place',

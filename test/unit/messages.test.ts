@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { boundText, MAX_MESSAGE_BYTES, mergeCondition, TRUNCATED, TRUNCATED_BEFORE } from '../../src/domain/conditions.ts';
+import { boundLines, boundText, MAX_MESSAGE_BYTES, mergeCondition, TRUNCATED, TRUNCATED_BEFORE } from '../../src/domain/conditions.ts';
 import { formatBytes } from '../../src/domain/quantities.ts';
 
 const bytes = (text: string): number => Buffer.byteLength(text, 'utf8');
@@ -118,4 +118,29 @@ describe('formatBytes', () => {
       assert.equal(formatBytes(value), expected);
     });
   }
+});
+
+describe('boundLines', () => {
+  const long = 'x'.repeat(20_480);
+  const last = 'fatal: the last words';
+  for (const [name, lines] of [['stdout first', [long, last]], ['stderr first', [last, long]]] as const) {
+    test(`a long line and a short one (${name}): the short one whole, the long one to its end, within the bound`, () => {
+      const text = boundLines(lines, 768);
+      assert.ok(Buffer.byteLength(text) <= 768, `${Buffer.byteLength(text)} bytes`);
+      assert.ok(Buffer.byteLength(text) > 700, 'the room is used');
+      assert.ok(text.includes(last));
+      assert.match(text, /\(truncated\) …x+/);
+    });
+  }
+  test('lines that fit are joined unchanged', () => {
+    assert.equal(boundLines(['a', 'b c', ''], 768), 'a | b c | ');
+  });
+  test('escapes go, as in boundText', () => {
+    assert.equal(boundLines(['\u001b[31mred\u001b[0m', 'ok'], 768), 'red | ok');
+  });
+  test('two long lines share the room', () => {
+    const text = boundLines([long, 'y'.repeat(5_000)], 768);
+    assert.ok(Buffer.byteLength(text) <= 768);
+    assert.match(text, /x+ \| \(truncated\) …y+$/);
+  });
 });
