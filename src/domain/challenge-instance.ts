@@ -60,8 +60,56 @@ export interface SecuritySpec {
   runtime?: string;
 }
 
+/** The Challenge, in the instance's own namespace, an instance runs. */
+export interface ChallengeRef {
+  name: string;
+}
+
+/** How the worker waits for a started container (a Challenge's `spec.readiness`). */
+export interface ReadinessSpec {
+  /** Absent: the deployment's CTFLEET_READINESS_TIMEOUT_SECONDS. */
+  timeoutSeconds?: number;
+}
+
+export type FlagKind = 'Static' | 'PerTeam' | 'PerInstance';
+export type FlagDelivery = 'Env' | 'File';
+
+/**
+ * A Challenge's `spec.flag`: what flag an instance gets and how it reaches the
+ * container. Only names and shapes; a flag's value is never part of a spec.
+ */
+export interface FlagSpec {
+  /** Static: from a Secret; PerTeam: derived per team under the deployment's key; PerInstance: random, in a Secret owned by the instance. */
+  kind: FlagKind;
+  /** The flag's text with exactly one `%s` where the secret part goes (schema default `flag{%s}`). */
+  format: string;
+  /** Present exactly when `kind` is Static. */
+  static?: { secretKeyRef: { name: string; key: string } };
+  delivery: FlagDelivery;
+  /** The variable that carries the flag with Env delivery (schema default FLAG). */
+  env: string;
+  /** The absolute path of the flag file with File delivery (schema default /flag/flag.txt). */
+  path: string;
+}
+
+/** Pull policy of a spec that names none: the instance CRD has no schema default (see {@link InstanceSpec}). */
+export const DEFAULT_PULL_POLICY: PullPolicy = 'IfNotPresent';
+
+/**
+ * The spec the controller and the worker act on: an instance's own spec in the
+ * direct form, or what `resolveInstanceSpec` (src/domain/challenge.ts) made of a
+ * `challengeRef` and its Challenge.
+ *
+ * Caveats: a ChallengeInstance read from the API server with `challengeRef` has
+ * no `challenge`, `image`, `imagePullPolicy` or `ports` (the schema forbids them);
+ * resolve it before reading those. `imagePullPolicy` has no schema default, since
+ * a default would put it on `challengeRef` instances too; a direct spec without one
+ * runs with {@link DEFAULT_PULL_POLICY}, which resolving fills in.
+ */
 export interface InstanceSpec {
   team: string;
+  /** Set only on a stored spec; a resolved spec names its Challenge in `challenge` instead. */
+  challengeRef?: ChallengeRef;
   challenge: string;
   image: string;
   imagePullPolicy: PullPolicy;
@@ -76,6 +124,10 @@ export interface InstanceSpec {
   network?: { egress?: Egress };
   desiredState: DesiredState;
   priority: number;
+  /** From the Challenge only (the instance CRD has no such field); absent: the deployment's readiness timeout. */
+  readiness?: ReadinessSpec;
+  /** From the Challenge only; absent: ctfleet gives the container no flag. */
+  flag?: FlagSpec;
 }
 
 export interface Endpoint {

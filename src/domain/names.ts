@@ -1,9 +1,12 @@
-/** API group, version and resource names of ctfleet's custom resource. Defined once. */
+/** API group, version and resource names of ctfleet's custom resources. Defined once. */
 export const GROUP = 'ctfleet.io';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
 export const KIND = 'ChallengeInstance';
 export const PLURAL = 'challengeinstances';
+/** The organisers' resource that instances name in `spec.challengeRef` (short name `chal`). */
+export const CHALLENGE_KIND = 'Challenge';
+export const CHALLENGE_PLURAL = 'challenges';
 
 /** Finalizer that keeps an instance until its container is confirmed gone. */
 export const FINALIZER = `${GROUP}/cleanup`;

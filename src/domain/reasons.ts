@@ -33,6 +33,11 @@ export const PERMANENT_REASONS = [
   /** spec.security.runtime is allowed by the deployment but not registered with the node's engine. */
   'UnknownRuntime',
   'CrashLoop',
+  /**
+   * spec.challengeRef names no Challenge in the instance's namespace. Creating the
+   * Challenge, not a retry, fixes it: the instance waits for either it or a spec change.
+   */
+  'ChallengeNotFound',
 ] as const;
 
 export type PermanentReason = (typeof PERMANENT_REASONS)[number];

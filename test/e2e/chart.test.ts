@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ROOT } from '../support/ctfleet.ts';
@@ -238,13 +238,18 @@ describe('Helm chart and plain manifests', () => {
     ok(await helm('uninstall', release, '-n', namespace, '--wait', '--timeout', '60s'), 'helm uninstall');
     const left = ok(await kubectl(['get', 'deployments,daemonsets,statefulsets,services,serviceaccounts,roles,rolebindings,secrets', '-n', namespace, '-l', `app.kubernetes.io/instance=${release}`, '-o', 'name']), 'left over');
     assert.equal(left.trim(), '', 'uninstall removed every object');
-    ok(await kubectl(['get', 'crd', 'challengeinstances.ctfleet.io']), 'the CRD stays, as Helm leaves CRDs');
+    ok(await kubectl(['get', 'crd', 'challengeinstances.ctfleet.io', 'challenges.ctfleet.io']), 'the CRDs stay, as Helm leaves CRDs');
   });
 
-  test('the plain manifests are the chart rendered (hack/render-manifests.sh), their CRD is the chart\'s, and kubectl apply -k accepts them', async () => {
+  test('the plain manifests are the chart rendered (hack/render-manifests.sh), their CRDs are the chart\'s, and kubectl apply -k accepts them', async () => {
     const fresh = ok(await run('bash', [join(ROOT, 'hack/render-manifests.sh'), '--print']), 'render');
     assert.equal(readFileSync(join(ROOT, 'manifests/install/ctfleet.yaml'), 'utf8'), fresh, 'manifests/install/ctfleet.yaml is out of date: run hack/render-manifests.sh');
-    assert.equal(readFileSync(join(ROOT, 'charts/ctfleet/crds/ctfleet.io_challengeinstances.yaml'), 'utf8'), readFileSync(join(ROOT, 'manifests/crds/ctfleet.io_challengeinstances.yaml'), 'utf8'), 'one CRD');
+    const crds = readdirSync(join(ROOT, 'manifests/crds')).sort();
+    assert.deepEqual(crds, ['ctfleet.io_challengeinstances.yaml', 'ctfleet.io_challenges.yaml']);
+    assert.deepEqual(readdirSync(join(ROOT, 'charts/ctfleet/crds')).sort(), crds, 'the chart ships every CRD');
+    for (const file of crds) {
+      assert.equal(readFileSync(join(ROOT, 'charts/ctfleet/crds', file), 'utf8'), readFileSync(join(ROOT, 'manifests/crds', file), 'utf8'), `one ${file}`);
+    }
     // The namespace must exist for a server-side dry run of the objects in it.
     const created = (await kubectl(['create', 'namespace', 'ctfleet-system'])).code === 0;
     const applied = await kubectl(['apply', '--dry-run=server', '--server-side', '--force-conflicts', '-k', join(ROOT, 'manifests')]);
@@ -252,5 +257,6 @@ describe('Helm chart and plain manifests', () => {
     ok(applied, 'apply -k --dry-run=server');
     assert.match(applied.stdout, /daemonset.apps\/ctfleet-worker serverside-applied \(server dry run\)/);
     assert.match(applied.stdout, /customresourcedefinition.apiextensions.k8s.io\/challengeinstances.ctfleet.io serverside-applied \(server dry run\)/);
+    assert.match(applied.stdout, /customresourcedefinition.apiextensions.k8s.io\/challenges.ctfleet.io serverside-applied \(server dry run\)/);
   });
 });

@@ -7,7 +7,11 @@ import { loadKubeConfig } from '../../src/adapters/kubernetes/kube-config.ts';
 import { eventually, stackConfig } from './stack.ts';
 
 export const ROOT = new URL('../..', import.meta.url).pathname;
-export const CRD_FILE = join(ROOT, 'manifests/crds/ctfleet.io_challengeinstances.yaml');
+/** ctfleet's CRDs, each with the name `kubectl wait` knows it by. */
+export const CRDS = [
+  { file: join(ROOT, 'manifests/crds/ctfleet.io_challengeinstances.yaml'), name: 'challengeinstances.ctfleet.io' },
+  { file: join(ROOT, 'manifests/crds/ctfleet.io_challenges.yaml'), name: 'challenges.ctfleet.io' },
+] as const;
 export const ARTIFACTS = join(ROOT, 'test-artifacts');
 /** The deployment allow-list of the tests' ctfleet processes: the images hack/images builds. */
 export const TEST_IMAGES = 'ctfleet-test/*';
@@ -28,16 +32,16 @@ export function kubectl(args: string[], stdin?: string): Promise<CommandResult> 
   });
 }
 
-/** Installs the CRD and waits until the API server serves it. */
+/** Installs the CRDs (ChallengeInstance and Challenge) and waits until the API server serves both. */
 export async function installCrd(): Promise<void> {
-  const applied = await kubectl(['apply', '--server-side', '--force-conflicts', '-f', CRD_FILE]);
-  if (applied.code !== 0) throw new Error(`installing the CRD failed: ${applied.stderr}`);
-  const waited = await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/challengeinstances.ctfleet.io']);
-  if (waited.code !== 0) throw new Error(`the CRD did not become Established: ${waited.stderr}`);
+  const applied = await kubectl(['apply', '--server-side', '--force-conflicts', ...CRDS.flatMap((crd) => ['-f', crd.file])]);
+  if (applied.code !== 0) throw new Error(`installing the CRDs failed: ${applied.stderr}`);
+  const waited = await kubectl(['wait', '--for=condition=Established', '--timeout=60s', ...CRDS.map((crd) => `crd/${crd.name}`)]);
+  if (waited.code !== 0) throw new Error(`the CRDs did not become Established: ${waited.stderr}`);
 }
 
 /**
- * Everything an end-to-end test file needs before it starts ctfleet: the CRD
+ * Everything an end-to-end test file needs before it starts ctfleet: the CRDs
  * installed and Established, and a fresh namespace of its own.
  */
 export async function prepareNamespace(namespace: string): Promise<{ kubeConfig: KubeConfig; instances: Instances }> {
