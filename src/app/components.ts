@@ -4,6 +4,7 @@ import { DockerNetworks } from '../adapters/docker/network-runtime.ts';
 import { IptablesFirewall } from '../adapters/firewall/iptables.ts';
 import { KubeInstanceApi } from '../adapters/kubernetes/instance-api.ts';
 import { KubeInstanceCache } from '../adapters/kubernetes/instance-cache.ts';
+import { KubeChallengeCache, KubeChallengeSource } from '../adapters/kubernetes/challenge-source.ts';
 import { loadKubeConfig } from '../adapters/kubernetes/kube-config.ts';
 import { BullJobQueue } from '../adapters/queue/bullmq-job-queue.ts';
 import { BullWorkerPool } from '../adapters/queue/bullmq-worker.ts';
@@ -97,6 +98,7 @@ export async function startController(config: RuntimeConfig, logger: Logger, met
     new Controller(
       {
         cache: new KubeInstanceCache(kubeConfig, logger, config.namespaces),
+        challenges: new KubeChallengeCache(kubeConfig, logger, config.namespaces),
         api: new KubeInstanceApi(kubeConfig),
         jobs,
         logger,
@@ -198,6 +200,8 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
       clock,
     }),
     isolation,
+    challenges: new KubeChallengeSource(kubeConfig),
+    maxLifetimeSeconds: config.controller.lifetime.maxLifetimeSeconds,
     reporter: new StatusReporter({ api, observed: new RedisObservedStateStore(command, config.redis.prefix), node: settings.node, clock, logger }),
     settings: {
       node: settings.node,

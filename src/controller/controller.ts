@@ -1,5 +1,5 @@
 import type { Phase } from '../domain/challenge-instance.ts';
-import type { InstanceApi, InstanceCache, JobQueue } from '../domain/ports.ts';
+import type { ChallengeCache, InstanceApi, InstanceCache, JobQueue } from '../domain/ports.ts';
 import { parseJobId } from '../domain/jobs.ts';
 
 const PHASES: Phase[] = ['Pending', 'Scheduled', 'Starting', 'Running', 'Stopping', 'Stopped', 'Failed', 'Expired', 'Terminating'];
@@ -24,16 +24,18 @@ export class Controller {
   private readonly queue: WorkQueue;
   private readonly reconciler: Reconciler;
   private readonly cache: InstanceCache;
+  private readonly challenges: ChallengeCache | undefined;
   private readonly jobs: JobQueue;
   private readonly logger: Logger;
   private readonly nodes: NodeMonitor | undefined;
   private readonly metrics: Metrics | undefined;
 
   constructor(
-    deps: { cache: InstanceCache; api: InstanceApi; jobs: JobQueue; logger: Logger; nodes?: NodeMonitor; metrics?: Metrics; now?: () => Date },
+    deps: { cache: InstanceCache; challenges?: ChallengeCache; api: InstanceApi; jobs: JobQueue; logger: Logger; nodes?: NodeMonitor; metrics?: Metrics; now?: () => Date },
     options: ControllerOptions,
   ) {
     this.cache = deps.cache;
+    this.challenges = deps.challenges;
     this.jobs = deps.jobs;
     this.logger = deps.logger;
     this.nodes = deps.nodes;
@@ -70,6 +72,14 @@ export class Controller {
       const uid = parseJobId(jobId)?.uid;
       const key = uid === undefined ? undefined : this.cache.keyForUid(uid);
       if (key !== undefined) this.queue.add(key);
+    });
+    // Challenges first: an instance's first pass resolves it against them.
+    await this.challenges?.start((challengeKey) => {
+      // A Challenge that changed, came or went: the instances naming it look again.
+      for (const key of this.cache.keys()) {
+        const instance = this.cache.get(key);
+        if (instance?.spec.challengeRef !== undefined && `${instance.metadata.namespace}/${instance.spec.challengeRef.name}` === challengeKey) this.queue.add(key);
+      }
     });
     await this.cache.start((key) => {
       this.queue.add(key);
@@ -111,12 +121,13 @@ export class Controller {
   }
 
   isReady(): boolean {
-    return this.cache.hasSynced();
+    return this.cache.hasSynced() && (this.challenges?.hasSynced() ?? true);
   }
 
   async close(): Promise<void> {
     this.nodes?.close();
     await this.queue.close();
     await this.cache.close();
+    await this.challenges?.close();
   }
 }

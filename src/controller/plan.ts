@@ -85,7 +85,10 @@ export const REQUEUE = {
 
 /**
  * Decides what an instance needs, from the newest object and the state of the last
- * job enqueued for it. Pure: no I/O, no clock but `now`, no logging.
+ * job enqueued for it. Pure: no I/O, no clock but `now`, no logging. `instance`
+ * carries its effective spec (its Challenge's, for a `challengeRef`); `unresolved`
+ * says why it has none (ChallengeNotFound, InvalidSpec): it fails, unless its
+ * container already runs this generation.
  *
  * Guarantees: applying the returned actions and status, then planning again with
  * the same observations, yields no actions and the same status (idempotent).
@@ -96,6 +99,7 @@ export function plan(
   now: Date,
   lifetime: LifetimePolicy = DEFAULT_LIFETIME_POLICY,
   nodes: NodePolicy = NO_LOST_NODES,
+  unresolved?: { reason: string; message: string },
 ): Plan {
   const { metadata, spec } = instance;
   const status = instance.status ?? {};
@@ -196,6 +200,12 @@ export function plan(
     if (isPending('stop')) return decide('Stopping', CONTROLLER_REASONS.stoppingContainer, `Stopping the container on node ${status.node ?? 'unknown'}.`);
     if (hasFailed('stop')) return decide('Failed', CONTROLLER_REASONS.stopFailed, `Stopping the container failed: ${job?.failedReason ?? 'unknown error'}.`);
     return enqueue('stop', status.node, 'Stopping', CONTROLLER_REASONS.stoppingContainer, `Stopping the container on node ${status.node ?? 'unknown'}.`);
+  }
+
+  // ---- desired: Running, but there is nothing to run: its Challenge is missing
+  // or refuses it. A container already running keeps its Challenge's generation.
+  if (unresolved !== undefined && !(readyForThisGeneration && ready.status === 'True')) {
+    return decide('Failed', unresolved.reason, unresolved.message);
   }
 
   // ---- desired: Running, but its lifetime is over

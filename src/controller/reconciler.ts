@@ -4,7 +4,8 @@ import { isFirstStartJob, nodeQueue, SHARED_QUEUE, type InstanceJob } from '../d
 import { FIELD_MANAGERS, FINALIZER } from '../domain/names.ts';
 import { specHash } from '../domain/spec-hash.ts';
 import { describeError } from '../health/dependency-check.ts';
-import type { InstanceApi, InstanceCache, JobQueue } from '../domain/ports.ts';
+import { resolveInstanceSpec } from '../domain/challenge.ts';
+import type { ChallengeCache, InstanceApi, InstanceCache, JobQueue } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
 import { plan, type Action, type ControllerStatus, type JobObservation, type LifetimePolicy, type NodePolicy } from './plan.ts';
 import type { WorkResult } from '../reconcile/work-queue.ts';
@@ -13,6 +14,8 @@ export interface ReconcilerDeps {
   lifetime: LifetimePolicy;
   nodes: NodePolicy;
   cache: InstanceCache;
+  /** The Challenges instances name in `spec.challengeRef`; absent, such instances are ChallengeNotFound. */
+  challenges?: ChallengeCache;
   api: InstanceApi;
   jobs: JobQueue;
   logger: Logger;
@@ -37,6 +40,14 @@ export class Reconciler {
     this.deps = deps;
   }
 
+  private resolve(instance: ChallengeInstance): Resolved {
+    const ref = instance.spec.challengeRef;
+    const challenge = ref === undefined ? undefined : this.deps.challenges?.get(`${instance.metadata.namespace}/${ref.name}`);
+    const resolution = resolveInstanceSpec(instance, challenge, this.deps.lifetime);
+    if (!resolution.ok) return { planned: instance, problem: { reason: resolution.reason, message: resolution.message } };
+    return { planned: { ...instance, spec: { ...resolution.spec, ...(ref === undefined ? {} : { challengeRef: ref }) } } };
+  }
+
   async reconcile(key: string): Promise<WorkResult> {
     const { cache, api, jobs, logger, now, lifetime, nodes } = this.deps;
     let instance = cache.get(key);
@@ -51,7 +62,10 @@ export class Reconciler {
       observation = { id: known.id, ...queued };
     }
 
-    let result = plan(instance, observation, now(), lifetime, nodes);
+    // The spec to plan with: the instance's own, or what its Challenge makes of it.
+    // Jobs still carry the hash of the stored spec, which is what the worker checks.
+    const resolved = this.resolve(instance);
+    let result = plan(resolved.planned, observation, now(), lifetime, nodes, resolved.problem);
     // Finalizer first, then go on in the same pass with the object as it now is:
     // waiting for the informer to echo the change back would cost a round trip.
     if (result.actions.some((action) => action.type === 'AddFinalizer')) {
@@ -61,7 +75,7 @@ export class Reconciler {
         ...instance,
         metadata: { ...instance.metadata, finalizers: [...(instance.metadata.finalizers ?? []), FINALIZER], ...(resourceVersion === undefined ? {} : { resourceVersion }) },
       };
-      result = plan(instance, observation, now(), lifetime, nodes);
+      result = plan({ ...resolved.planned, metadata: instance.metadata }, observation, now(), lifetime, nodes, resolved.problem);
     }
     const enqueued = new Map<string, string>();
     for (const action of result.actions) {
@@ -110,6 +124,12 @@ export class Reconciler {
     }
     return { requeueAfterMs: result.requeueAfterMs };
   }
+}
+
+/** `planned`: the instance with its effective spec; `problem`: why it has none. */
+interface Resolved {
+  planned: ChallengeInstance;
+  problem?: { reason: string; message: string };
 }
 
 function jobFor(instance: ChallengeInstance, action: Action & { type: 'Enqueue' }): InstanceJob {

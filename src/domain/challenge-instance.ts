@@ -176,6 +176,8 @@ export interface InstanceStatus {
   reschedules?: number;
   conditions?: Condition[];
   lastJob?: LastJob;
+  /** The Challenge the running container was made from, and its generation (worker-owned). */
+  challenge?: { name: string; generation: number };
 }
 
 export interface InstanceMeta {

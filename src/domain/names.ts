@@ -29,6 +29,8 @@ export const LABELS = {
   egress: `${GROUP}/egress`,
   /** On a network: the hash of its settings; a network whose hash is not current is drained and removed. */
   networkConfig: `${GROUP}/network-config`,
+  /** On a container made from a Challenge: that Challenge's metadata.generation. */
+  challengeGeneration: `${GROUP}/challenge-generation`,
 } as const;
 
 export const MANAGED_BY = 'ctfleet';

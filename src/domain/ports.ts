@@ -1,4 +1,5 @@
 import type { ChallengeInstance, Endpoint, InstanceStatus, Protocol, PullPolicy } from './challenge-instance.ts';
+import type { Challenge } from './challenge.ts';
 import type { Egress } from './isolation.ts';
 import type { InstanceJob, JobState } from './jobs.ts';
 
@@ -53,6 +54,21 @@ export interface InstanceCache {
   keyForUid(uid: string): string | undefined;
   hasSynced(): boolean;
   close(): Promise<void>;
+}
+
+/** The controller's view of the Challenges, kept current by a watch. */
+export interface ChallengeCache {
+  /** Starts watching; `onChange` receives the `namespace/name` of every Challenge that changed. */
+  start(onChange: (key: string) => void): Promise<void>;
+  get(key: string): Challenge | undefined;
+  keys(): string[];
+  hasSynced(): boolean;
+  close(): Promise<void>;
+}
+
+/** A Challenge read from the API server, for the worker that makes a container from it. */
+export interface ChallengeSource {
+  get(namespace: string, name: string): Promise<Challenge | undefined>;
 }
 
 export interface QueuedJob {

@@ -44,6 +44,8 @@ export function specHash(spec: InstanceSpec): string {
     resources: spec.resources ?? {},
     // Absent from specs that name no egress, so their hashes stay as they were.
     network: spec.network,
+    // An instance of a Challenge: which one (its container comes from there).
+    challengeRef: spec.challengeRef,
     security: securityShape(spec.security),
   };
   return createHash('sha256').update(canonicalJson(shape)).digest('hex').slice(0, 16);

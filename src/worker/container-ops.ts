@@ -41,6 +41,13 @@ export interface RunRequest {
   existing: ContainerInfo | undefined;
   /** Host ports to keep when they are free: a re-created container keeps its endpoints. */
   preferredPorts: readonly number[];
+  /**
+   * The hash of the instance's stored spec, which labels the container (`spec` is
+   * the effective one, its Challenge's for a `challengeRef`); default: `spec`'s.
+   */
+  specHash?: string;
+  /** The Challenge generation `spec` was resolved from. */
+  challengeGeneration?: number | undefined;
 }
 
 export interface RunResult {
@@ -110,7 +117,7 @@ export class ContainerOperations {
 
   async run(request: RunRequest, progress: Progress, log: Logger): Promise<RunResult> {
     const { target, spec } = request;
-    const hash = specHash(spec);
+    const hash = request.specHash ?? specHash(spec);
     // Before anything touches the engine: an image merely cached on the node is refused too.
     if (!isImageAllowed(spec.image, this.settings.allowedImages)) {
       const list = this.settings.allowedImages.length === 0 ? 'CTFLEET_ALLOWED_IMAGES is empty: no image is allowed until it names some' : `CTFLEET_ALLOWED_IMAGES: ${this.settings.allowedImages.join(', ')}`;
@@ -215,7 +222,8 @@ export class ContainerOperations {
         throw permanent('PortsExhausted', `No ${spec.ports.length} free host ports are left in this node's range.`);
       }
       try {
-        const definition = containerDefinition(request.target, spec, { node: this.settings.node, bindAddress: this.settings.bindAddress, hostPorts, network, egress }, this.settings.hardening);
+        const identity = { specHash: request.specHash ?? specHash(spec), challengeGeneration: request.challengeGeneration };
+        const definition = containerDefinition(request.target, spec, { node: this.settings.node, bindAddress: this.settings.bindAddress, hostPorts, network, egress }, this.settings.hardening, identity);
         const container = await this.runtime.createAndStart(definition).catch((error: unknown) => {
           if (error instanceof CtfleetError && error.code === 'NetworkUnavailable') this.networks.invalidate();
           throw error;
@@ -254,7 +262,9 @@ export class ContainerOperations {
    * exits or never becomes ready is removed, and the failure is permanent.
    */
   private async waitUntilReady(container: ContainerInfo, spec: InstanceSpec): Promise<void> {
-    const deadline = this.clock.now() + this.settings.readinessTimeoutMs;
+    // A Challenge may name its own timeout (spec.readiness); else the deployment's.
+    const timeoutMs = spec.readiness?.timeoutSeconds === undefined ? this.settings.readinessTimeoutMs : spec.readiness.timeoutSeconds * 1000;
+    const deadline = this.clock.now() + timeoutMs;
     const pending = spec.ports.filter((port) => port.protocol === 'TCP');
     for (;;) {
       const inspected = await this.runtime.find(container.id);
@@ -288,7 +298,7 @@ export class ContainerOperations {
         await this.runtime.remove(container.id);
         throw permanent(
           'ReadinessTimeout',
-          `Port${pending.length > 1 ? 's' : ''} ${pending.map((port) => port.containerPort).join(', ')} did not accept connections within ${Math.round(this.settings.readinessTimeoutMs / 1000)} s.`,
+          `Port${pending.length > 1 ? 's' : ''} ${pending.map((port) => port.containerPort).join(', ')} did not accept connections within ${Math.round(timeoutMs / 1000)} s.`,
         );
       }
       await new Promise((resolve) => setTimeout(resolve, READINESS_POLL_MS));

@@ -2,7 +2,6 @@ import type { Endpoint, InstanceSpec } from '../domain/challenge-instance.ts';
 import { permanent } from '../domain/errors.ts';
 import type { JobTarget } from '../domain/jobs.ts';
 import { containerName, LABELS } from '../domain/names.ts';
-import { specHash } from '../domain/spec-hash.ts';
 import type { ContainerDefinition, PortBinding } from '../domain/ports.ts';
 import type { HardeningProfile } from '../domain/hardening.ts';
 import type { Egress } from '../domain/isolation.ts';
@@ -120,6 +119,7 @@ export function containerDefinition(
   spec: InstanceSpec,
   placement: { node: string; bindAddress: string; hostPorts: readonly number[]; network: { name: string; dns: readonly string[] }; egress: Egress },
   profile: HardeningProfile,
+  identity: { specHash: string; challengeGeneration?: number | undefined },
 ): ContainerDefinition {
   const ports: PortBinding[] = spec.ports.map((port, i) => ({ containerPort: port.containerPort, protocol: port.protocol, hostPort: placement.hostPorts[i] as number }));
   return {
@@ -133,7 +133,10 @@ export function containerDefinition(
       [LABELS.team]: spec.team,
       [LABELS.challenge]: spec.challenge,
       [LABELS.generation]: String(target.generation),
-      [LABELS.specHash]: specHash(spec),
+      // The stored spec's hash, not the effective one's: a Challenge changing does
+      // not make a running container outdated (it keeps its generation).
+      [LABELS.specHash]: identity.specHash,
+      ...(identity.challengeGeneration === undefined ? {} : { [LABELS.challengeGeneration]: String(identity.challengeGeneration) }),
       [LABELS.node]: placement.node,
       [LABELS.egress]: placement.egress,
     },

@@ -1,9 +1,11 @@
-import type { ChallengeInstance, Endpoint } from '../domain/challenge-instance.ts';
+import { resolveInstanceSpec } from '../domain/challenge.ts';
+import type { ChallengeInstance, Endpoint, InstanceSpec } from '../domain/challenge-instance.ts';
 import { CtfleetError, permanent, transient } from '../domain/errors.ts';
 import { parseJob, type InstanceJob, type JobTarget } from '../domain/jobs.ts';
 import { containerName, LABELS } from '../domain/names.ts';
-import type { Clock, ContainerExit, ContainerRuntime, InstanceApi, JobContext, JobOutcome } from '../domain/ports.ts';
+import type { ChallengeSource, Clock, ContainerExit, ContainerRuntime, InstanceApi, JobContext, JobOutcome } from '../domain/ports.ts';
 import { ALREADY_GONE, isPermanentReason, SKIP_REASONS } from '../domain/reasons.ts';
+import { specHash } from '../domain/spec-hash.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { WorkQueue, type WorkResult } from '../reconcile/work-queue.ts';
@@ -79,6 +81,8 @@ export class NodeReconciler {
   private readonly logger: Logger;
   private readonly metrics: Metrics | undefined;
   private readonly isolation: { repair(): Promise<void> } | undefined;
+  private readonly challenges: ChallengeSource | undefined;
+  private readonly maxLifetimeSeconds: number;
   private readonly queue: WorkQueue;
   private readonly events: EngineEvents;
   private readonly restarts: RestartPolicy;
@@ -103,7 +107,13 @@ export class NodeReconciler {
     metrics?: Metrics;
     /** The node's networks and firewall rules, repaired by every sweep. */
     isolation?: { repair(): Promise<void> };
+    /** Where instances with `spec.challengeRef` get their container from. */
+    challenges?: ChallengeSource;
+    /** The deployment's cap on lifetimes, which resolving a Challenge applies. */
+    maxLifetimeSeconds?: number;
   }) {
+    this.challenges = deps.challenges;
+    this.maxLifetimeSeconds = deps.maxLifetimeSeconds ?? Number.MAX_SAFE_INTEGER;
     this.isolation = deps.isolation;
     this.api = deps.api;
     this.runtime = deps.runtime;
@@ -218,6 +228,21 @@ export class NodeReconciler {
     this.queue.add(uid);
   }
 
+  /**
+   * The spec to make the container from, read afresh from the API server: the
+   * instance's own, or for a `challengeRef` its Challenge's as it is now (a
+   * running container made from an older generation keeps it: the container's
+   * identity is the stored spec's hash). Fails permanently with
+   * ChallengeNotFound or InvalidSpec, as the controller does.
+   */
+  private async effectiveSpec(instance: ChallengeInstance, stored: InstanceSpec): Promise<{ spec: InstanceSpec; challengeGeneration: number | undefined }> {
+    const ref = stored.challengeRef;
+    const challenge = ref === undefined || this.challenges === undefined ? undefined : await this.challenges.get(instance.metadata.namespace, ref.name);
+    const resolution = resolveInstanceSpec({ metadata: instance.metadata, spec: stored }, challenge, { maxLifetimeSeconds: this.maxLifetimeSeconds });
+    if (!resolution.ok) throw permanent(resolution.reason, resolution.message);
+    return { spec: resolution.spec, challengeGeneration: resolution.challengeGeneration };
+  }
+
   /** One pass for one instance uid. */
   private async reconcile(uid: string): Promise<WorkResult> {
     const demands = this.demands.get(uid) ?? [];
@@ -278,6 +303,8 @@ export class NodeReconciler {
       await Promise.all(demands.filter((demand) => demand.job.action === 'start').map((demand) => demand.context.progress(percent, step)));
     };
     let run: Awaited<ReturnType<ContainerOperations['run']>> | undefined;
+    // The spec the container is made from: the instance's own, or its Challenge's.
+    let made: { spec: InstanceSpec; challengeGeneration: number | undefined } | undefined;
     let end: RunEnd | undefined;
     for (const action of plan.actions) {
       switch (action.type) {
@@ -301,7 +328,19 @@ export class NodeReconciler {
           if (instance === undefined) break;
           if (action.cause === 'restart') this.metrics?.driftRepairs.inc({ kind: 'revive' });
           try {
-            run = await this.ops.run({ target: { ...jobTarget, generation: action.generation }, spec: action.spec, existing: action.existing, preferredPorts: action.preferredPorts }, progress, log);
+            made = await this.effectiveSpec(instance, action.spec);
+            run = await this.ops.run(
+              {
+                target: { ...jobTarget, generation: action.generation },
+                spec: made.spec,
+                specHash: specHash(action.spec),
+                challengeGeneration: made.challengeGeneration,
+                existing: action.existing,
+                preferredPorts: action.preferredPorts,
+              },
+              progress,
+              log,
+            );
           } catch (error) {
             if (!(error instanceof CtfleetError) || !isPermanentReason(error.code)) throw error;
             if (action.cause === 'restart' && (error.code === 'ContainerExited' || error.code === 'OOMKilled')) {
@@ -318,7 +357,7 @@ export class NodeReconciler {
         }
         case 'ReportReady': {
           if (instance === undefined || run === undefined) break;
-          const endpoints = endpointsOf(run.container.hostPorts, instance.spec, this.settings.advertiseAddress);
+          const endpoints = endpointsOf(run.container.hostPorts, made?.spec ?? instance.spec, this.settings.advertiseAddress);
           if (!(await this.reporter.ready(instance, instance.metadata.generation, run.container, endpoints))) {
             // Deleted while it started: nothing will ask for this container again.
             this.ownDoing.set(run.container.id, this.clock.now() + OWN_DOING_MS);

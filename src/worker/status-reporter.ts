@@ -3,7 +3,7 @@ import { findCondition, type ChallengeInstance, type Condition, type Endpoint, t
 import { boundText, kubeTime, mergeCondition } from '../domain/conditions.ts';
 import { isNotFound } from '../domain/errors.ts';
 import type { JobTarget } from '../domain/jobs.ts';
-import { FIELD_MANAGERS } from '../domain/names.ts';
+import { FIELD_MANAGERS, LABELS } from '../domain/names.ts';
 import type { Clock, ContainerInfo, InstanceApi, ObservedState, ObservedStateStore } from '../domain/ports.ts';
 import { READY_REASONS } from '../domain/reasons.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -42,11 +42,15 @@ export class StatusReporter {
     const readyBefore = findCondition(instance.status, 'Ready');
     const sameGeneration = readyBefore?.observedGeneration === generation && readyBefore.reason !== READY_REASONS.removed;
     const previousStart = instance.status?.containerId === container.id || sameGeneration ? instance.status?.startedAt : undefined;
+    // Which Challenge generation runs: from the container, which keeps the one it was made from.
+    const ref = instance.spec.challengeRef;
+    const challengeGeneration = Number(container.labels[LABELS.challengeGeneration]);
     try {
       await this.apply(instance, {
         node: this.node,
         containerId: container.id,
         endpoints,
+        ...(ref === undefined || !Number.isInteger(challengeGeneration) ? {} : { challenge: { name: ref.name, generation: challengeGeneration } }),
         startedAt: previousStart ?? kubeTime(new Date(this.clock.now())),
         conditions: [this.readyCondition(instance, 'True', READY_REASONS.ready, `Container is ready on node ${this.node}.`, generation)],
       });

@@ -234,12 +234,15 @@ Checks of combinations the schema cannot express; each failure names the values.
 {{- end }}
 
 {{/*
-RBAC rules on ChallengeInstances of the controller and the worker (see rbac-*.yaml).
+RBAC rules on ChallengeInstances and Challenges of the controller and the worker (see rbac-*.yaml).
 */}}
 {{- define "ctfleet.controllerRules" -}}
 - apiGroups: [ctfleet.io]
   resources: [challengeinstances]
   verbs: [list, watch, patch, delete]
+- apiGroups: [ctfleet.io]
+  resources: [challenges]
+  verbs: [list, watch]
 - apiGroups: [ctfleet.io]
   resources: [challengeinstances/status]
   verbs: [patch]
@@ -252,6 +255,9 @@ RBAC rules on ChallengeInstances of the controller and the worker (see rbac-*.ya
 - apiGroups: [ctfleet.io]
   resources: [challengeinstances]
   verbs: [get, list]
+- apiGroups: [ctfleet.io]
+  resources: [challenges]
+  verbs: [get]
 - apiGroups: [ctfleet.io]
   resources: [challengeinstances/status]
   verbs: [patch]
