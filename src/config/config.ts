@@ -113,6 +113,8 @@ export interface RuntimeConfig extends ConnectionConfig {
   };
   /** The dashboard, served with the platform API and by its tokens. */
   dashboard: { enabled: boolean; readOnly: boolean };
+  /** Flags (docs/flags.md): where the deployment key of per-team flags lives; undefined when unset. */
+  flags: { keySecret: { namespace: string; name: string } | undefined };
   worker: {
     node: string;
     advertiseAddress: string;
@@ -196,6 +198,10 @@ const runtimeSchema = z.object({
   CTFLEET_API_RATE_PER_MINUTE: positiveInt(100_000).default(60),
   CTFLEET_API_HOST: z.string().min(1).optional(),
   CTFLEET_API_PORT: z.coerce.number().int().min(0, 'must be a port number (0 picks a free one)').max(65535, 'must be a port number (0 picks a free one)').default(8081),
+  CTFLEET_FLAG_KEY_SECRET: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\/[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'must be namespace/name of a Secret with a key "key" of at least 32 bytes, e.g. ctfleet-system/ctfleet-flag-key')
+    .optional(),
   CTFLEET_DASHBOARD: z.enum(['true', 'false'], 'must be true or false').default('true'),
   CTFLEET_DASHBOARD_READ_ONLY: z.enum(['true', 'false'], 'must be true or false').default('false'),
   CTFLEET_NAMESPACES: z
@@ -329,6 +335,7 @@ export function loadRuntimeConfig(env: Record<string, string | undefined>): Runt
       ratePerMinute: value.CTFLEET_API_RATE_PER_MINUTE,
     },
     dashboard: { enabled: value.CTFLEET_DASHBOARD === 'true', readOnly: value.CTFLEET_DASHBOARD_READ_ONLY === 'true' },
+    flags: { keySecret: secretRefOf(value.CTFLEET_FLAG_KEY_SECRET) },
     worker: {
       node: value.CTFLEET_NODE_NAME,
       advertiseAddress: value.CTFLEET_ADVERTISE_ADDRESS,
@@ -360,6 +367,13 @@ export function loadRuntimeConfig(env: Record<string, string | undefined>): Runt
       },
     },
   };
+}
+
+/** `namespace/name`, already checked by the schema, as its two parts. */
+function secretRefOf(value: string | undefined): { namespace: string; name: string } | undefined {
+  if (value === undefined) return undefined;
+  const [namespace = '', name = ''] = value.split('/');
+  return { namespace, name };
 }
 
 /**

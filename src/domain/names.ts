@@ -1,3 +1,5 @@
+import { permanent } from './errors.ts';
+
 /** API group, version and resource names of ctfleet's custom resources. Defined once. */
 export const GROUP = 'ctfleet.io';
 export const VERSION = 'v1alpha1';
@@ -29,6 +31,8 @@ export const LABELS = {
   egress: `${GROUP}/egress`,
   /** On a network: the hash of its settings; a network whose hash is not current is drained and removed. */
   networkConfig: `${GROUP}/network-config`,
+import { permanent } from './errors.ts';
+
   /** On a container made from a Challenge: that Challenge's metadata.generation. */
   challengeGeneration: `${GROUP}/challenge-generation`,
 } as const;
@@ -48,6 +52,25 @@ export const FIELD_MANAGERS = {
  */
 export function containerName(namespace: string, name: string): string {
   return `ctfleet-${namespace}_${name}`;
+}
+
+/** The key of the deployment key in the Secret CTFLEET_FLAG_KEY_SECRET names. */
+export const FLAG_KEY_SECRET_KEY = 'key';
+
+/** The key of the random part in an instance's flag Secret. */
+export const FLAG_PART_SECRET_KEY = 'flag-part';
+
+/**
+ * Name of the Secret holding an instance's random flag part: `<name>-flag-<the
+ * first 8 hex digits of its uid>`, at most 63 + 14 characters (instance names are DNS
+ * labels). The uid's digits keep an instance deleted and created again under the
+ * same name from meeting its predecessor's Secret while the garbage collector has
+ * not yet removed it (that Secret belongs to another uid and would be refused).
+ */
+export function flagSecretName(name: string, uid: string): string {
+  const digits = uid.toLowerCase().replace(/[^0-9a-f]/g, '').slice(0, 8);
+  if (digits.length < 8) throw permanent('MalformedObject', `ChallengeInstance ${name} has no usable uid`);
+  return `${name}-flag-${digits}`;
 }
 
 /** A DNS label (RFC 1123) without its 63-character cap: namespaces, teams, challenges, port names. */

@@ -71,6 +71,48 @@ export interface ChallengeSource {
   get(namespace: string, name: string): Promise<Challenge | undefined>;
 }
 
+// ---- flags (docs/flags.md)
+
+/** The ChallengeInstance a per-instance flag belongs to. */
+export interface FlagOwner {
+  namespace: string;
+  name: string;
+  uid: string;
+}
+
+/** One key of a Secret in the namespace it is used from. */
+export interface SecretKeyRef {
+  name: string;
+  key: string;
+}
+
+/**
+ * Where flags' secrets live: Kubernetes Secrets in production
+ * (`adapters/kubernetes/flag-secrets.ts`).
+ *
+ * Guarantees: nothing it returns appears in its errors; callers keep it out of
+ * logs, metrics, Events, status and Redis too. Its errors are `CtfleetError`s:
+ * `FlagKeyInvalid` and `FlagSecretInvalid` (permanent, a person must fix a Secret or
+ * a setting), `Forbidden` (permanent), or transient when the API server is away.
+ */
+export interface FlagStore {
+  /**
+   * The deployment key of per-team flags (CTFLEET_FLAG_KEY_SECRET), at least
+   * `FLAG_KEY_MIN_BYTES` long. Kept in memory briefly: a changed key is seen
+   * within that time.
+   */
+  deploymentKey(): Promise<Buffer>;
+  /**
+   * The random part of this instance's flag: read from the instance's own flag
+   * Secret, which is created (owned by the instance, so deleted with it) the first
+   * time. Concurrent calls for one instance agree on one part. A Secret of that name
+   * not owned by this instance (by uid) is refused, never reused.
+   */
+  instanceFlagPart(owner: FlagOwner): Promise<string>;
+  /** An organiser's static flag: the value of `ref` in `namespace`, one trailing newline dropped. */
+  staticFlag(namespace: string, ref: SecretKeyRef): Promise<string>;
+}
+
 export interface QueuedJob {
   state: JobState | 'missing';
   failedReason?: string;

@@ -38,6 +38,16 @@ export const PERMANENT_REASONS = [
    * Challenge, not a retry, fixes it: the instance waits for either it or a spec change.
    */
   'ChallengeNotFound',
+  /**
+   * The deployment key of per-team flags is missing or unusable (CTFLEET_FLAG_KEY_SECRET
+   * unset, its Secret or key missing, fewer than 32 bytes). Fixed by the operator, not by a spec.
+   */
+  'FlagKeyInvalid',
+  /**
+   * A flag's Secret is missing, lacks its key, holds no usable value, or (an instance's
+   * own) exists without being owned by that instance: ctfleet never reuses it.
+   */
+  'FlagSecretInvalid',
 ] as const;
 
 export type PermanentReason = (typeof PERMANENT_REASONS)[number];

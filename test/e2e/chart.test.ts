@@ -137,6 +137,7 @@ describe('Helm chart and plain manifests', () => {
       ['worker.portRange=abc', /worker\/portRange.*'abc'/],
       ['worker.hardening.maxima.memory=lots', /worker\/hardening\/maxima\/memory.*'lots'/],
       ['worker.hardening.log.maxFiles=0', /worker\/hardening\/log\/maxFiles.*minimum/],
+      ['flags.existingSecret=Flag_Key', /flags\/existingSecret.*'Flag_Key'/],
     ];
     for (const [value, message] of cases) {
       const result = await helm('template', release, CHART, '--set', value);
@@ -192,6 +193,30 @@ describe('Helm chart and plain manifests', () => {
     assert.match(raw.stderr, /worker\.hardening\.capabilities: NET_RAW would let every team break out .*unsafeAllowDangerousCapabilities/);
   });
 
+  test('the flag key Secret is generated (64 characters) unless flags.existingSecret names one, and every process is told where it is', async () => {
+    interface Rendered { kind: string; metadata: { name: string }; data?: Record<string, string>; rules?: { resourceNames?: string[]; verbs: string[] }[]; subjects?: { name: string }[]; spec?: { template?: { spec: { containers: { env: { name: string; value?: string }[] }[] } } } }
+    const render = async (...values: string[]): Promise<Rendered[]> => {
+      const json = ok(await kubectl(['create', '--dry-run=client', '-o', 'json', '-f', '-'], ok(await helm('template', release, CHART, '-n', namespace, ...values), 'template')), 'to JSON');
+      return JSON.parse(`[${json.replace(/^\}\n\{$/gm, '},{')}]`) as Rendered[];
+    };
+    const envOf = (objects: Rendered[], name: string): (string | undefined)[] =>
+      objects.filter((object) => ['Deployment', 'DaemonSet'].includes(object.kind)).map((object) => object.spec?.template?.spec.containers[0]?.env.find((variable) => variable.name === name)?.value);
+    const generated = await render();
+    const secret = generated.find((object) => object.kind === 'Secret' && object.metadata.name === `${release}-ctfleet-flag-key`);
+    assert.match(Buffer.from(secret?.data?.key ?? '', 'base64').toString(), /^[A-Za-z0-9]{64}$/);
+    assert.deepEqual(envOf(generated, 'CTFLEET_FLAG_KEY_SECRET'), Array.from({ length: 3 }, () => `${namespace}/${release}-ctfleet-flag-key`), 'controller, api and worker');
+    const role = generated.find((object) => object.kind === 'Role' && object.metadata.name === `${release}-ctfleet-flag-key`);
+    assert.deepEqual(role?.rules, [{ apiGroups: [''], resources: ['secrets'], resourceNames: [`${release}-ctfleet-flag-key`], verbs: ['get'] }]);
+    const binding = generated.find((object) => object.kind === 'RoleBinding' && object.metadata.name === `${release}-ctfleet-flag-key`);
+    assert.deepEqual(binding?.subjects?.map((subject) => subject.name), ['controller', 'worker', 'api'].map((component) => `${release}-ctfleet-${component}`));
+
+    const own = await render('--set', 'flags.existingSecret=event-flag-key', '--set', 'api.enabled=false');
+    assert.ok(!own.some((object) => object.kind === 'Secret' && object.metadata.name.endsWith('flag-key')), 'no Secret of the chart when one is named');
+    assert.deepEqual(envOf(own, 'CTFLEET_FLAG_KEY_SECRET'), Array.from({ length: 2 }, () => `${namespace}/event-flag-key`));
+    assert.deepEqual(own.find((object) => object.kind === 'Role' && object.metadata.name === `${release}-ctfleet-flag-key`)?.rules?.[0]?.resourceNames, ['event-flag-key']);
+    assert.deepEqual(own.find((object) => object.kind === 'RoleBinding' && object.metadata.name === `${release}-ctfleet-flag-key`)?.subjects?.map((subject) => subject.name), [`${release}-ctfleet-controller`, `${release}-ctfleet-worker`]);
+  });
+
   test('install creates the objects, upgrade applies changed values, and the service accounts have least privilege', async () => {
     const installed = await helm('install', release, CHART, '-n', namespace, '--set', `watchNamespaces={${namespace}}`);
     ok(installed, 'helm install');
@@ -218,6 +243,15 @@ describe('Helm chart and plain manifests', () => {
     assert.ok(await can('api', 'create', 'challengeinstances.ctfleet.io', '-n', namespace), 'api creates instances');
     assert.ok(!(await can('api', 'list', 'secrets', '-n', namespace)), 'api cannot list secrets');
     assert.ok(await can('controller', 'create', 'leases.coordination.k8s.io', '-n', namespace), 'controller takes its lease');
+    const flagKey = `${release}-ctfleet-flag-key`;
+    for (const component of ['controller', 'worker', 'api']) assert.ok(await can(component, 'get', `secret/${flagKey}`, '-n', namespace), `${component} reads the flag key`);
+    for (const component of ['controller', 'api']) assert.ok(!(await can(component, 'get', `secret/${release}-ctfleet-redis`, '-n', namespace)), `${component} reads no other Secret`);
+    assert.ok(await can('worker', 'create', 'secrets', '-n', namespace), "worker creates instances' flag Secrets in watched namespaces");
+    for (const verb of ['list', 'watch', 'update', 'patch']) assert.ok(!(await can('worker', verb, 'secrets', '-n', namespace)), `worker cannot ${verb} secrets`);
+    assert.ok(!(await can('worker', 'create', 'secrets', '-n', 'default')), 'worker creates no Secret outside watched namespaces');
+    const readKey = async (): Promise<string> => ok(await kubectl(['get', 'secret', flagKey, '-n', namespace, '-o', 'jsonpath={.data.key}']), 'flag key');
+    const keyBefore = await readKey();
+    assert.ok(Buffer.from(keyBefore, 'base64').length >= 48, 'a generated key of at least 48 characters');
     for (const component of ['controller', 'worker', 'api']) {
       assert.ok(!(await can(component, '*', '*', '-n', namespace)), `${component} does not get everything`);
       assert.ok(!(await can(component, 'get', 'challengeinstances.ctfleet.io', '-n', 'default')), `${component} stays out of unwatched namespaces`);
@@ -234,6 +268,7 @@ describe('Helm chart and plain manifests', () => {
     assert.notEqual((await kubectl(['get', 'deployment', `${release}-ctfleet-api`, '-n', namespace])).code, 0, 'the API Deployment went with api.enabled=false');
     const password = (await kubectl(['get', 'secret', `${release}-ctfleet-redis`, '-n', namespace, '-o', 'jsonpath={.data.redis-password}'])).stdout;
     assert.ok(password.length > 0, 'the generated Redis password survives the upgrade');
+    assert.equal(await readKey(), keyBefore, 'the generated flag key survives the upgrade (every per-team flag stays the same)');
 
     ok(await helm('uninstall', release, '-n', namespace, '--wait', '--timeout', '60s'), 'helm uninstall');
     const left = ok(await kubectl(['get', 'deployments,daemonsets,statefulsets,services,serviceaccounts,roles,rolebindings,secrets', '-n', namespace, '-l', `app.kubernetes.io/instance=${release}`, '-o', 'name']), 'left over');

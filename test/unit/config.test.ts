@@ -117,6 +117,22 @@ describe('loadRuntimeConfig', () => {
     assert.deepEqual(problems({ CTFLEET_API_TOKENS_FILE: '/tokens', CTFLEET_HTTP_PORT: '0', CTFLEET_API_PORT: '0' }), [], 'two free ports');
   });
 
+  test('CTFLEET_FLAG_KEY_SECRET names the flag key Secret as namespace/name; unset is allowed; a bad value is named with the others', () => {
+    assert.deepEqual(loadRuntimeConfig({}).flags, { keySecret: undefined });
+    assert.deepEqual(loadRuntimeConfig({ CTFLEET_FLAG_KEY_SECRET: 'ctfleet-system/ctfleet-flag-key' }).flags, { keySecret: { namespace: 'ctfleet-system', name: 'ctfleet-flag-key' } });
+    for (const bad of ['ctfleet-flag-key', 'a/b/c', 'Ctfleet/key', 'ns/', '/key', '', `${'n'.repeat(64)}/key`]) {
+      assert.throws(
+        () => loadRuntimeConfig({ CTFLEET_FLAG_KEY_SECRET: bad, CTFLEET_ON_EXPIRY: 'Archive' }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError);
+          assert.deepEqual(error.problems.map((problem) => problem.split(':')[0]).sort(), ['CTFLEET_FLAG_KEY_SECRET', 'CTFLEET_ON_EXPIRY'], JSON.stringify(bad));
+          assert.ok(error.problems.includes('CTFLEET_FLAG_KEY_SECRET: must be namespace/name of a Secret with a key "key" of at least 32 bytes, e.g. ctfleet-system/ctfleet-flag-key'));
+          return true;
+        },
+      );
+    }
+  });
+
   test('reliability settings: defaults, namespaces list, and each bad value named', () => {
     const defaults = loadRuntimeConfig({});
     assert.deepEqual(defaults.jobs, { attempts: 5, backoffMs: 1_000 });

@@ -104,6 +104,14 @@ Secret holding the API tokens (key "tokens").
 {{- end }}
 
 {{/*
+Secret holding the deployment key of per-team flags (key "key"): flags.existingSecret,
+or the one the chart generates (templates/flag-key-secret.yaml).
+*/}}
+{{- define "ctfleet.flagKeySecretName" -}}
+{{- default (printf "%s-flag-key" (include "ctfleet.fullname" .)) .Values.flags.existingSecret }}
+{{- end }}
+
+{{/*
 Redis: name of the bundled Redis Service, the Secret and key holding the password
 (empty when there is none), and the URL with the password as $(REDIS_PASSWORD),
 which Kubernetes expands from the env var of that name defined before REDIS_URL.
@@ -162,6 +170,8 @@ Environment shared by every ctfleet process: Redis, namespaces, logging, jobs.
   value: {{ .Values.redis.prefix | quote }}
 - name: CTFLEET_NAMESPACES
   value: {{ join "," .Values.watchNamespaces | quote }}
+- name: CTFLEET_FLAG_KEY_SECRET
+  value: {{ printf "%s/%s" .Release.Namespace (include "ctfleet.flagKeySecretName" .) | quote }}
 - name: CTFLEET_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
 - name: CTFLEET_JOB_ATTEMPTS
@@ -264,4 +274,10 @@ RBAC rules on ChallengeInstances and Challenges of the controller and the worker
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+# Flags (docs/flags.md): an instance's own flag Secret (get, create) and an organiser's
+# static flag Secret (get). Neither name is known in advance, so no resourceNames; no
+# list, watch, update or delete.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, create]
 {{- end }}
