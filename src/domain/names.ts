@@ -31,10 +31,10 @@ export const LABELS = {
   egress: `${GROUP}/egress`,
   /** On a network: the hash of its settings; a network whose hash is not current is drained and removed. */
   networkConfig: `${GROUP}/network-config`,
-import { permanent } from './errors.ts';
-
   /** On a container made from a Challenge: that Challenge's metadata.generation. */
   challengeGeneration: `${GROUP}/challenge-generation`,
+  /** On an instance's flag Secret: the name of the ChallengeInstance it belongs to. */
+  instance: `${GROUP}/instance`,
 } as const;
 
 export const MANAGED_BY = 'ctfleet';
