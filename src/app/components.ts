@@ -5,6 +5,7 @@ import { IptablesFirewall } from '../adapters/firewall/iptables.ts';
 import { KubeInstanceApi } from '../adapters/kubernetes/instance-api.ts';
 import { KubeInstanceCache } from '../adapters/kubernetes/instance-cache.ts';
 import { KubeChallengeCache, KubeChallengeSource } from '../adapters/kubernetes/challenge-source.ts';
+import { KubeFlagSecrets } from '../adapters/kubernetes/flag-secrets.ts';
 import { loadKubeConfig } from '../adapters/kubernetes/kube-config.ts';
 import { BullJobQueue } from '../adapters/queue/bullmq-job-queue.ts';
 import { BullWorkerPool } from '../adapters/queue/bullmq-worker.ts';
@@ -201,6 +202,8 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
     }),
     isolation,
     challenges: new KubeChallengeSource(kubeConfig),
+    // Per-team flags need CTFLEET_FLAG_KEY_SECRET; per-instance and static ones do not.
+    flags: new KubeFlagSecrets(kubeConfig, { keySecret: config.flags.keySecret }),
     maxLifetimeSeconds: config.controller.lifetime.maxLifetimeSeconds,
     reporter: new StatusReporter({ api, observed: new RedisObservedStateStore(command, config.redis.prefix), node: settings.node, clock, logger }),
     settings: {

@@ -244,6 +244,12 @@ export interface ContainerDefinition {
   network: string;
   /** Resolvers for Docker's embedded DNS to forward to; empty: the node's. */
   dns: string[];
+  /**
+   * Files written into the container after it is created and before it starts
+   * (a flag with File delivery); each directory is a volume of the container's
+   * own, so this works with a read-only root filesystem.
+   */
+  files: ContainerFile[];
 }
 
 export interface ContainerInfo {
@@ -279,6 +285,15 @@ export interface EventWatch {
 }
 
 /** The Docker operations a worker needs. Errors are `CtfleetError`s with stable codes. */
+/** A file written into a container before it starts (a flag with File delivery). */
+export interface ContainerFile {
+  /** Absolute path in the container. */
+  path: string;
+  content: string;
+  /** Permission bits: 0o444, readable by the challenge's user, writable by nobody. */
+  mode: number;
+}
+
 /** A network ctfleet made on a node, as the engine reports it. */
 export interface NetworkInfo {
   id: string;

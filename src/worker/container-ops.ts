@@ -4,6 +4,7 @@ import type { HardeningProfile } from '../domain/hardening.ts';
 import { isImageAllowed } from '../domain/image-policy.ts';
 import type { JobTarget } from '../domain/jobs.ts';
 import { containerName, LABELS } from '../domain/names.ts';
+import type { ContainerFile } from '../domain/ports.ts';
 import { egressOf, type Egress } from '../domain/isolation.ts';
 import type { Clock, ContainerInfo, ContainerRuntime, InstanceNetworks } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -48,6 +49,8 @@ export interface RunRequest {
   specHash?: string;
   /** The Challenge generation `spec` was resolved from. */
   challengeGeneration?: number | undefined;
+  /** Files to write into the container before it starts (a flag with File delivery). */
+  files?: ContainerFile[];
 }
 
 export interface RunResult {
@@ -223,7 +226,7 @@ export class ContainerOperations {
       }
       try {
         const identity = { specHash: request.specHash ?? specHash(spec), challengeGeneration: request.challengeGeneration };
-        const definition = containerDefinition(request.target, spec, { node: this.settings.node, bindAddress: this.settings.bindAddress, hostPorts, network, egress }, this.settings.hardening, identity);
+        const definition = containerDefinition(request.target, spec, { node: this.settings.node, bindAddress: this.settings.bindAddress, hostPorts, network, egress }, this.settings.hardening, identity, request.files);
         const container = await this.runtime.createAndStart(definition).catch((error: unknown) => {
           if (error instanceof CtfleetError && error.code === 'NetworkUnavailable') this.networks.invalidate();
           throw error;

@@ -4,6 +4,7 @@ import type { JobTarget } from '../domain/jobs.ts';
 import { containerName, LABELS } from '../domain/names.ts';
 import type { ContainerDefinition, PortBinding } from '../domain/ports.ts';
 import type { HardeningProfile } from '../domain/hardening.ts';
+import type { ContainerFile } from '../domain/ports.ts';
 import type { Egress } from '../domain/isolation.ts';
 import { formatBytes, toBytes, toNanoCpus } from '../domain/quantities.ts';
 
@@ -120,6 +121,7 @@ export function containerDefinition(
   placement: { node: string; bindAddress: string; hostPorts: readonly number[]; network: { name: string; dns: readonly string[] }; egress: Egress },
   profile: HardeningProfile,
   identity: { specHash: string; challengeGeneration?: number | undefined },
+  files: readonly ContainerFile[] = [],
 ): ContainerDefinition {
   const ports: PortBinding[] = spec.ports.map((port, i) => ({ containerPort: port.containerPort, protocol: port.protocol, hostPort: placement.hostPorts[i] as number }));
   return {
@@ -146,6 +148,7 @@ export function containerDefinition(
     ...securityOf(spec, profile),
     nofile: profile.nofile,
     log: profile.log,
+    files: [...files],
     network: placement.network.name,
     dns: [...placement.network.dns],
     ...(spec.command === undefined ? {} : { command: spec.command }),

@@ -1,9 +1,10 @@
 import { resolveInstanceSpec } from '../domain/challenge.ts';
+import { deliverFlag, flagOf } from '../domain/flag-delivery.ts';
 import type { ChallengeInstance, Endpoint, InstanceSpec } from '../domain/challenge-instance.ts';
 import { CtfleetError, permanent, transient } from '../domain/errors.ts';
 import { parseJob, type InstanceJob, type JobTarget } from '../domain/jobs.ts';
 import { containerName, LABELS } from '../domain/names.ts';
-import type { ChallengeSource, Clock, ContainerExit, ContainerRuntime, InstanceApi, JobContext, JobOutcome } from '../domain/ports.ts';
+import type { ChallengeSource, Clock, ContainerFile, FlagStore, ContainerExit, ContainerRuntime, InstanceApi, JobContext, JobOutcome } from '../domain/ports.ts';
 import { ALREADY_GONE, isPermanentReason, SKIP_REASONS } from '../domain/reasons.ts';
 import { specHash } from '../domain/spec-hash.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -15,6 +16,14 @@ import { ENGINE_DISRUPTION_MS, EngineEvents } from './engine-events.ts';
 import { isOwnContainer, planDrift, planNode, type ExitNote, type JobVerdict, type NodePlan } from './node-plan.ts';
 import { RestartPolicy, type RestartPolicyOptions } from './restart-policy.ts';
 import type { StatusReporter } from './status-reporter.ts';
+
+
+/** What a container is made from: the effective spec, its Challenge generation and the files to write. */
+interface Made {
+  spec: InstanceSpec;
+  challengeGeneration: number | undefined;
+  files: ContainerFile[];
+}
 
 export interface NodeSettings {
   node: string;
@@ -83,6 +92,7 @@ export class NodeReconciler {
   private readonly isolation: { repair(): Promise<void> } | undefined;
   private readonly challenges: ChallengeSource | undefined;
   private readonly maxLifetimeSeconds: number;
+  private readonly flags: FlagStore | undefined;
   private readonly queue: WorkQueue;
   private readonly events: EngineEvents;
   private readonly restarts: RestartPolicy;
@@ -111,7 +121,10 @@ export class NodeReconciler {
     challenges?: ChallengeSource;
     /** The deployment's cap on lifetimes, which resolving a Challenge applies. */
     maxLifetimeSeconds?: number;
+    /** Where flags' secrets live; a Challenge with a flag fails FlagKeyInvalid without it. */
+    flags?: FlagStore;
   }) {
+    this.flags = deps.flags;
     this.challenges = deps.challenges;
     this.maxLifetimeSeconds = deps.maxLifetimeSeconds ?? Number.MAX_SAFE_INTEGER;
     this.isolation = deps.isolation;
@@ -235,12 +248,18 @@ export class NodeReconciler {
    * identity is the stored spec's hash). Fails permanently with
    * ChallengeNotFound or InvalidSpec, as the controller does.
    */
-  private async effectiveSpec(instance: ChallengeInstance, stored: InstanceSpec): Promise<{ spec: InstanceSpec; challengeGeneration: number | undefined }> {
+  private async effectiveSpec(instance: ChallengeInstance, stored: InstanceSpec): Promise<Made> {
     const ref = stored.challengeRef;
     const challenge = ref === undefined || this.challenges === undefined ? undefined : await this.challenges.get(instance.metadata.namespace, ref.name);
     const resolution = resolveInstanceSpec({ metadata: instance.metadata, spec: stored }, challenge, { maxLifetimeSeconds: this.maxLifetimeSeconds });
     if (!resolution.ok) throw permanent(resolution.reason, resolution.message);
-    return { spec: resolution.spec, challengeGeneration: resolution.challengeGeneration };
+    const { spec, challengeGeneration } = resolution;
+    if (spec.flag === undefined) return { spec, challengeGeneration, files: [] };
+    // The flag goes straight into the container: never into a log, status or Redis.
+    if (this.flags === undefined) throw permanent('FlagKeyInvalid', 'The Challenge has a flag, but this worker has no flag store (CTFLEET_FLAG_KEY_SECRET).');
+    const { namespace, name, uid } = instance.metadata;
+    const value = await flagOf(spec.flag, { namespace, name, uid, team: spec.team, challenge: spec.challenge }, this.flags);
+    return { ...deliverFlag(spec, spec.flag, value), challengeGeneration };
   }
 
   /** One pass for one instance uid. */
@@ -304,7 +323,7 @@ export class NodeReconciler {
     };
     let run: Awaited<ReturnType<ContainerOperations['run']>> | undefined;
     // The spec the container is made from: the instance's own, or its Challenge's.
-    let made: { spec: InstanceSpec; challengeGeneration: number | undefined } | undefined;
+    let made: Made | undefined;
     let end: RunEnd | undefined;
     for (const action of plan.actions) {
       switch (action.type) {
@@ -335,6 +354,7 @@ export class NodeReconciler {
                 spec: made.spec,
                 specHash: specHash(action.spec),
                 challengeGeneration: made.challengeGeneration,
+                files: made.files,
                 existing: action.existing,
                 preferredPorts: action.preferredPorts,
               },

@@ -5,6 +5,18 @@ import { createDockerClient } from '../../src/adapters/docker/docker-client.ts';
 import { containersOf, CtfleetProcess, fetchText, isRunning, kubectl, prepareNamespace, type Instances, type RawInstance } from '../support/ctfleet.ts';
 import { logProblems } from '../support/logs.ts';
 import { eventually, stackConfig, uniqueSuffix } from '../support/stack.ts';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { Redis } from 'ioredis';
+import { perTeamFlagPart } from '../../src/domain/flags.ts';
+import { flagSecretName } from '../../src/domain/names.ts';
+
+const run = promisify(execFile);
+/** The deployment key of per-team flags in this test's namespace. */
+const FLAG_KEY = randomBytes(48);
 
 // Organisers declare a Challenge; teams get instances of it by name
 // (spec.challengeRef). The controller and the worker resolve it each on its own:
@@ -45,12 +57,18 @@ describe('instances of a Challenge', () => {
   let docker: Docker;
   let instances: Instances;
   let ctfleet: CtfleetProcess;
+  let core: CoreV1Api;
+  const flags: string[] = [];
 
   const failedWith = (reason: string) => (instance: RawInstance): boolean => instance.status?.phase === 'Failed' && instance.status.reason === reason;
 
   before(async () => {
     docker = createDockerClient(stackConfig().docker);
-    ({ instances } = await prepareNamespace(NS));
+    let kubeConfig;
+    ({ instances, kubeConfig } = await prepareNamespace(NS));
+    core = kubeConfig.makeApiClient(CoreV1Api);
+    await core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'flag-key' }, data: { key: FLAG_KEY.toString('base64') } } });
+    await core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'organisers' }, data: { flag: Buffer.from('the_static_one\n').toString('base64') } } });
     ctfleet = new CtfleetProcess(
       'all',
       {
@@ -62,6 +80,7 @@ describe('instances of a Challenge', () => {
         CTFLEET_ADVERTISE_ADDRESS: '127.0.0.1',
         CTFLEET_PORT_RANGE: '25100-25199',
         CTFLEET_LOG_LEVEL: 'debug',
+        CTFLEET_FLAG_KEY_SECRET: `${NS}/flag-key`,
       },
       `e2e-challenges-${suffix}`,
     );
@@ -119,6 +138,65 @@ describe('instances of a Challenge', () => {
     await apply(instanceOf('greedy-team-1', 'team-1', 'web-101', { ttlSeconds: 7200 }));
     const failed = await instances.waitFor(NS, 'greedy-team-1', 'to fail InvalidSpec', failedWith('InvalidSpec'), 30_000);
     assert.match(failed.status?.message ?? '', /spec\.ttlSeconds 7200 is above Challenge .*lifetime\.maxSeconds 3600/);
+  });
+
+  test('flags: PerTeam in the environment, PerInstance in a file on a read-only root, Static from the organisers\' Secret', async () => {
+    const webOf = (name: string, flag: Record<string, unknown>, extra: Record<string, unknown> = {}): string => challenge(name, `flags ${name}`, { flag, ...extra });
+    await apply(
+      webOf('per-team', { kind: 'PerTeam', format: 'CTF{%s}', delivery: 'Env' }),
+      webOf('per-instance', { kind: 'PerInstance', format: 'CTF{%s}', delivery: 'File', path: '/flag/flag.txt' }, { security: { readOnlyRootFilesystem: true, tmpfs: [{ path: '/tmp', size: '8Mi' }] } }),
+      webOf('static', { kind: 'Static', static: { secretKeyRef: { name: 'organisers', key: 'flag' } } }),
+      instanceOf('per-team-team-1', 'team-1', 'per-team'),
+      instanceOf('per-team-team-2', 'team-2', 'per-team'),
+      instanceOf('per-instance-team-1', 'team-1', 'per-instance'),
+      instanceOf('static-team-1', 'team-1', 'static'),
+    );
+    const containerOf = async (name: string): Promise<string> => (await instances.waitFor(NS, name, 'to run', isRunning, 60_000)).status?.containerId ?? '';
+    const shell = async (name: string, script: string): Promise<string> => (await run('docker', ['exec', await containerOf(name), 'sh', '-c', script])).stdout;
+
+    for (const team of ['team-1', 'team-2']) {
+      const expected = `CTF{${perTeamFlagPart(FLAG_KEY, { namespace: NS, challenge: 'per-team', team })}}`;
+      assert.equal((await shell(`per-team-${team}`, 'printf %s "$FLAG"')), expected, `${team}'s flag is derived from its team`);
+      flags.push(expected);
+    }
+    assert.notEqual(flags[0], flags[1], 'two teams, two flags');
+
+    const perInstance = await instances.get(NS, 'per-instance-team-1');
+    const secret = await core.readNamespacedSecret({ namespace: NS, name: flagSecretName('per-instance-team-1', perInstance?.metadata.uid ?? '') });
+    const part = Buffer.from(secret.data?.['flag-part'] ?? '', 'base64').toString();
+    assert.match(part, /^[0-9a-f]{32}$/);
+    assert.equal(secret.metadata?.ownerReferences?.[0]?.uid, perInstance?.metadata.uid, 'the Secret is the instance\'s own');
+    assert.equal(await shell('per-instance-team-1', 'cat /flag/flag.txt'), `CTF{${part}}\n`);
+    assert.match(await shell('per-instance-team-1', 'touch /x 2>&1; ls -l /flag/flag.txt'), /Read-only file system[\s\S]*-r--r--r--/);
+    assert.ok(!(await shell('per-instance-team-1', 'env')).includes(part), 'File delivery puts nothing in the environment');
+    flags.push(`CTF{${part}}`, part);
+
+    assert.equal(await shell('static-team-1', 'printf %s "$FLAG"'), 'flag{the_static_one}');
+    flags.push('flag{the_static_one}');
+  });
+
+  test('no flag shows in status, Events, Redis or the log', async () => {
+    const everywhere = [
+      (await kubectl(['get', 'chi,chal', '-n', NS, '-o', 'json'])).stdout,
+      (await kubectl(['get', 'events', '-n', NS, '-o', 'json'])).stdout,
+      readFileSync(ctfleet.logFile, 'utf8'),
+    ];
+    const redis = new Redis(stackConfig().redis.url);
+    try {
+      for (const key of await redis.keys(`${PREFIX}*`)) {
+        const type = await redis.type(key);
+        if (type === 'hash') everywhere.push(JSON.stringify(await redis.hgetall(key)));
+        else if (type === 'string') everywhere.push((await redis.get(key)) ?? '');
+        else if (type === 'list') everywhere.push(JSON.stringify(await redis.lrange(key, 0, -1)));
+        else if (type === 'zset') everywhere.push(JSON.stringify(await redis.zrange(key, '0', '-1')));
+      }
+    } finally {
+      redis.disconnect();
+    }
+    assert.ok(flags.length >= 4);
+    for (const flag of flags) for (const text of everywhere) assert.ok(!text.includes(flag), 'a flag leaked');
+    // The control: the texts searched are not empty, and name the instances.
+    assert.ok(everywhere.some((text) => text.includes('per-team-team-1')));
   });
 
   test('kubectl get chal and chi tell the story', async () => {

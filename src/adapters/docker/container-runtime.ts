@@ -3,7 +3,9 @@ import { CtfleetError, notFound, permanent, transient } from '../../domain/error
 import type { PullPolicy } from '../../domain/challenge-instance.ts';
 import { LABELS, MANAGED_BY } from '../../domain/names.ts';
 import type { ContainerDefinition, ContainerExit, ContainerInfo, ContainerRuntime, EventWatch } from '../../domain/ports.ts';
+import { posix } from 'node:path';
 import { dockerMessage, statusOf } from './docker-errors.ts';
+import { tarOf } from './tar.ts';
 
 const IMAGE_MEMO_MS = 30_000;
 const EVENTS_CONNECT_TIMEOUT_MS = 10_000;
@@ -139,6 +141,9 @@ export class DockerRuntime implements ContainerRuntime {
           // One of the node's instance networks (inter-container traffic off, the
           // worker's firewall rules around it); IPv6 off inside, where no rule looks.
           NetworkMode: definition.network,
+          // A volume of its own for each directory files are written to: Docker
+          // writes into a volume even when the root filesystem is read-only.
+          ...(definition.files.length === 0 ? {} : { Mounts: [...new Set(definition.files.map((file) => posix.dirname(file.path)))].map((target) => ({ Type: 'volume' as const, Source: '', Target: target })) }),
           Sysctls: { 'net.ipv6.conf.all.disable_ipv6': '1', 'net.ipv6.conf.default.disable_ipv6': '1' },
           ...(definition.dns.length > 0 ? { Dns: definition.dns } : {}),
         },
@@ -169,10 +174,11 @@ export class DockerRuntime implements ContainerRuntime {
       throw transient('DockerUnavailable', `create container ${definition.name}: ${dockerMessage(error)}`, error);
     }
     try {
+      await this.writeFiles(container, definition);
       await container.start();
     } catch (error) {
       const message = dockerMessage(error);
-      await container.remove({ force: true }).catch(() => undefined);
+      await container.remove({ force: true, v: true }).catch(() => undefined);
       if (/port is already allocated|address already in use/i.test(message)) {
         throw new CtfleetError('PortConflict', 'conflict', `A host port of ${definition.name} is taken: ${message}`, { cause: error });
       }
@@ -190,6 +196,18 @@ export class DockerRuntime implements ContainerRuntime {
       hostPorts: definition.ports.map((port) => port.hostPort),
       createdAt: Date.now(),
     };
+  }
+
+  /** Writes the definition's files into the created, not yet started, container. */
+  private async writeFiles(container: Docker.Container, definition: ContainerDefinition): Promise<void> {
+    const byDirectory = new Map<string, { name: string; content: Buffer; mode: number }[]>();
+    for (const file of definition.files) {
+      const directory = posix.dirname(file.path);
+      byDirectory.set(directory, [...(byDirectory.get(directory) ?? []), { name: posix.basename(file.path), content: Buffer.from(file.content), mode: file.mode }]);
+    }
+    for (const [directory, files] of byDirectory) {
+      await container.putArchive(tarOf(files), { path: directory });
+    }
   }
 
   async start(id: string): Promise<void> {
@@ -219,7 +237,8 @@ export class DockerRuntime implements ContainerRuntime {
 
   async remove(id: string): Promise<void> {
     try {
-      await this.docker.getContainer(id).remove({ force: true });
+      // v: its own volumes (a flag file's) go with it.
+      await this.docker.getContainer(id).remove({ force: true, v: true });
     } catch (error) {
       const status = statusOf(error);
       if (status === 404) return;
