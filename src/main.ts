@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { runRole } from './app/run.ts';
-import { runInstances, runQueue, runWorkers } from './cli/admin.ts';
+import { runChallenges, runInstances, runQueue, runWorkers } from './cli/admin.ts';
 import { runDoctor } from './cli/doctor.ts';
 import { parseOutputFormat, UsageError } from './cli/output.ts';
 import { ConfigError, loadConnectionConfig, loadRuntimeConfig } from './config/config.ts';
@@ -16,6 +16,7 @@ Commands:
   all                      run controller and worker (and the API when tokens are set) in one process
   doctor [-o table|json]   check that Kubernetes, Redis and Docker answer
   instances [-n NS]        instances with phase, endpoint, node and their last job's state
+  challenges [-n NS]       Challenges: image, flag kind/delivery, their instances per phase
   workers                  worker nodes: capacity, running, version, last heartbeat (exit 3: none alive)
   queue stats              jobs per queue and state
   queue active|waiting|failed   list those jobs (instance, attempts, progress, reason)
@@ -52,6 +53,8 @@ async function main(argv: readonly string[]): Promise<number> {
       return runQueue(loadConnectionConfig(process.env), args, parseOutputFormat(args));
     case 'instances':
       return runInstances(loadConnectionConfig(process.env), args, parseOutputFormat(args));
+    case 'challenges':
+      return runChallenges(loadConnectionConfig(process.env), args, parseOutputFormat(args));
     case 'version':
     case '--version':
       process.stdout.write(`ctfleet ${VERSION}\n`);

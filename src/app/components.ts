@@ -39,7 +39,7 @@ import { readFileSync } from 'node:fs';
 import express from 'express';
 import { QueueAdmin } from '../adapters/queue/queue-admin.ts';
 import { QueueBoard } from '../adapters/queue/queue-board.ts';
-import { dashboard, DASHBOARD_PATH, QUEUE_BOARD_PATH } from '../dashboard/routes.ts';
+import { CHALLENGES_PATH, dashboard, DASHBOARD_PATH, QUEUE_BOARD_PATH } from '../dashboard/routes.ts';
 import { viewOf } from '../domain/instance-view.ts';
 import { KubePlatformInstances } from '../adapters/kubernetes/platform-instances.ts';
 import { readSecretValue } from '../adapters/kubernetes/secrets.ts';
@@ -303,15 +303,17 @@ export async function startApi(config: RuntimeConfig, logger: Logger): Promise<C
   if (queues !== undefined) {
     const board = new QueueBoard(queues, QUEUE_BOARD_PATH, 'ctfleet queues', logger.child({ component: 'dashboard' }));
     const instances = new KubeInstanceApi(kubeConfig);
+    const challenges = new KubeChallengeSource(kubeConfig);
     router.use(dashboard({
       tokens,
       instances: async () => (await instances.list(config.namespaces)).map(viewOf),
+      challenges: () => challenges.list(config.namespaces),
       queueCounts: () => queues.stats(),
       board,
       readOnly: config.dashboard.readOnly,
       logger: logger.child({ component: 'dashboard' }),
     }));
-    logger.info({ readOnly: config.dashboard.readOnly }, `Dashboard serving ${DASHBOARD_PATH}/ and ${QUEUE_BOARD_PATH}/`);
+    logger.info({ readOnly: config.dashboard.readOnly }, `Dashboard serving ${DASHBOARD_PATH}/, ${CHALLENGES_PATH}/ and ${QUEUE_BOARD_PATH}/`);
   }
   const server = await startApiServer(settings.host, settings.port, router, logger);
   return {

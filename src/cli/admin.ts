@@ -1,12 +1,14 @@
 import { createInterface } from 'node:readline/promises';
+import { KubeChallengeSource } from '../adapters/kubernetes/challenge-source.ts';
 import { KubeInstanceApi } from '../adapters/kubernetes/instance-api.ts';
 import { loadKubeConfig } from '../adapters/kubernetes/kube-config.ts';
 import { QueueAdmin, type JobSummary } from '../adapters/queue/queue-admin.ts';
 import { RedisHeartbeatStore } from '../adapters/redis/heartbeat-store.ts';
 import { createRedisConnection } from '../adapters/redis/redis-connection.ts';
 import type { ConnectionConfig } from '../config/config.ts';
+import { summariseChallenges } from '../domain/challenge-view.ts';
 import { viewOf } from '../domain/instance-view.ts';
-import { formatTable, UsageError, type OutputFormat } from './output.ts';
+import { formatChallengeTable, formatTable, UsageError, type OutputFormat } from './output.ts';
 import { shortDuration } from '../domain/durations.ts';
 
 /**
@@ -122,11 +124,17 @@ async function confirm(question: string): Promise<boolean> {
   }
 }
 
-/** `ctfleet instances [-n NAMESPACE]`: like `kubectl get chi` plus the state of each instance's last job. */
-export async function runInstances(config: ConnectionConfig, args: readonly string[], format: OutputFormat): Promise<number> {
+/** The namespace of `-n NAMESPACE` / `--namespace NAMESPACE`; undefined without one (every namespace). */
+function namespaceOf(command: string, args: readonly string[]): string | undefined {
   const flag = args.findIndex((arg) => arg === '-n' || arg === '--namespace');
   const namespace = flag === -1 ? undefined : args[flag + 1];
-  if (flag !== -1 && (namespace === undefined || namespace.startsWith('-'))) throw new UsageError('instances: -n needs a namespace');
+  if (flag !== -1 && (namespace === undefined || namespace.startsWith('-'))) throw new UsageError(`${command}: -n needs a namespace`);
+  return namespace;
+}
+
+/** `ctfleet instances [-n NAMESPACE]`: like `kubectl get chi` plus the state of each instance's last job. */
+export async function runInstances(config: ConnectionConfig, args: readonly string[], format: OutputFormat): Promise<number> {
+  const namespace = namespaceOf('instances', args);
   const api = new KubeInstanceApi(loadKubeConfig(config.kubeconfigPath));
   const instances = await api.list(namespace === undefined ? [] : [namespace]);
   return withRedis(config, async (admin) => {
@@ -145,4 +153,21 @@ export async function runInstances(config: ConnectionConfig, args: readonly stri
     }
     return EXIT.ok;
   });
+}
+
+/**
+ * `ctfleet challenges [-n NAMESPACE]`: each Challenge with its image, flag kind and
+ * delivery, and its instances counted per phase (instances naming no Challenge
+ * get a row of their own); from the API server alone. Exit 0, also when there is
+ * nothing to list.
+ */
+export async function runChallenges(config: ConnectionConfig, args: readonly string[], format: OutputFormat): Promise<number> {
+  const namespace = namespaceOf('challenges', args);
+  const namespaces = namespace === undefined ? [] : [namespace];
+  const kubeConfig = loadKubeConfig(config.kubeconfigPath);
+  const [challenges, instances] = await Promise.all([new KubeChallengeSource(kubeConfig).list(namespaces), new KubeInstanceApi(kubeConfig).list(namespaces)]);
+  const views = summariseChallenges(challenges, instances.map(viewOf));
+  if (format === 'json') print(JSON.stringify({ challenges: views }, null, 2));
+  else print(views.length === 0 ? `No Challenges${namespace === undefined ? '' : ` in namespace ${namespace}`}.` : formatChallengeTable(views, Date.now()));
+  return EXIT.ok;
 }

@@ -1,3 +1,6 @@
+import { flagSummary, PHASES, type ChallengeView } from '../domain/challenge-view.ts';
+import { shortDuration } from '../domain/durations.ts';
+
 /** Renders rows as a kubectl-style table: upper-case headers, columns padded by three spaces. */
 export function formatTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = headers.map((header, column) =>
@@ -30,4 +33,27 @@ export class UsageError extends Error {
     super(message);
     this.name = 'UsageError';
   }
+}
+
+/**
+ * `ctfleet challenges` as a table: NAMESPACE, NAME, IMAGE, FLAG (kind/delivery),
+ * INSTANCES and RUNNING, then a column for each other phase that some challenge
+ * has instances in (lifecycle order), and AGE. A name instances use without a
+ * Challenge shows `(no Challenge)` for its image.
+ */
+export function formatChallengeTable(views: readonly ChallengeView[], now: number): string {
+  const phases = PHASES.filter((phase) => phase !== 'Running' && views.some((view) => view.instances.phases[phase] > 0));
+  return formatTable(
+    ['namespace', 'name', 'image', 'flag', 'instances', 'running', ...phases, 'age'],
+    views.map((view) => [
+      view.namespace,
+      view.name,
+      view.declared ? view.image ?? '' : '(no Challenge)',
+      flagSummary(view.flag),
+      String(view.instances.total),
+      String(view.instances.running),
+      ...phases.map((phase) => String(view.instances.phases[phase])),
+      view.createdAt === null ? '-' : shortDuration(now - Date.parse(view.createdAt)),
+    ]),
+  );
 }

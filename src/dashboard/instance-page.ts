@@ -1,10 +1,22 @@
+import type { Phase } from '../domain/challenge-instance.ts';
 import { shortDuration } from '../domain/durations.ts';
-import { lastErrorOf, type InstanceView } from '../domain/instance-view.ts';
+import { lastErrorOf, phaseOf, type InstanceView } from '../domain/instance-view.ts';
+import { escapeHtml, renderPage } from './html.ts';
 
 export interface QueueCounts {
   queue: string;
   counts: Record<string, number>;
 }
+
+/** What the instance page shows: the instances matching every field set. */
+export interface InstanceFilter {
+  namespace?: string;
+  team?: string;
+  challenge?: string;
+}
+
+/** The query parameters of the instance page, in the order its form shows them. */
+export const FILTER_FIELDS = ['namespace', 'team', 'challenge'] as const;
 
 export interface InstancePageModel {
   instances: InstanceView[];
@@ -12,24 +24,16 @@ export interface InstancePageModel {
   queues: QueueCounts[] | { error: string };
   /** Who is looking, and whether they may change anything. */
   viewer: { name: string; readOnly: boolean };
-  filter: { team?: string; challenge?: string };
+  filter: InstanceFilter;
   /** Where the dashboard is served (`/dashboard`). */
   basePath: string;
   now: number;
   refreshSeconds: number;
 }
 
-const PHASE_ORDER = ['Running', 'Starting', 'Scheduled', 'Pending', 'Stopping', 'Stopped', 'Failed', 'Expired', 'Terminating'] as const;
+/** The phase summary's order: what runs first, then what is on its way, then what ended. */
+const PHASE_ORDER: readonly Phase[] = ['Running', 'Starting', 'Scheduled', 'Pending', 'Stopping', 'Stopped', 'Failed', 'Expired', 'Terminating'];
 const QUEUE_STATES = ['active', 'waiting', 'prioritized', 'delayed', 'failed', 'completed'] as const;
-
-/** Escapes text for HTML element content and quoted attribute values. */
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
-}
-
-function phaseOf(view: InstanceView): string {
-  return view.deleting ? 'Terminating' : view.phase;
-}
 
 function endpointCell(view: InstanceView): string {
   if (view.endpoints.length === 0) return '<span class="muted">–</span>';
@@ -89,9 +93,14 @@ function queueTable(queues: InstancePageModel['queues'], basePath: string): stri
   return `<table id="queues"><thead><tr><th>queue</th>${head}</tr></thead><tbody>\n${rows}\n</tbody></table>`;
 }
 
-function filterForm(filter: InstancePageModel['filter'], basePath: string): string {
-  const field = (name: 'team' | 'challenge'): string => `<label>${name} <input name="${name}" value="${escapeHtml(filter[name] ?? '')}" size="14"></label>`;
-  return `<form method="get" action="${escapeHtml(`${basePath}/`)}">${field('team')} ${field('challenge')} <button type="submit">Filter</button> <a href="${escapeHtml(`${basePath}/`)}">all</a></form>`;
+function filterForm(filter: InstanceFilter, basePath: string): string {
+  const fields = FILTER_FIELDS.map((name) => `<label>${name} <input name="${name}" value="${escapeHtml(filter[name] ?? '')}" size="14"></label>`).join(' ');
+  return `<form method="get" action="${escapeHtml(`${basePath}/`)}">${fields} <button type="submit">Filter</button> <a href="${escapeHtml(`${basePath}/`)}">all</a></form>`;
+}
+
+/** True when the instance matches every field the filter sets. */
+export function matchesFilter(view: InstanceView, filter: InstanceFilter): boolean {
+  return FILTER_FIELDS.every((field) => filter[field] === undefined || view[field] === filter[field]);
 }
 
 /**
@@ -102,45 +111,19 @@ function filterForm(filter: InstancePageModel['filter'], basePath: string): stri
  */
 export function renderInstancePage(model: InstancePageModel): string {
   const { instances, viewer, basePath, now } = model;
-  const shown = instances.filter((view) => (model.filter.team === undefined || view.team === model.filter.team) && (model.filter.challenge === undefined || view.challenge === model.filter.challenge));
+  const shown = instances.filter((view) => matchesFilter(view, model.filter));
   const table = shown.length === 0
     ? '<p class="muted" id="no-instances">No ChallengeInstances match.</p>'
     : `<table id="instances"><thead><tr><th>team</th><th>challenge</th><th>phase</th><th>endpoint</th><th>node</th><th>age</th><th>expires</th><th>last error</th></tr></thead><tbody>\n${instanceRows(shown, now)}\n</tbody></table>`;
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="refresh" content="${model.refreshSeconds}">
-<title>ctfleet: instances</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #1d2330; background: #f6f7f9; }
-header { display: flex; align-items: baseline; gap: 1.5rem; flex-wrap: wrap; }
-h1 { font-size: 1.4rem; margin: 0; } h2 { font-size: 1.1rem; margin-top: 2rem; }
-table { border-collapse: collapse; background: #fff; width: 100%; box-shadow: 0 1px 2px #0002; }
-th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #e3e6ea; vertical-align: top; }
-th { font-size: .8rem; text-transform: uppercase; color: #5b6473; white-space: nowrap; }
-td.nowrap { white-space: nowrap; }
-.num { text-align: right; font-variant-numeric: tabular-nums; }
-.muted { color: #8a92a0; } .small { font-size: .75rem; }
-.error { color: #a61b1b; font-size: .85rem; max-width: 28rem; }
-.phase { display: inline-block; padding: .05rem .45rem; border-radius: .6rem; font-size: .8rem; background: #e3e6ea; }
-.phase-running { background: #d3f2dc; color: #145c2c; } .phase-starting, .phase-scheduled, .phase-pending { background: #fff1c7; color: #6b5000; }
-.phase-failed { background: #fbd5d5; color: #8a1414; } .phase-expired, .phase-stopping, .phase-stopped, .phase-terminating { background: #e3e6ea; color: #3d4452; }
-form { margin: 1rem 0; } .viewer { margin-left: auto; font-size: .85rem; color: #5b6473; }
-</style>
-</head>
-<body>
-<header>
-<h1>ctfleet instances</h1>
-<nav><a href="${escapeHtml(`${basePath}/queues/`)}">Queue dashboard</a></nav>
-<span id="summary">${shown.length} of ${instances.length} instance${instances.length === 1 ? '' : 's'} ${phaseSummary(shown)}</span>
-<span class="viewer">signed in as ${escapeHtml(viewer.name)}${viewer.readOnly ? ' · <strong id="read-only">read-only</strong>' : ''} · refreshes every ${model.refreshSeconds} s</span>
-</header>
-${filterForm(model.filter, basePath)}
+  return renderPage({
+    title: 'instances',
+    nav: [['Challenges', `${basePath}/challenges/`], ['Queue dashboard', `${basePath}/queues/`]],
+    summary: `${shown.length} of ${instances.length} instance${instances.length === 1 ? '' : 's'} ${phaseSummary(shown)}`,
+    viewer,
+    refreshSeconds: model.refreshSeconds,
+    body: `${filterForm(model.filter, basePath)}
 ${table}
 <h2>Queues</h2>
-${queueTable(model.queues, basePath)}
-</body>
-</html>
-`;
+${queueTable(model.queues, basePath)}`,
+  });
 }

@@ -1,20 +1,26 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { authenticateBrowser, type ApiToken } from '../api/tokens.ts';
 import { describeError } from '../health/dependency-check.ts';
+import type { Challenge } from '../domain/challenge.ts';
+import { summariseChallenges } from '../domain/challenge-view.ts';
 import type { InstanceView } from '../domain/instance-view.ts';
 import { DNS_LABEL } from '../domain/names.ts';
 import type { Logger } from '../observability/logger.ts';
-import { renderInstancePage, type QueueCounts } from './instance-page.ts';
+import { renderChallengePage } from './challenge-page.ts';
+import { FILTER_FIELDS, renderInstancePage, type InstanceFilter, type QueueCounts } from './instance-page.ts';
 
 /** Where the dashboard is served; the queue board sits under `${DASHBOARD_PATH}/queues`. */
 export const DASHBOARD_PATH = '/dashboard';
 export const QUEUE_BOARD_PATH = `${DASHBOARD_PATH}/queues`;
+export const CHALLENGES_PATH = `${DASHBOARD_PATH}/challenges`;
 const REFRESH_SECONDS = 10;
 
 export interface DashboardDeps {
   tokens: readonly ApiToken[];
   /** Every instance this deployment manages, as people read them. */
   instances: () => Promise<InstanceView[]>;
+  /** Every Challenge of the namespaces this deployment watches. */
+  challenges: () => Promise<Challenge[]>;
   queueCounts: () => Promise<QueueCounts[]>;
   /** The queue board (bull-board), full and read-only, both served from QUEUE_BOARD_PATH. */
   board: { full: Router; readOnly: Router };
@@ -69,9 +75,16 @@ function refuse(response: Response, status: number, code: string, message: strin
   response.status(status).json({ error: { code, message } });
 }
 
+/** Sends the page, with a policy that allows nothing but its inline style sheet. */
+function sendPage(response: Response, html: string): void {
+  response.setHeader('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'");
+  response.type('html').send(html);
+}
+
 /**
- * The dashboard: an instance view (`/dashboard/`) and bull-board over every
- * queue (`/dashboard/queues/`). Every path needs a token — HTTP Basic with the
+ * The dashboard: an instance view (`/dashboard/`), a challenges view
+ * (`/dashboard/challenges/`) and bull-board over every queue
+ * (`/dashboard/queues/`). Every path needs a token — HTTP Basic with the
  * token's name and the token, which browsers ask for, or a bearer token. Tokens
  * with role `read`, and everybody when `readOnly` is set, get the read-only
  * board and may not send anything but GET.
@@ -111,8 +124,8 @@ export function dashboard(deps: DashboardDeps): Router {
   });
 
   router.get(`${DASHBOARD_PATH}/`, async (request: Request, response: Response) => {
-    const filter: { team?: string; challenge?: string } = {};
-    for (const field of ['team', 'challenge'] as const) {
+    const filter: InstanceFilter = {};
+    for (const field of FILTER_FIELDS) {
       const value = request.query[field];
       if (value === undefined || value === '') continue;
       if (typeof value !== 'string' || value.length > 63 || !DNS_LABEL.test(value)) {
@@ -130,8 +143,24 @@ export function dashboard(deps: DashboardDeps): Router {
       return;
     }
     const queues = await deps.queueCounts().catch((error: unknown) => ({ error: describeError(error) }));
-    response.setHeader('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'");
-    response.type('html').send(renderInstancePage({ instances, queues, viewer: viewerOf(request), filter, basePath: DASHBOARD_PATH, now: Date.now(), refreshSeconds: REFRESH_SECONDS }));
+    sendPage(response, renderInstancePage({ instances, queues, viewer: viewerOf(request), filter, basePath: DASHBOARD_PATH, now: Date.now(), refreshSeconds: REFRESH_SECONDS }));
+  });
+
+  router.get(CHALLENGES_PATH, (_request, response) => {
+    response.redirect(`${CHALLENGES_PATH}/`);
+  });
+
+  router.get(`${CHALLENGES_PATH}/`, async (request: Request, response: Response) => {
+    let listed: [Challenge[], InstanceView[]];
+    try {
+      listed = await Promise.all([deps.challenges(), deps.instances()]);
+    } catch (error) {
+      deps.logger.warn({ err: error }, 'Dashboard could not list Challenges and their instances');
+      response.status(503).type('text/plain').send(`Challenges and their instances could not be listed: ${describeError(error)}\n`);
+      return;
+    }
+    const challenges = summariseChallenges(...listed);
+    sendPage(response, renderChallengePage({ challenges, viewer: viewerOf(request), basePath: DASHBOARD_PATH, now: Date.now(), refreshSeconds: REFRESH_SECONDS }));
   });
 
   router.use(QUEUE_BOARD_PATH, (request: Request, response: Response, next: NextFunction) => {

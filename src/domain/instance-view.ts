@@ -19,11 +19,16 @@ export interface InstanceView {
   deleting: boolean;
 }
 
+/**
+ * How people read an instance. `challenge` is the Challenge it names
+ * (`spec.challengeRef.name`), or a direct instance's own `spec.challenge`: an
+ * instance of a Challenge, as the API server stores it, has no `spec.challenge`.
+ */
 export function viewOf(instance: ChallengeInstance): InstanceView {
   const { metadata, spec, status } = instance;
   return {
     team: spec.team,
-    challenge: spec.challenge,
+    challenge: spec.challengeRef?.name ?? spec.challenge,
     namespace: metadata.namespace,
     name: metadata.name,
     phase: status?.phase ?? 'Pending',
@@ -37,6 +42,11 @@ export function viewOf(instance: ChallengeInstance): InstanceView {
     createdAt: metadata.creationTimestamp ?? null,
     deleting: metadata.deletionTimestamp !== undefined,
   };
+}
+
+/** The phase people see: `Terminating` once deletion began, whatever the last status said. */
+export function phaseOf(view: Pick<InstanceView, 'phase' | 'deleting'>): Phase {
+  return view.deleting ? 'Terminating' : view.phase;
 }
 
 /**

@@ -242,6 +242,8 @@ describe('Helm chart and plain manifests', () => {
     assert.ok(!(await can('worker', 'delete', 'challengeinstances.ctfleet.io', '-n', namespace)), 'worker cannot delete instances');
     assert.ok(await can('api', 'create', 'challengeinstances.ctfleet.io', '-n', namespace), 'api creates instances');
     assert.ok(!(await can('api', 'list', 'secrets', '-n', namespace)), 'api cannot list secrets');
+    assert.ok(await can('api', 'list', 'challenges.ctfleet.io', '-n', namespace), 'the dashboard lists Challenges');
+    assert.ok(!(await can('api', 'create', 'challenges.ctfleet.io', '-n', namespace)), 'api cannot create Challenges');
     assert.ok(await can('controller', 'create', 'leases.coordination.k8s.io', '-n', namespace), 'controller takes its lease');
     const flagKey = `${release}-ctfleet-flag-key`;
     for (const component of ['controller', 'worker', 'api']) assert.ok(await can(component, 'get', `secret/${flagKey}`, '-n', namespace), `${component} reads the flag key`);

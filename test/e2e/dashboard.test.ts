@@ -198,6 +198,27 @@ describe('dashboard', () => {
       for (const shot of [instancesShot, queuesShot]) assert.ok(statSync(shot).size > 10_000, `${shot} holds a real picture`);
       await context.close();
     });
+
+    test('the challenges page opens from the instance page, counts each challenge\'s instances per phase, and links back to them', async () => {
+      const context = await browser.newContext({ httpCredentials: { username: VIEWER.user, password: VIEWER.token }, viewport: { width: 1400, height: 800 } });
+      const page = await context.newPage();
+      await page.goto(`${base}/dashboard/`);
+      await page.locator('nav a', { hasText: 'Challenges' }).click();
+      await page.waitForURL(`${base}/dashboard/challenges/`);
+      // These instances are direct: their names have no Challenge, and are listed as such.
+      assert.equal(await page.locator('#challenges tbody tr[data-declared="false"]').count(), 2);
+      const web = page.locator(`#challenges tr[data-namespace="${scenario.namespace}"][data-challenge="web-101"]`);
+      assert.equal(await web.locator('td[data-phase="Running"]').innerText(), '2');
+      assert.equal(await web.locator('td[data-count="total"]').innerText(), '2');
+      assert.ok(!(await page.content()).includes(FLAG));
+      const shot = join(ARTIFACTS, 'dashboard-challenges.png');
+      await page.screenshot({ path: shot, fullPage: true });
+      assert.ok(statSync(shot).size > 10_000, `${shot} holds a real picture`);
+      await web.locator('a', { hasText: 'web-101' }).click();
+      await page.waitForURL(`${base}/dashboard/?namespace=${scenario.namespace}&challenge=web-101`);
+      assert.equal(await page.locator('#instances tbody tr').count(), 2);
+      await context.close();
+    });
   });
 
   scenario.declareLogTest();

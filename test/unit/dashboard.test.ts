@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { authenticateBrowser, parseTokens } from '../../src/api/tokens.ts';
-import { escapeHtml, renderInstancePage, type InstancePageModel } from '../../src/dashboard/instance-page.ts';
+import { renderChallengePage } from '../../src/dashboard/challenge-page.ts';
+import { escapeHtml } from '../../src/dashboard/html.ts';
+import { renderInstancePage, type InstancePageModel } from '../../src/dashboard/instance-page.ts';
 import { isAllowedChange, normalisedPath } from '../../src/dashboard/routes.ts';
+import { summariseChallenges } from '../../src/domain/challenge-view.ts';
+import type { Challenge } from '../../src/domain/challenge.ts';
 import { lastErrorOf, type InstanceView } from '../../src/domain/instance-view.ts';
 import { HIDDEN, redactJobData } from '../../src/domain/redact.ts';
 
@@ -71,8 +75,10 @@ describe('renderInstancePage', () => {
     assert.match(html, /3 of 3 instances <span class="phase phase-running">Running 2<\/span> <span class="phase phase-failed">Failed 1<\/span>/);
   });
 
-  test('filters by team and challenge, marks deleting instances Terminating, and says when nothing matches', () => {
+  test('filters by namespace, team and challenge, marks deleting instances Terminating, and says when nothing matches', () => {
     assert.match(page([view(), view({ team: 'team-8' })], { filter: { team: 'team-8' } }), /1 of 2 instances/);
+    assert.match(page([view(), view({ namespace: 'other' })], { filter: { namespace: 'other', challenge: 'web-101' } }), /1 of 2 instances/);
+    assert.match(page([view()], { filter: { namespace: 'ctf' } }), /<input name="namespace" value="ctf" size="14">/);
     assert.match(page([view({ deleting: true })]), /data-phase="Terminating"/);
     assert.match(page([view()], { filter: { challenge: 'nope' } }), /<p class="muted" id="no-instances">No ChallengeInstances match.<\/p>/);
   });
@@ -89,6 +95,54 @@ describe('renderInstancePage', () => {
   test('shows each queue with its counts, or why they could not be read', () => {
     assert.match(page([], { queues: [{ queue: 'start', counts: { active: 1, failed: 2 } }] }), /<tr data-queue="start">.*<td class="num">1<\/td>.*<td class="num">2<\/td>/);
     assert.match(page([], { queues: { error: 'connect ECONNREFUSED' } }), /Queues could not be read: connect ECONNREFUSED/);
+  });
+});
+
+describe('renderChallengePage', () => {
+  const challenge = (name: string, extra: Partial<Challenge['spec']> = {}): Challenge => ({
+    metadata: { namespace: 'ctf', name, uid: `uid-${name}`, generation: 2, creationTimestamp: '2026-11-21T10:00:00Z' },
+    spec: { image: `registry.example/ctf/${name}:1`, imagePullPolicy: 'IfNotPresent', ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }], ...extra },
+  });
+  const render = (challenges: Challenge[], instances: InstanceView[]): string =>
+    renderChallengePage({ challenges: summariseChallenges(challenges, instances), viewer: { name: 'viewer', readOnly: true }, basePath: '/dashboard', now: NOW, refreshSeconds: 10 });
+
+  test('one row per Challenge with image, flag kind and delivery, age and a count per phase, linked to its instances', () => {
+    const html = render(
+      [challenge('web-101', { flag: { kind: 'PerTeam', format: 'CTF{%s}', delivery: 'File', env: 'FLAG', path: '/flag/flag.txt' } }), challenge('pwn-300')],
+      [view(), view({ team: 'team-8' }), view({ phase: 'Failed', reason: 'ContainerExited' }), view({ deleting: true })],
+    );
+    const row = /<tr data-namespace="ctf" data-challenge="web-101" data-declared="true">([\s\S]*?)<\/tr>/.exec(html)?.[1] ?? '';
+    assert.match(row, /<a href="\/dashboard\/\?namespace=ctf&#38;challenge=web-101">web-101<\/a><div class="muted small">ctf · generation 2<\/div>/);
+    assert.match(row, /<td>registry\.example\/ctf\/web-101:1<\/td>/);
+    assert.match(row, /<td class="nowrap">PerTeam · File<\/td>/);
+    assert.match(row, /title="2026-11-21T10:00:00Z">2h<\/time>/);
+    assert.match(row, /<td class="num" data-count="total">4<\/td>/);
+    assert.match(row, /<td class="num" data-phase="Running"><span class="phase phase-running">2<\/span><\/td>/);
+    assert.match(row, /<td class="num" data-phase="Failed"><span class="phase phase-failed">1<\/span><\/td>/);
+    assert.match(row, /<td class="num" data-phase="Terminating"><span class="phase phase-terminating">1<\/span><\/td>/);
+    assert.match(row, /<td class="num muted" data-phase="Pending">0<\/td>/);
+    assert.equal((row.match(/data-phase=/g) ?? []).length, 9, 'a cell for every phase');
+    assert.ok(!html.includes('CTF{'), 'the flag format is not shown');
+    assert.match(html, /<tr data-namespace="ctf" data-challenge="pwn-300" data-declared="true">[\s\S]*?<span class="muted">none<\/span>[\s\S]*?data-count="total">0</);
+    assert.match(html, /<span id="summary">2 challenges · 4 instances, 2 running<\/span>/);
+    assert.match(html, /<nav><a href="\/dashboard\/">Instances<\/a> <a href="\/dashboard\/queues\/">Queue dashboard<\/a><\/nav>/);
+    assert.ok(!html.includes('id="undeclared"'), 'no note while every name has a Challenge');
+  });
+
+  test('a name instances use without a Challenge is shown as such, with a note', () => {
+    const html = render([], [view({ challenge: 'ghost', phase: 'Failed', reason: 'ChallengeNotFound' })]);
+    assert.match(html, /<tr data-namespace="ctf" data-challenge="ghost" data-declared="false">[\s\S]*?<span class="muted" title="No Challenge ghost in namespace ctf">no Challenge<\/span>/);
+    assert.match(html, /<p class="muted small" id="undeclared">/);
+    assert.match(html, /0 challenges · 1 instance, 0 running/);
+    assert.match(render([], []), /<p class="muted" id="no-challenges">/);
+  });
+
+  test('escapes every value, so an organiser\'s image or a hostile name cannot inject markup', () => {
+    const html = render([challenge('web-101', { image: 'evil"><script>alert(1)</script>' })], [view({ namespace: 'ctf', challenge: '<b>x</b>' })]);
+    assert.ok(!html.includes('<script>alert') && !html.includes('<b>x'), 'no raw markup');
+    assert.match(html, /<td>evil&#34;&#62;&#60;script&#62;alert\(1\)&#60;\/script&#62;<\/td>/);
+    assert.match(html, /data-challenge="&#60;b&#62;x&#60;\/b&#62;"/);
+    assert.match(html, /href="\/dashboard\/\?namespace=ctf&#38;challenge=%3Cb%3Ex%3C%2Fb%3E"/, 'the link is encoded, then escaped');
   });
 });
 

@@ -47,7 +47,10 @@ export class KubeChallengeCache extends KubeObjectCache<Challenge> implements Ch
   }
 }
 
-/** The worker reads a Challenge from the API server each time it makes a container: the authority, not a cache. */
+/**
+ * Challenges read from the API server, not a cache: the worker gets one each time
+ * it makes a container (the authority), the dashboard and the CLI list them.
+ */
 export class KubeChallengeSource implements ChallengeSource {
   private readonly custom: CustomObjectsApi;
 
@@ -62,6 +65,18 @@ export class KubeChallengeSource implements ChallengeSource {
       const translated = translateKubeError(error, `get Challenge ${namespace}/${name}`);
       if (isNotFound(translated)) return undefined;
       throw translated;
+    }
+  }
+
+  /** Every Challenge of these namespaces (all when empty). */
+  async list(namespaces: readonly string[] = []): Promise<Challenge[]> {
+    try {
+      const lists = namespaces.length === 0
+        ? [await this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: CHALLENGE_PLURAL })]
+        : await Promise.all(namespaces.map((namespace) => this.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: CHALLENGE_PLURAL })));
+      return lists.flatMap((raw) => ((raw as { items?: unknown[] }).items ?? []).map(toChallenge));
+    } catch (error) {
+      throw translateKubeError(error, 'list Challenges');
     }
   }
 }
