@@ -4,6 +4,7 @@ import { DockerNetworks } from '../adapters/docker/network-runtime.ts';
 import { IptablesFirewall } from '../adapters/firewall/iptables.ts';
 import { KubeInstanceApi } from '../adapters/kubernetes/instance-api.ts';
 import { KubeInstanceCache } from '../adapters/kubernetes/instance-cache.ts';
+import { KubeChallengeApi } from '../adapters/kubernetes/challenge-api.ts';
 import { KubeChallengeCache, KubeChallengeSource } from '../adapters/kubernetes/challenge-source.ts';
 import { KubeFlagSecrets } from '../adapters/kubernetes/flag-secrets.ts';
 import { loadKubeConfig } from '../adapters/kubernetes/kube-config.ts';
@@ -100,6 +101,7 @@ export async function startController(config: RuntimeConfig, logger: Logger, met
       {
         cache: new KubeInstanceCache(kubeConfig, logger, config.namespaces),
         challenges: new KubeChallengeCache(kubeConfig, logger, config.namespaces),
+        challengeApi: new KubeChallengeApi(kubeConfig),
         api: new KubeInstanceApi(kubeConfig),
         jobs,
         logger,

@@ -1,5 +1,6 @@
 import type { Phase } from '../domain/challenge-instance.ts';
-import type { ChallengeCache, InstanceApi, InstanceCache, JobQueue } from '../domain/ports.ts';
+import { challengeKeyOf } from '../domain/challenge.ts';
+import type { ChallengeApi, ChallengeCache, InstanceApi, InstanceCache, JobQueue } from '../domain/ports.ts';
 import { parseJobId } from '../domain/jobs.ts';
 
 const PHASES: Phase[] = ['Pending', 'Scheduled', 'Starting', 'Running', 'Stopping', 'Stopped', 'Failed', 'Expired', 'Terminating'];
@@ -7,6 +8,7 @@ import { describeError } from '../health/dependency-check.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { NodeMonitor } from './node-monitor.ts';
+import { ChallengeReconciler } from './challenge-reconciler.ts';
 import { NO_LOST_NODES, type LifetimePolicy } from './plan.ts';
 import { Reconciler } from './reconciler.ts';
 import { WorkQueue } from '../reconcile/work-queue.ts';
@@ -16,13 +18,27 @@ export interface ControllerOptions {
   lifetime: LifetimePolicy;
 }
 
+/** Challenge passes are short (counts from the cache, one status write): two at a time keep up. */
+const CHALLENGE_CONCURRENCY = 2;
+
 /**
- * The ChallengeInstance controller: informer events and job changes only enqueue
- * keys; a work queue feeds them to the reconciler, level-triggered.
+ * The controller: two level-triggered reconcilers, each with its own keyed work
+ * queue. ChallengeInstances: informer events and job changes enqueue instance
+ * keys. Challenges (with a {@link ChallengeApi}): their own informer events, and
+ * every change of an instance naming one, enqueue its key.
+ *
+ * Two queues rather than one with prefixed keys: both kinds are keyed
+ * `namespace/name` and a Challenge and an instance may well share a name; and a
+ * burst of instance starts (exactly when a Challenge's counts move) must not
+ * delay the Challenge's deletion, nor Challenge passes the instances.
  */
 export class Controller {
   private readonly queue: WorkQueue;
   private readonly reconciler: Reconciler;
+  private readonly challengeQueue: WorkQueue;
+  private readonly challengeReconciler: ChallengeReconciler | undefined;
+  /** The Challenge key each instance named when last seen, so an instance's deletion still wakes its Challenge. */
+  private readonly challengeOfInstance = new Map<string, string>();
   private readonly cache: InstanceCache;
   private readonly challenges: ChallengeCache | undefined;
   private readonly jobs: JobQueue;
@@ -31,7 +47,18 @@ export class Controller {
   private readonly metrics: Metrics | undefined;
 
   constructor(
-    deps: { cache: InstanceCache; challenges?: ChallengeCache; api: InstanceApi; jobs: JobQueue; logger: Logger; nodes?: NodeMonitor; metrics?: Metrics; now?: () => Date },
+    deps: {
+      cache: InstanceCache;
+      challenges?: ChallengeCache;
+      /** With it (and `challenges`), the controller reconciles Challenges too: finalizer, status, the deletion rule. */
+      challengeApi?: ChallengeApi;
+      api: InstanceApi;
+      jobs: JobQueue;
+      logger: Logger;
+      nodes?: NodeMonitor;
+      metrics?: Metrics;
+      now?: () => Date;
+    },
     options: ControllerOptions,
   ) {
     this.cache = deps.cache;
@@ -41,6 +68,11 @@ export class Controller {
     this.nodes = deps.nodes;
     this.metrics = deps.metrics;
     this.queue = new WorkQueue({ concurrency: options.concurrency, baseBackoffMs: 50, maxBackoffMs: 60_000 });
+    this.challengeQueue = new WorkQueue({ concurrency: CHALLENGE_CONCURRENCY, baseBackoffMs: 50, maxBackoffMs: 60_000 });
+    this.challengeReconciler =
+      deps.challenges === undefined || deps.challengeApi === undefined
+        ? undefined
+        : new ChallengeReconciler({ challenges: deps.challenges, instances: deps.cache, api: deps.challengeApi, instanceApi: deps.api, logger: deps.logger, now: deps.now ?? (() => new Date()) });
     const timeToReady = deps.metrics?.timeToReady;
     this.reconciler = new Reconciler({
       ...deps,
@@ -75,14 +107,16 @@ export class Controller {
     });
     // Challenges first: an instance's first pass resolves it against them.
     await this.challenges?.start((challengeKey) => {
+      if (this.challengeReconciler !== undefined) this.challengeQueue.add(challengeKey);
       // A Challenge that changed, came or went: the instances naming it look again.
       for (const key of this.cache.keys()) {
         const instance = this.cache.get(key);
-        if (instance?.spec.challengeRef !== undefined && `${instance.metadata.namespace}/${instance.spec.challengeRef.name}` === challengeKey) this.queue.add(key);
+        if (instance !== undefined && challengeKeyOf(instance) === challengeKey) this.queue.add(key);
       }
     });
     await this.cache.start((key) => {
       this.queue.add(key);
+      if (this.challengeReconciler !== undefined) this.wakeChallengeOf(key);
     });
     const metrics = this.metrics;
     // The uid of a key whose pass failed, for the failure's log line: the object
@@ -109,6 +143,17 @@ export class Controller {
         this.logger.warn({ instance: key, uid: this.cache.get(key)?.metadata.uid ?? failingUids.get(key), code: (error as { code?: unknown }).code }, `Reconciling ChallengeInstance ${key} failed: ${describeError(error)}`);
       },
     );
+    // Only now, with both caches listed: a Challenge pass that counted instances
+    // from a cache not yet filled could release a Challenge still in use.
+    const challengeReconciler = this.challengeReconciler;
+    if (challengeReconciler !== undefined) {
+      this.challengeQueue.start(
+        (key) => challengeReconciler.reconcile(key),
+        (key, error) => {
+          this.logger.warn({ challenge: key, uid: this.challenges?.get(key)?.metadata.uid, code: (error as { code?: unknown }).code }, `Reconciling Challenge ${key} failed: ${describeError(error)}`);
+        },
+      );
+    }
     // A node lost or back changes what its instances need: look at each again.
     this.nodes?.start((nodes) => {
       const changed = new Set(nodes);
@@ -120,12 +165,27 @@ export class Controller {
     this.logger.info({ instances: this.cache.keys().length }, 'Controller started');
   }
 
+  /**
+   * An instance came, changed or went: the counts of the Challenge it names (and,
+   * had its reference changed, of the one it named before) may have moved.
+   */
+  private wakeChallengeOf(key: string): void {
+    const instance = this.cache.get(key);
+    const current = instance === undefined ? undefined : challengeKeyOf(instance);
+    const previous = this.challengeOfInstance.get(key);
+    if (current === undefined) this.challengeOfInstance.delete(key);
+    else this.challengeOfInstance.set(key, current);
+    if (previous !== undefined && previous !== current) this.challengeQueue.add(previous);
+    if (current !== undefined) this.challengeQueue.add(current);
+  }
+
   isReady(): boolean {
     return this.cache.hasSynced() && (this.challenges?.hasSynced() ?? true);
   }
 
   async close(): Promise<void> {
     this.nodes?.close();
+    await this.challengeQueue.close();
     await this.queue.close();
     await this.cache.close();
     await this.challenges?.close();

@@ -83,7 +83,7 @@ export interface ResolvePolicy {
   maxLifetimeSeconds: number;
 }
 
-export type ResolveFailure = 'ChallengeNotFound' | 'InvalidSpec';
+export type ResolveFailure = 'ChallengeNotFound' | 'ChallengeDeleting' | 'InvalidSpec';
 
 export type Resolution =
   | {
@@ -111,13 +111,17 @@ export type Resolution =
  *   refused with InvalidSpec, not shortened: the platform asked for something the
  *   organisers ruled out, and a silent cut would surprise the team.
  *
+ * - A Challenge being deleted resolves only the instances it admitted
+ *   ({@link isAdmittedBy}); one created after its deletion began fails
+ *   ChallengeDeleting, so nothing new starts from it.
+ *
  * Assumptions: `challenge` is the object named by `spec.challengeRef` in the
  * instance's namespace (undefined when there is none), as the caller's cache holds it.
  *
  * Caveats: the result shares arrays and objects with its inputs; treat it as read-only.
  */
 export function resolveInstanceSpec(
-  instance: { metadata: { namespace: string }; spec: StoredInstanceSpec },
+  instance: { metadata: { namespace: string; creationTimestamp?: string }; spec: StoredInstanceSpec },
   challenge: Challenge | undefined,
   policy: ResolvePolicy,
 ): Resolution {
@@ -133,6 +137,13 @@ export function resolveInstanceSpec(
   }
   if (challenge?.metadata.name !== ref.name || challenge.metadata.namespace !== namespace) {
     return { ok: false, reason: 'ChallengeNotFound', message: `Challenge ${namespace}/${ref.name} does not exist.` };
+  }
+  if (!isAdmittedBy(instance, challenge)) {
+    return {
+      ok: false,
+      reason: 'ChallengeDeleting',
+      message: `Challenge ${namespace}/${ref.name} is being deleted (since ${challenge.metadata.deletionTimestamp ?? 'now'}); it starts no new instances.`,
+    };
   }
 
   const from = challenge.spec;
@@ -165,6 +176,40 @@ export function resolveInstanceSpec(
   if (from.readiness !== undefined) effective.readiness = from.readiness;
   if (from.flag !== undefined) effective.flag = from.flag;
   return { ok: true, spec: effective, challengeGeneration: challenge.metadata.generation };
+}
+
+/** `namespace/name`: the work-queue key of a Challenge. */
+export function challengeKey(challenge: { metadata: { namespace: string; name: string } }): string {
+  return `${challenge.metadata.namespace}/${challenge.metadata.name}`;
+}
+
+/** The key of the Challenge an instance names in `spec.challengeRef` (same namespace); undefined for a direct instance. */
+export function challengeKeyOf(instance: { metadata: { namespace: string }; spec: { challengeRef?: { name: string } } }): string | undefined {
+  const ref = instance.spec.challengeRef;
+  return ref === undefined ? undefined : `${instance.metadata.namespace}/${ref.name}`;
+}
+
+/**
+ * Whether `challenge` admits `instance`, one that names it: always while the
+ * Challenge is not being deleted; once its deletion began, only instances created
+ * before it. Admitted instances run to their end and hold the Challenge (its
+ * finalizer waits for them); the others fail ChallengeDeleting and hold nothing.
+ * Pure.
+ *
+ * Caveats: the API server records both times to the second, so an instance created
+ * in the very second deletion began counts as admitted: a team's instance is not
+ * refused for a race it could not see. It runs, and the deletion waits for it
+ * unless the finalizer was already released, in which case it finds the Challenge
+ * gone (ChallengeNotFound). An instance without a creation time (never one from the
+ * API server) is admitted too.
+ */
+export function isAdmittedBy(instance: { metadata: { creationTimestamp?: string } }, challenge: Challenge): boolean {
+  const deleting = challenge.metadata.deletionTimestamp;
+  if (deleting === undefined) return true;
+  const created = Date.parse(instance.metadata.creationTimestamp ?? '');
+  const deletion = Date.parse(deleting);
+  if (Number.isNaN(created) || Number.isNaN(deletion)) return true;
+  return Math.floor(created / 1000) <= Math.floor(deletion / 1000);
 }
 
 function resolveDirect(spec: StoredInstanceSpec): Resolution {

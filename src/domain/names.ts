@@ -13,6 +13,12 @@ export const CHALLENGE_PLURAL = 'challenges';
 /** Finalizer that keeps an instance until its container is confirmed gone. */
 export const FINALIZER = `${GROUP}/cleanup`;
 
+/**
+ * Finalizer that keeps a Challenge while ChallengeInstances admitted before its
+ * deletion still name it (docs/challenges.md, "Deleting a Challenge").
+ */
+export const CHALLENGE_FINALIZER = `${GROUP}/instances`;
+
 /** Labels on every container (and object) ctfleet manages. */
 export const LABELS = {
   managedBy: 'app.kubernetes.io/managed-by',

@@ -1,5 +1,5 @@
 import type { ChallengeInstance, Endpoint, InstanceStatus, Protocol, PullPolicy } from './challenge-instance.ts';
-import type { Challenge } from './challenge.ts';
+import type { Challenge, ChallengeStatus } from './challenge.ts';
 import type { Egress } from './isolation.ts';
 import type { InstanceJob, JobState } from './jobs.ts';
 
@@ -64,6 +64,17 @@ export interface ChallengeCache {
   keys(): string[];
   hasSynced(): boolean;
   close(): Promise<void>;
+}
+
+/** Writes the controller's part of Challenges through the Kubernetes API. */
+export interface ChallengeApi {
+  /** Adds the finalizer `ctfleet.io/instances`; resolves with the object's new resourceVersion. */
+  addFinalizer(challenge: Challenge): Promise<string | undefined>;
+  /** Removes only that finalizer; a Challenge already gone is success. */
+  removeFinalizer(challenge: Challenge): Promise<void>;
+  /** Server-side applies the given status fields as `fieldManager`, on the status subresource. */
+  applyStatus(challenge: Challenge, fieldManager: string, status: ChallengeStatus): Promise<void>;
+  recordEvent(challenge: Challenge, event: InstanceEvent, component: string): Promise<void>;
 }
 
 /** A Challenge read from the API server, for the worker that makes a container from it. */

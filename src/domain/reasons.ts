@@ -39,6 +39,12 @@ export const PERMANENT_REASONS = [
    */
   'ChallengeNotFound',
   /**
+   * The instance was created after deletion of its Challenge began: a Challenge
+   * being deleted starts nothing new. Once the Challenge is gone the instance is
+   * ChallengeNotFound; creating the Challenge again runs it.
+   */
+  'ChallengeDeleting',
+  /**
    * The deployment key of per-team flags is missing or unusable (CTFLEET_FLAG_KEY_SECRET
    * unset, its Secret or key missing, fewer than 32 bytes). Fixed by the operator, not by a spec.
    */
@@ -109,6 +115,19 @@ export const CONTROLLER_REASONS = {
   queued: 'Queued',
   /** Scheduled=False: no container is placed. */
   notPlaced: 'NotPlaced',
+} as const;
+
+/**
+ * Reasons the controller writes on a Challenge (its Ready condition, its Events).
+ * API like the others: never rename one.
+ */
+export const CHALLENGE_REASONS = {
+  /** Ready=True: the controller counts its instances. */
+  ready: 'Ready',
+  /** Ready=False: the Challenge is being deleted and instances admitted before that still name it. */
+  instancesExist: 'InstancesExist',
+  /** Warning Event, once per deletion: the deletion waits for the instances. */
+  deletionBlocked: 'DeletionBlocked',
 } as const;
 
 /** Why a worker skipped a job (`reason` of its outcome): the job no longer matches its instance. */

@@ -87,7 +87,10 @@ describe('instances of a Challenge', () => {
   });
 
   after(async () => {
+    // Challenges while the controller runs: it releases their finalizer
+    // (ctfleet.io/instances) once their instances are gone.
     await kubectl(['delete', 'challengeinstances', '--all', '-n', NS, '--wait=true', '--timeout=60s']);
+    await kubectl(['delete', 'challenges', '--all', '-n', NS, '--wait=true', '--timeout=60s']);
     await ctfleet.stop();
     for (const container of await containersOf(docker, NS)) await docker.getContainer(container.Id).remove({ force: true });
     await kubectl(['delete', 'namespace', NS, '--wait=false']);
@@ -214,6 +217,7 @@ describe('instances of a Challenge', () => {
 
   test('the log is clean', async () => {
     await kubectl(['delete', 'challengeinstances', '--all', '-n', NS, '--wait=true', '--timeout=60s']);
+    await kubectl(['delete', 'challenges', '--all', '-n', NS, '--wait=true', '--timeout=60s']);
     await ctfleet.stop();
     const { lines, problems } = logProblems(ctfleet.logFile);
     assert.ok(lines > 0);

@@ -245,6 +245,10 @@ describe('Helm chart and plain manifests', () => {
     assert.ok(await can('api', 'list', 'challenges.ctfleet.io', '-n', namespace), 'the dashboard lists Challenges');
     assert.ok(!(await can('api', 'create', 'challenges.ctfleet.io', '-n', namespace)), 'api cannot create Challenges');
     assert.ok(await can('controller', 'create', 'leases.coordination.k8s.io', '-n', namespace), 'controller takes its lease');
+    assert.ok(await can('controller', 'patch', 'challenges.ctfleet.io', '-n', namespace), 'controller puts its finalizer on Challenges');
+    assert.ok(await can('controller', 'patch', 'challenges.ctfleet.io', '--subresource=status', '-n', namespace), 'controller writes Challenge status');
+    assert.ok(!(await can('controller', 'delete', 'challenges.ctfleet.io', '-n', namespace)), 'controller never deletes a Challenge');
+    assert.ok(!(await can('worker', 'patch', 'challenges.ctfleet.io', '-n', namespace)), 'worker does not write Challenges');
     const flagKey = `${release}-ctfleet-flag-key`;
     for (const component of ['controller', 'worker', 'api']) assert.ok(await can(component, 'get', `secret/${flagKey}`, '-n', namespace), `${component} reads the flag key`);
     for (const component of ['controller', 'api']) assert.ok(!(await can(component, 'get', `secret/${release}-ctfleet-redis`, '-n', namespace)), `${component} reads no other Secret`);

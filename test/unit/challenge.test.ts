@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { resolveInstanceSpec, type Challenge, type ChallengeSpec, type Resolution, type StoredInstanceSpec } from '../../src/domain/challenge.ts';
+import { isAdmittedBy, resolveInstanceSpec, type Challenge, type ChallengeSpec, type Resolution, type StoredInstanceSpec } from '../../src/domain/challenge.ts';
 import type { InstanceSpec } from '../../src/domain/challenge-instance.ts';
 import { isPermanentReason } from '../../src/domain/reasons.ts';
 import { specHash } from '../../src/domain/spec-hash.ts';
@@ -151,6 +151,31 @@ describe('resolveInstanceSpec', () => {
         assert.ok(isPermanentReason(result.reason), 'a permanent reason: retrying the same spec will not help');
       });
     }
+  });
+
+  describe('a Challenge being deleted', () => {
+    const deleting = challenge({}, { deletionTimestamp: '2026-11-21T12:00:00Z' });
+    const createdAt = (creationTimestamp: string): Resolution => resolveInstanceSpec({ metadata: { namespace: NS, creationTimestamp }, spec: ref() }, deleting, POLICY);
+
+    test('an instance created before deletion began still resolves: it was admitted and runs to its end', () => {
+      assert.equal(resolved(createdAt('2026-11-21T11:00:00Z')).image, 'ctfleet-test/web:1');
+    });
+
+    test('an instance created after deletion began fails ChallengeDeleting, a permanent reason, naming the Challenge', () => {
+      const result = createdAt('2026-11-21T12:00:01Z');
+      assert.ok(!result.ok);
+      assert.equal(result.reason, 'ChallengeDeleting');
+      assert.equal(result.message, 'Challenge ctf/web-101 is being deleted (since 2026-11-21T12:00:00Z); it starts no new instances.');
+      assert.ok(isPermanentReason(result.reason));
+    });
+
+    test('admission compares to the second, as the API server records both times; in the same second the instance is admitted', () => {
+      assert.equal(isAdmittedBy({ metadata: { creationTimestamp: '2026-11-21T12:00:00.000Z' } }, deleting), true);
+      assert.equal(isAdmittedBy({ metadata: { creationTimestamp: '2026-11-21T12:00:00Z' } }, deleting), true);
+      assert.equal(isAdmittedBy({ metadata: { creationTimestamp: '2026-11-21T12:00:01Z' } }, deleting), false);
+      assert.equal(isAdmittedBy({ metadata: { creationTimestamp: '2026-11-21T12:00:01Z' } }, challenge()), true, 'a Challenge not being deleted admits every instance');
+      assert.equal(isAdmittedBy({ metadata: {} }, deleting), true, 'without a creation time: admitted, so it holds the Challenge');
+    });
   });
 
   describe('direct instances', () => {
