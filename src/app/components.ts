@@ -291,9 +291,12 @@ export async function startApi(config: RuntimeConfig, logger: Logger): Promise<C
   const router = express.Router();
   router.use(platformApi({
     store: new KubePlatformInstances(kubeConfig),
+    challenges: new KubeChallengeSource(kubeConfig),
+    flags: new KubeFlagSecrets(kubeConfig, { keySecret: config.flags.keySecret }),
     slots: new RedisTeamSlots(redis, config.redis.prefix),
     tokens,
     limiter: new RateLimiter(settings.ratePerMinute),
+    verifyLimiter: new RateLimiter(settings.verifyRatePerMinute),
     settings: { namespace: settings.namespace, maxInstancesPerTeam: settings.maxInstancesPerTeam },
     openapi,
     logger: logger.child({ component: 'api' }),

@@ -110,6 +110,8 @@ export interface RuntimeConfig extends ConnectionConfig {
     namespace: string;
     maxInstancesPerTeam: number;
     ratePerMinute: number;
+    /** Flag checks (POST /v1/flags/verify) per team per minute, a bucket apart from `ratePerMinute`. */
+    verifyRatePerMinute: number;
   };
   /** The dashboard, served with the platform API and by its tokens. */
   dashboard: { enabled: boolean; readOnly: boolean };
@@ -196,6 +198,7 @@ const runtimeSchema = z.object({
   CTFLEET_API_NAMESPACE: z.string().regex(DNS_LABEL, 'must be a namespace name (a DNS label)').max(63).default('default'),
   CTFLEET_API_MAX_INSTANCES_PER_TEAM: positiveInt(1_000).default(3),
   CTFLEET_API_RATE_PER_MINUTE: positiveInt(100_000).default(60),
+  CTFLEET_API_VERIFY_RATE_PER_MINUTE: positiveInt(10_000).default(10),
   CTFLEET_API_HOST: z.string().min(1).optional(),
   CTFLEET_API_PORT: z.coerce.number().int().min(0, 'must be a port number (0 picks a free one)').max(65535, 'must be a port number (0 picks a free one)').default(8081),
   CTFLEET_FLAG_KEY_SECRET: z
@@ -333,6 +336,7 @@ export function loadRuntimeConfig(env: Record<string, string | undefined>): Runt
       namespace: value.CTFLEET_API_NAMESPACE,
       maxInstancesPerTeam: value.CTFLEET_API_MAX_INSTANCES_PER_TEAM,
       ratePerMinute: value.CTFLEET_API_RATE_PER_MINUTE,
+      verifyRatePerMinute: value.CTFLEET_API_VERIFY_RATE_PER_MINUTE,
     },
     dashboard: { enabled: value.CTFLEET_DASHBOARD === 'true', readOnly: value.CTFLEET_DASHBOARD_READ_ONLY === 'true' },
     flags: { keySecret: secretRefOf(value.CTFLEET_FLAG_KEY_SECRET) },

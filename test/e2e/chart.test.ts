@@ -251,7 +251,14 @@ describe('Helm chart and plain manifests', () => {
     assert.ok(!(await can('worker', 'patch', 'challenges.ctfleet.io', '-n', namespace)), 'worker does not write Challenges');
     const flagKey = `${release}-ctfleet-flag-key`;
     for (const component of ['controller', 'worker', 'api']) assert.ok(await can(component, 'get', `secret/${flagKey}`, '-n', namespace), `${component} reads the flag key`);
-    for (const component of ['controller', 'api']) assert.ok(!(await can(component, 'get', `secret/${release}-ctfleet-redis`, '-n', namespace)), `${component} reads no other Secret`);
+    assert.ok(!(await can('controller', 'get', `secret/${release}-ctfleet-redis`, '-n', namespace)), 'controller reads no other Secret');
+    // The API checks flags: static flags and instances' parts are Secrets of the API namespace, named by no rule RBAC could hold.
+    assert.ok(await can('api', 'get', 'secrets', '-n', namespace), 'api gets Secrets in the API namespace (here the release namespace, which NOTES warn about)');
+    assert.match(installed.stdout, /WARNING: that is the release namespace: to check flags the API may read every Secret in it/);
+    for (const verb of ['create', 'update', 'patch', 'delete', 'watch']) assert.ok(!(await can('api', verb, 'secrets', '-n', namespace)), `api cannot ${verb} secrets`);
+    assert.ok(!(await can('api', 'get', 'secrets', '-n', 'default')), 'api reads no Secret outside the API namespace');
+    for (const verb of ['get', 'list']) assert.ok(await can('api', verb, 'challenges.ctfleet.io', '-n', namespace), `api may ${verb} challenges`);
+    assert.ok(!(await can('api', 'create', 'challenges.ctfleet.io', '-n', namespace)), 'api cannot create challenges');
     assert.ok(await can('worker', 'create', 'secrets', '-n', namespace), "worker creates instances' flag Secrets in watched namespaces");
     for (const verb of ['list', 'watch', 'update', 'patch']) assert.ok(!(await can('worker', verb, 'secrets', '-n', namespace)), `worker cannot ${verb} secrets`);
     assert.ok(!(await can('worker', 'create', 'secrets', '-n', 'default')), 'worker creates no Secret outside watched namespaces');

@@ -167,6 +167,22 @@ describe('KubeFlagSecrets against the real API server', { concurrency: 1 }, () =
     await assertRefused(/no controller owner/);
   });
 
+  test("reading an instance's part for a flag check never creates it, and meets the same owner checks", async () => {
+    const owner = await instance('web-team-13');
+    const name = flagSecretName(owner.name, owner.uid);
+    assert.equal(await store().existingInstanceFlagPart(owner), undefined, 'no part before the first start');
+    assert.equal(await readSecret(name), undefined, 'and no Secret made');
+    const part = await store().instanceFlagPart(owner);
+    assert.equal(await store().existingInstanceFlagPart(owner), part, 'the part the worker made');
+    const other = await instance('web-team-14');
+    const planted = 'planted-part-fedcba9876543210';
+    await putSecret(flagSecretName(other.name, other.uid), { [FLAG_PART_SECRET_KEY]: planted }, { ownerReferences: [{ apiVersion: API_VERSION, kind: KIND, name: owner.name, uid: owner.uid, controller: true }] });
+    await rejectsWith(store().existingInstanceFlagPart(other), 'FlagSecretInvalid', (message) => {
+      assert.match(message, new RegExp(`not ChallengeInstance ${NS}/web-team-14`));
+      assert.ok(!message.includes(planted), 'the value is not quoted');
+    });
+  });
+
   test("an owned flag Secret without its key is refused (FlagSecretInvalid)", async () => {
     const owner = await instance('web-team-10');
     await putSecret(flagSecretName(owner.name, owner.uid), { other: 'x' }, { ownerReferences: [{ apiVersion: API_VERSION, kind: KIND, name: owner.name, uid: owner.uid, controller: true }] });

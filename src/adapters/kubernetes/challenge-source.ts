@@ -49,7 +49,8 @@ export class KubeChallengeCache extends KubeObjectCache<Challenge> implements Ch
 
 /**
  * Challenges read from the API server, not a cache: the worker gets one each time
- * it makes a container (the authority), the dashboard and the CLI list them.
+ * it makes a container (the authority), the dashboard and the CLI list them, and
+ * the platform API gets or lists them when a platform names or lists challenges.
  */
 export class KubeChallengeSource implements ChallengeSource {
   private readonly custom: CustomObjectsApi;

@@ -106,6 +106,20 @@ export class KubeFlagSecrets implements FlagStore {
     return this.partOf(winner, owner, name);
   }
 
+  /**
+   * The instance's part if its flag Secret exists, without ever creating it (one GET):
+   * what checking a flag needs. Undefined when the instance has no part yet (its
+   * container never started, so no flag was handed out). The same owner checks as
+   * {@link instanceFlagPart}: a Secret of that name not owned by this instance is
+   * refused, never read as its part.
+   */
+  async existingInstanceFlagPart(owner: FlagOwner): Promise<string | undefined> {
+    const { namespace } = owner;
+    const name = flagSecretName(owner.name, owner.uid);
+    const existing = await this.read(namespace, name, `get the flag Secret ${namespace}/${name}`);
+    return existing === undefined ? undefined : this.partOf(existing, owner, name);
+  }
+
   async staticFlag(namespace: string, ref: SecretKeyRef): Promise<string> {
     const where = `Secret ${namespace}/${ref.name} (spec.flag.static.secretKeyRef)`;
     const secret = await this.read(namespace, ref.name, `get the static flag ${where}`);

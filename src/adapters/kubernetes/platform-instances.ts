@@ -18,12 +18,19 @@ export class KubePlatformInstances {
     this.custom = makePooledApiClient(kubeConfig, CustomObjectsApi);
   }
 
-  /** Creates the instance; when the name exists already, returns the existing one with `created: false`. */
-  async create(namespace: string, name: string, spec: { team: string; challenge: string } & Record<string, unknown>): Promise<{ created: boolean; instance: ChallengeInstance }> {
+  /**
+   * Creates the instance of `request.challenge` for `request.team` (`spec.challengeRef`,
+   * desired state Running); when the name exists already, returns the existing one
+   * with `created: false`.
+   */
+  async create(namespace: string, name: string, request: { team: string; challenge: string; ttlSeconds?: number; priority?: number }): Promise<{ created: boolean; instance: ChallengeInstance }> {
+    const spec: Record<string, unknown> = { team: request.team, challengeRef: { name: request.challenge }, desiredState: 'Running' };
+    if (request.ttlSeconds !== undefined) spec.ttlSeconds = request.ttlSeconds;
+    if (request.priority !== undefined) spec.priority = request.priority;
     const body = {
       apiVersion: API_VERSION,
       kind: KIND,
-      metadata: { name, namespace, labels: { [LABELS.team]: spec.team, [LABELS.challenge]: spec.challenge, [LABELS.managedBy]: 'ctfleet-api' } },
+      metadata: { name, namespace, labels: { [LABELS.team]: request.team, [LABELS.challenge]: request.challenge, [LABELS.managedBy]: 'ctfleet-api' } },
       spec,
     };
     try {
