@@ -9,6 +9,6 @@ ensure_deps
 bash hack/stack.sh up >/dev/null
 eval "$(bash hack/stack.sh env)"
 kubectl apply --server-side --force-conflicts -f manifests/crds/ >/dev/null
-kubectl wait --for=condition=Established --timeout=60s crd/challengeinstances.ctfleet.io >/dev/null
+kubectl wait --for=condition=Established --timeout=60s crd/challengeinstances.ctfleet.io crd/challenges.ctfleet.io >/dev/null
 npm run --silent build
 exec node bench/run.ts "$@"

@@ -15,7 +15,7 @@ eval "$(bash hack/stack.sh env)"
 echo
 echo "== Installing the ChallengeInstance CRD"
 kubectl apply --server-side --force-conflicts -f manifests/crds/ >/dev/null
-kubectl wait --for=condition=Established --timeout=60s crd/challengeinstances.ctfleet.io >/dev/null
+kubectl wait --for=condition=Established --timeout=60s crd/challengeinstances.ctfleet.io crd/challenges.ctfleet.io >/dev/null
 
 echo "== Starting ctfleet all (log: $STATE_DIR/logs/ctfleet.log)"
 pidfile="$STATE_DIR/pids/ctfleet.pid"
