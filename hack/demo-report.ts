@@ -7,7 +7,7 @@ import { formatTable } from '../src/cli/output.ts';
 
 interface Item {
   metadata: { name: string };
-  spec: { team: string; challenge: string };
+  spec: { team: string; challenge?: string; challengeRef?: { name: string } };
   status?: { phase?: string; node?: string; endpoints?: { url?: string; host: string; port: number }[] };
 }
 
@@ -48,7 +48,7 @@ async function report(): Promise<{ rows: string[][]; answered: boolean }> {
     list.items.map(async (item) => {
       const url = item.status?.endpoints?.[0]?.url ?? '';
       const answer = url === '' ? '-' : await probe(url).catch((error: unknown) => `error: ${(error as Error).message}`);
-      return [item.spec.team, item.spec.challenge, item.status?.phase ?? 'Pending', url === '' ? '-' : url, answer];
+      return [item.spec.team, item.spec.challengeRef?.name ?? item.spec.challenge ?? '-', item.status?.phase ?? 'Pending', url === '' ? '-' : url, answer];
     }),
   );
   return { rows, answered: rows.every((row) => !/^(error|no answer)/.test(row[4] ?? '')) };

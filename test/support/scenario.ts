@@ -81,11 +81,23 @@ export class Scenario {
     return ms;
   }
 
+  /** Stops (SIGTERM) every process the scenario started so far. */
+  async stopAll(): Promise<void> {
+    for (const process of this.processes) await process.stop();
+  }
+
+  /** The log files of the scenario's processes. */
+  logFiles(): string[] {
+    return this.processes.map((process) => process.logFile);
+  }
+
   /** Stops everything, releases the instances with a fresh ctfleet, removes what is left. */
   async cleanup(): Promise<void> {
     for (const process of this.processes) await process.stop();
     const cleaner = new CtfleetProcess('all', this.env, `${this.namespace}-cleaner`);
     await kubectl(['delete', 'challengeinstances', '--all', '-n', this.namespace, '--wait=true', '--timeout=60s']);
+    // Challenges wait for their instances (a finalizer ctfleet removes): delete them while it runs.
+    await kubectl(['delete', 'challenges', '--all', '-n', this.namespace, '--wait=true', '--timeout=60s']);
     await cleaner.stop();
     for (const container of await containersOf(this.docker, this.namespace)) {
       await this.docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);

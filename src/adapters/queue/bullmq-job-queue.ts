@@ -85,9 +85,15 @@ export class BullJobQueue implements JobQueue {
 
   async inspect(queueName: string, jobId: string): Promise<QueuedJob> {
     try {
-      const job = await this.queue(queueName).getJob(jobId);
+      // State first, then the job: BullMQ writes a failure's reason in the same
+      // step as the move to failed, so a job read after its state always carries
+      // it. The other order could read the job just before it failed and the
+      // state just after: failed, with no reason.
+      const queue = this.queue(queueName);
+      const state = await queue.getJobState(jobId);
+      if (state === 'unknown') return { state: 'missing' };
+      const job = await queue.getJob(jobId);
       if (job === undefined) return { state: 'missing' };
-      const state = await job.getState();
       const result: QueuedJob = { state, attempts: job.attemptsMade };
       if (job.failedReason) result.failedReason = job.failedReason;
       return result;
