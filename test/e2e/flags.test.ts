@@ -15,8 +15,8 @@ import { eventually, freePort, stackConfig } from '../support/stack.ts';
 // Issue 12's "how it is shown" for flags, on the real stack: per-team flags differ
 // across teams, are the same after the instance's container is re-created and
 // after ctfleet restarts, are in the container and nowhere else (resources,
-// Events, the log, Redis and its job payloads, bull-board's JSON, the dashboard,
-// read-token API answers), and /v1/flags/verify accepts a team's own flag and
+// Events, the log, metrics, Redis and its job payloads, bull-board's JSON, the
+// dashboard, read-token API answers), and /v1/flags/verify accepts a team's own flag and
 // refuses another team's.
 
 const run = promisify(execFile);
@@ -29,11 +29,12 @@ describe('per-team flags, from the container and nowhere else', () => {
   writeFileSync(tokens, `${ADMIN.user}:admin:${ADMIN.token}\n${VIEWER.user}:read:${VIEWER.token}\n`);
   const scenario = new Scenario('flags', 16, { CTFLEET_API_TOKENS_FILE: tokens });
   let apiPort = 0;
+  let httpPort = 0;
   const flags = new Map<string, string>();
   const base = (): string => `http://127.0.0.1:${apiPort}`;
 
   const start = (): void => {
-    scenario.start('all', { CTFLEET_API_PORT: String(apiPort), CTFLEET_API_NAMESPACE: scenario.namespace, CTFLEET_FLAG_KEY_SECRET: `${scenario.namespace}/flag-key` });
+    scenario.start('all', { CTFLEET_HTTP_PORT: String(httpPort), CTFLEET_API_PORT: String(apiPort), CTFLEET_API_NAMESPACE: scenario.namespace, CTFLEET_FLAG_KEY_SECRET: `${scenario.namespace}/flag-key` });
   };
   const running = (name: string): Promise<RawInstance> => scenario.instances.waitFor(scenario.namespace, name, 'to run', isRunning, 60_000);
   const flagIn = async (name: string): Promise<string> => {
@@ -54,6 +55,7 @@ describe('per-team flags, from the container and nowhere else', () => {
   before(async () => {
     await scenario.prepare();
     apiPort = await freePort();
+    httpPort = await freePort();
     const core = scenario.kubeConfig.makeApiClient(CoreV1Api);
     await core.createNamespacedSecret({ namespace: scenario.namespace, body: { metadata: { name: 'flag-key' }, data: { key: KEY.toString('base64') } } });
     const challenge = {
@@ -107,7 +109,7 @@ describe('per-team flags, from the container and nowhere else', () => {
     assert.equal(reader.status, 403);
   });
 
-  test('no flag anywhere else: resources, Events, logs, Redis and job payloads, bull-board, the dashboard, read-token answers', async () => {
+  test('no flag anywhere else: resources, Events, logs, metrics, Redis and job payloads, bull-board, the dashboard, read-token answers', async () => {
     const texts: [string, string][] = [
       ['resources', (await kubectl(['get', 'chi,chal', '-n', scenario.namespace, '-o', 'json'])).stdout],
       ['events', (await kubectl(['get', 'events', '-n', scenario.namespace, '-o', 'json'])).stdout],
@@ -118,6 +120,7 @@ describe('per-team flags, from the container and nowhere else', () => {
       ['GET /v1/instances', (await call('/v1/instances', VIEWER)).text],
       ['GET /v1/instances/team-a/web', (await call('/v1/instances/team-a/web', VIEWER)).text],
       ['GET /v1/challenges', (await call('/v1/challenges', VIEWER)).text],
+      ['metrics', await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text()],
     ];
     for (const file of scenario.logFiles()) texts.push([`log ${file}`, readFileSync(file, 'utf8')]);
     const redis = new Redis(stackConfig().redis.url);
@@ -135,6 +138,7 @@ describe('per-team flags, from the container and nowhere else', () => {
     // The controls: the places searched are real and talk about these instances.
     assert.ok(texts.some(([where, text]) => where.startsWith('redis') && text.includes('start')), 'job payloads were searched');
     assert.ok(texts.some(([where, text]) => where === 'dashboard' && text.includes('team-a')));
+    assert.ok(texts.some(([where, text]) => where === 'metrics' && text.includes('ctfleet_jobs_total')));
     assert.ok(texts.some(([where, text]) => where === 'bull-board completed starts' && text.includes('"jobs"')));
     for (const flag of flags.values()) {
       const part = /^CTF\{(.*)\}$/.exec(flag)?.[1] ?? flag;
