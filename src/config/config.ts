@@ -270,22 +270,19 @@ const runtimeSchema = z.object({
     if (amount(low) > amount(high)) ctx.addIssue({ code: 'custom', path: [name], message: `must not exceed ${max} (${String(high)}); got ${String(low)}` });
   }
 }).superRefine((value, ctx) => {
-  // Extra capabilities with which one instance breaks out of its isolation (docs/security.md).
-  const dangerous = value.CTFLEET_ALLOWED_EXTRA_CAPABILITIES.filter((capability) => capability in DANGEROUS_CAPABILITIES);
-  if (dangerous.length > 0 && value.CTFLEET_UNSAFE_ALLOW_DANGEROUS_CAPABILITIES !== 'true') {
+  // Capabilities with which an instance breaks out of its isolation (docs/security.md):
+  // on the list a spec may add from, or kept by every container (every team's).
+  const lists = [
+    ['CTFLEET_ALLOWED_EXTRA_CAPABILITIES', value.CTFLEET_ALLOWED_EXTRA_CAPABILITIES, 'a team'],
+    ['CTFLEET_CAPABILITIES', value.CTFLEET_CAPABILITIES, 'every team'],
+  ] as const;
+  for (const [name, capabilities, who] of lists) {
+    const dangerous = capabilities.filter((capability) => capability in DANGEROUS_CAPABILITIES);
+    if (dangerous.length === 0 || value.CTFLEET_UNSAFE_ALLOW_DANGEROUS_CAPABILITIES === 'true') continue;
     ctx.addIssue({
       code: 'custom',
-      path: ['CTFLEET_ALLOWED_EXTRA_CAPABILITIES'],
-      message: `${[...new Set(dangerous)].join(', ')} would let a team break out of its instance's isolation (docs/security.md); refused unless CTFLEET_UNSAFE_ALLOW_DANGEROUS_CAPABILITIES=true`,
-    });
-  }
-  // The same capabilities kept by every container would hand them to every team.
-  const kept = value.CTFLEET_CAPABILITIES.filter((capability) => capability in DANGEROUS_CAPABILITIES);
-  if (kept.length > 0 && value.CTFLEET_UNSAFE_ALLOW_DANGEROUS_CAPABILITIES !== 'true') {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['CTFLEET_CAPABILITIES'],
-      message: `${[...new Set(kept)].join(', ')} would let every team break out of its instance's isolation (docs/security.md); refused unless CTFLEET_UNSAFE_ALLOW_DANGEROUS_CAPABILITIES=true`,
+      path: [name],
+      message: `${[...new Set(dangerous)].join(', ')} would let ${who} break out of its instance's isolation (docs/security.md); refused unless CTFLEET_UNSAFE_ALLOW_DANGEROUS_CAPABILITIES=true`,
     });
   }
 }, {

@@ -3,6 +3,7 @@ import {
   type Condition,
   type EnvVar,
   type FlagSpec,
+  type InstanceMeta,
   type InstanceSpec,
   type PortSpec,
   type PullPolicy,
@@ -49,16 +50,8 @@ export interface ChallengeStatus {
   instances?: { total: number; running: number };
 }
 
-export interface ChallengeMeta {
-  namespace: string;
-  name: string;
-  uid: string;
-  generation: number;
-  creationTimestamp?: string;
-  deletionTimestamp?: string;
-  finalizers?: string[];
-  resourceVersion?: string;
-}
+/** A Challenge's metadata: the same identity fields as an instance's. */
+export type ChallengeMeta = InstanceMeta;
 
 export interface Challenge {
   metadata: ChallengeMeta;

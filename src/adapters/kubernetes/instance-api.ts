@@ -1,27 +1,21 @@
-import { hostname } from 'node:os';
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  PatchStrategy,
-  setHeaderOptions,
-  type KubeConfig,
-} from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import type { ChallengeInstance, InstanceStatus } from '../../domain/challenge-instance.ts';
 import { isNotFound } from '../../domain/errors.ts';
-import { API_VERSION, FINALIZER, GROUP, KIND, PLURAL, VERSION } from '../../domain/names.ts';
+import { FINALIZER, GROUP, KIND, PLURAL, VERSION } from '../../domain/names.ts';
 import type { InstanceApi, InstanceEvent } from '../../domain/ports.ts';
 import { makePooledApiClient } from './api-client.ts';
 import { translateKubeError } from './errors.ts';
 import { toInstance } from './instance-object.ts';
+import { ResourceWriter } from './resource-writer.ts';
 
-/** {@link InstanceApi} over client-node's CustomObjectsApi and CoreV1Api. */
+/** {@link InstanceApi} over client-node's CustomObjectsApi; its writes through {@link ResourceWriter}, shared with Challenges. */
 export class KubeInstanceApi implements InstanceApi {
   private readonly custom: CustomObjectsApi;
-  private readonly core: CoreV1Api;
+  private readonly writer: ResourceWriter;
 
   constructor(kubeConfig: KubeConfig) {
     this.custom = makePooledApiClient(kubeConfig, CustomObjectsApi);
-    this.core = makePooledApiClient(kubeConfig, CoreV1Api);
+    this.writer = new ResourceWriter(this.custom, makePooledApiClient(kubeConfig, CoreV1Api), { plural: PLURAL, kind: KIND });
   }
 
   async get(namespace: string, name: string): Promise<ChallengeInstance | undefined> {
@@ -46,25 +40,12 @@ export class KubeInstanceApi implements InstanceApi {
     }
   }
 
-  async addFinalizer(instance: ChallengeInstance): Promise<string | undefined> {
-    const finalizers = instance.metadata.finalizers ?? [];
-    if (finalizers.includes(FINALIZER)) return instance.metadata.resourceVersion;
-    return this.patchMetadata(instance, [...finalizers, FINALIZER], 'add finalizer to');
+  addFinalizer(instance: ChallengeInstance): Promise<string | undefined> {
+    return this.writer.addFinalizer(instance.metadata, FINALIZER);
   }
 
-  async removeFinalizer(instance: ChallengeInstance): Promise<void> {
-    const finalizers = instance.metadata.finalizers ?? [];
-    if (!finalizers.includes(FINALIZER)) return;
-    try {
-      await this.patchMetadata(
-        instance,
-        finalizers.filter((f) => f !== FINALIZER),
-        'remove finalizer from',
-      );
-    } catch (error) {
-      // Already gone: the finalizer went with it.
-      if (!isNotFound(error)) throw error;
-    }
+  removeFinalizer(instance: ChallengeInstance): Promise<void> {
+    return this.writer.removeFinalizer(instance.metadata, FINALIZER);
   }
 
   async delete(instance: ChallengeInstance): Promise<void> {
@@ -77,75 +58,11 @@ export class KubeInstanceApi implements InstanceApi {
     }
   }
 
-  /**
-   * Merge patch carrying the resourceVersion we planned from: if the object changed
-   * meanwhile the API server answers 409, surfaced as a conflict (retry now).
-   */
-  private async patchMetadata(instance: ChallengeInstance, finalizers: string[], verb: string): Promise<string | undefined> {
-    const { namespace, name, resourceVersion } = instance.metadata;
-    try {
-      const patched: unknown = await this.custom.patchNamespacedCustomObject(
-        {
-          group: GROUP,
-          version: VERSION,
-          namespace,
-          plural: PLURAL,
-          name,
-          body: { metadata: { finalizers, resourceVersion } },
-        },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      );
-      return (patched as { metadata?: { resourceVersion?: string } }).metadata?.resourceVersion;
-    } catch (error) {
-      throw translateKubeError(error, `${verb} ChallengeInstance ${namespace}/${name}`);
-    }
+  applyStatus(instance: ChallengeInstance, fieldManager: string, status: InstanceStatus): Promise<void> {
+    return this.writer.applyStatus(instance.metadata, fieldManager, status);
   }
 
-  async applyStatus(instance: ChallengeInstance, fieldManager: string, status: InstanceStatus): Promise<void> {
-    const { namespace, name, uid } = instance.metadata;
-    try {
-      await this.custom.patchNamespacedCustomObjectStatus(
-        {
-          group: GROUP,
-          version: VERSION,
-          namespace,
-          plural: PLURAL,
-          name,
-          // The uid precondition keeps a report for a deleted-and-recreated
-          // instance of the same name from landing on the new object.
-          body: { apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace, uid }, status },
-          fieldManager,
-          force: true,
-        },
-        setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
-      );
-    } catch (error) {
-      throw translateKubeError(error, `apply status of ChallengeInstance ${namespace}/${name}`);
-    }
-  }
-
-  async recordEvent(instance: ChallengeInstance, event: InstanceEvent, component: string): Promise<void> {
-    const { namespace, name, uid } = instance.metadata;
-    const now = new Date();
-    try {
-      await this.core.createNamespacedEvent({
-        namespace,
-        body: {
-          metadata: { name: `${name}.${now.getTime().toString(16)}${Math.floor(Math.random() * 0xfff).toString(16)}`, namespace },
-          involvedObject: { apiVersion: API_VERSION, kind: KIND, name, namespace, uid },
-          type: event.type,
-          reason: event.reason,
-          message: event.message,
-          source: { component },
-          reportingComponent: `ctfleet.io/${component}`,
-          reportingInstance: hostname(),
-          firstTimestamp: now,
-          lastTimestamp: now,
-          count: 1,
-        },
-      });
-    } catch (error) {
-      throw translateKubeError(error, `record event on ChallengeInstance ${namespace}/${name}`);
-    }
+  recordEvent(instance: ChallengeInstance, event: InstanceEvent, component: string): Promise<void> {
+    return this.writer.recordEvent(instance.metadata, event, component);
   }
 }
