@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type Docker from 'dockerode';
 import { createDockerClient } from '../../src/adapters/docker/docker-client.ts';
-import { containersOf, CtfleetProcess, fetchText, isRunning, kubectl, prepareNamespace, type Instances, type RawInstance } from '../support/ctfleet.ts';
+import { challengeInstanceManifest, challengeManifest, containersOf, CtfleetProcess, fetchText, isRunning, kubectl, prepareNamespace, type Instances, type RawInstance } from '../support/ctfleet.ts';
 import { logProblems } from '../support/logs.ts';
 import { eventually, stackConfig, uniqueSuffix } from '../support/stack.ts';
 
@@ -24,22 +24,11 @@ interface RawChallenge {
 }
 
 function challenge(name: string): string {
-  return JSON.stringify({
-    apiVersion: 'ctfleet.io/v1alpha1',
-    kind: 'Challenge',
-    metadata: { name, namespace: NS },
-    spec: {
-      image: 'ctfleet-test/web:1',
-      imagePullPolicy: 'Never',
-      ports: [{ name: 'http', containerPort: 8080 }],
-      env: [{ name: 'GREETING', value: `hello from ${name}` }],
-      resources: { cpu: '250m', memory: '64Mi', pids: 64 },
-    },
-  });
+  return challengeManifest(NS, name);
 }
 
 function instanceOf(name: string, team: string, challengeName: string): string {
-  return JSON.stringify({ apiVersion: 'ctfleet.io/v1alpha1', kind: 'ChallengeInstance', metadata: { name, namespace: NS }, spec: { team, challengeRef: { name: challengeName } } });
+  return challengeInstanceManifest(NS, name, team, challengeName);
 }
 
 async function apply(...objects: string[]): Promise<void> {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type Docker from 'dockerode';
 import { createDockerClient } from '../../src/adapters/docker/docker-client.ts';
-import { containersOf, CtfleetProcess, isRunning, kubectl, prepareNamespace, ROOT, type Instances, type RawInstance } from '../support/ctfleet.ts';
+import { challengeInstanceManifest, challengeManifest, containersOf, CtfleetProcess, isRunning, kubectl, prepareNamespace, ROOT, type Instances, type RawInstance } from '../support/ctfleet.ts';
 import { logProblems } from '../support/logs.ts';
 import { eventually, freePort, stackConfig, uniqueSuffix } from '../support/stack.ts';
 
@@ -23,23 +23,11 @@ const FLAG = 'CTF{the-challenges-view-must-never-show-this}';
 const basic = `Basic ${Buffer.from(`${VIEWER.user}:${VIEWER.token}`).toString('base64')}`;
 
 function challenge(name: string, extra: Record<string, unknown> = {}): string {
-  return JSON.stringify({
-    apiVersion: 'ctfleet.io/v1alpha1',
-    kind: 'Challenge',
-    metadata: { name, namespace: NS },
-    spec: {
-      image: 'ctfleet-test/web:1',
-      imagePullPolicy: 'Never',
-      ports: [{ name: 'http', containerPort: 8080 }],
-      env: [{ name: 'GREETING', value: `hello from ${name}` }],
-      resources: { cpu: '250m', memory: '64Mi', pids: 64 },
-      ...extra,
-    },
-  });
+  return challengeManifest(NS, name, extra);
 }
 
 function instanceOf(challengeName: string, team: string, extra: Record<string, unknown> = {}): string {
-  return JSON.stringify({ apiVersion: 'ctfleet.io/v1alpha1', kind: 'ChallengeInstance', metadata: { name: `${challengeName}-${team}`, namespace: NS }, spec: { team, challengeRef: { name: challengeName }, ...extra } });
+  return challengeInstanceManifest(NS, `${challengeName}-${team}`, team, challengeName, extra);
 }
 
 function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

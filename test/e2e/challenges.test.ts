@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type Docker from 'dockerode';
 import { createDockerClient } from '../../src/adapters/docker/docker-client.ts';
-import { containersOf, CtfleetProcess, fetchText, isRunning, kubectl, prepareNamespace, type Instances, type RawInstance } from '../support/ctfleet.ts';
+import { challengeInstanceManifest, challengeManifest, containersOf, CtfleetProcess, fetchText, isRunning, kubectl, prepareNamespace, type Instances, type RawInstance } from '../support/ctfleet.ts';
 import { logProblems } from '../support/logs.ts';
 import { eventually, stackConfig, uniqueSuffix } from '../support/stack.ts';
 import { execFile } from 'node:child_process';
@@ -28,24 +28,11 @@ const NS = `e2e-chal-${suffix}`;
 const PREFIX = `{ctfleet-e2e-chal-${suffix}}`;
 
 function challenge(name: string, greeting: string, extra: Record<string, unknown> = {}): string {
-  return JSON.stringify({
-    apiVersion: 'ctfleet.io/v1alpha1',
-    kind: 'Challenge',
-    metadata: { name, namespace: NS },
-    spec: {
-      image: 'ctfleet-test/web:1',
-      imagePullPolicy: 'Never',
-      ports: [{ name: 'http', containerPort: 8080 }],
-      env: [{ name: 'GREETING', value: greeting }],
-      resources: { cpu: '250m', memory: '64Mi', pids: 64 },
-      lifetime: { defaultSeconds: 600, maxSeconds: 3600 },
-      ...extra,
-    },
-  });
+  return challengeManifest(NS, name, { env: [{ name: 'GREETING', value: greeting }], lifetime: { defaultSeconds: 600, maxSeconds: 3600 }, ...extra });
 }
 
 function instanceOf(name: string, team: string, challengeName: string, extra: Record<string, unknown> = {}): string {
-  return JSON.stringify({ apiVersion: 'ctfleet.io/v1alpha1', kind: 'ChallengeInstance', metadata: { name, namespace: NS }, spec: { team, challengeRef: { name: challengeName }, ...extra } });
+  return challengeInstanceManifest(NS, name, team, challengeName, extra);
 }
 
 async function apply(...objects: string[]): Promise<void> {

@@ -144,6 +144,28 @@ export function manifest(namespace: string, name: string, spec: Record<string, u
   return JSON.stringify({ apiVersion: 'ctfleet.io/v1alpha1', kind: 'ChallengeInstance', metadata: { name, namespace }, spec });
 }
 
+/** A Challenge of the web test image whose page greets with its name; `spec` adds or overrides fields. */
+export function challengeManifest(namespace: string, name: string, spec: Record<string, unknown> = {}): string {
+  return JSON.stringify({
+    apiVersion: 'ctfleet.io/v1alpha1',
+    kind: 'Challenge',
+    metadata: { name, namespace },
+    spec: {
+      image: 'ctfleet-test/web:1',
+      imagePullPolicy: 'Never',
+      ports: [{ name: 'http', containerPort: 8080 }],
+      env: [{ name: 'GREETING', value: `hello from ${name}` }],
+      resources: { cpu: '250m', memory: '64Mi', pids: 64 },
+      ...spec,
+    },
+  });
+}
+
+/** A team's instance of a Challenge: `spec.challengeRef`, and `extra` fields an instance may set. */
+export function challengeInstanceManifest(namespace: string, name: string, team: string, challenge: string, extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({ apiVersion: 'ctfleet.io/v1alpha1', kind: 'ChallengeInstance', metadata: { name, namespace }, spec: { team, challengeRef: { name: challenge }, ...extra } });
+}
+
 export function webSpec(team: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     team,
