@@ -71,6 +71,7 @@ describe('tenant namespaces: the chart\'s ValidatingAdmissionPolicy', () => {
   const tenant = `e2e-tenant-${suffix}`;
   const organiser = `e2e-organiser-${suffix}`;
   const legacy = `e2e-legacy-${suffix}`;
+  const teamNamespace = `e2e-team-9-${suffix}`;
   const user = `team-7-${suffix}`;
   let rendered = '';
 
@@ -100,7 +101,7 @@ describe('tenant namespaces: the chart\'s ValidatingAdmissionPolicy', () => {
   after(async () => {
     // The legacy instance carries ctfleet's finalizer and no controller runs here.
     await patch(legacy, 'held', { metadata: { finalizers: null } });
-    await kubectl(['delete', 'namespace', tenant, organiser, legacy, '--wait=false', '--ignore-not-found']);
+    await kubectl(['delete', 'namespace', tenant, organiser, legacy, teamNamespace, '--wait=false', '--ignore-not-found']);
     await kubectl(['delete', '-f', '-', '--ignore-not-found'], rendered);
   });
 
@@ -165,6 +166,17 @@ describe('tenant namespaces: the chart\'s ValidatingAdmissionPolicy', () => {
       const stored = JSON.parse(ok(await kubectl(['get', 'chi', 'web-101-team-8', '-n', tenant, '-o', 'json']), 'get')) as { spec: { team: string; challengeRef: { name: string }; desiredState: string; ttlSeconds: number } };
       assert.deepEqual([stored.spec.team, stored.spec.challengeRef.name, stored.spec.desiredState, stored.spec.ttlSeconds], ['team-8', 'web-101', 'Stopped', 7200]);
     });
+  });
+
+  test("a tenant namespace labelled with a team admits instances of that team only (per-team flags follow spec.team)", async () => {
+    ok(await kubectl(['create', 'namespace', teamNamespace]), 'create the team namespace');
+    ok(await kubectl(['label', 'namespace', teamNamespace, `${LABEL}=true`, 'ctfleet.io/team=team-9']), 'label it tenant and team-9');
+    await eventually('the policy to cover the team namespace', 60_000, () => refusesIn(teamNamespace));
+    const other = await create(teamNamespace, 'web-101-team-8', fromChallenge('team-8'));
+    assert.notEqual(other.code, 0, 'another team was admitted');
+    assert.match(other.stderr, refusal('team', "that carry the label ctfleet\\.io/team an instance is for that label's team only"));
+    assert.equal(await exists(teamNamespace, 'web-101-team-8'), false);
+    ok(await create(teamNamespace, 'web-101-team-9', fromChallenge('team-9')), "the namespace's own team is admitted");
   });
 
   test('in a namespace without the label, the direct form is admitted and may change', async () => {
