@@ -351,7 +351,8 @@ describe('the node reconciler against the real engine and API server', { concurr
     const failed = await stack.instances.get(NS, 'hog');
     assert.equal(ready(failed)?.status, 'False');
     assert.equal(ready(failed)?.reason, 'OOMKilled');
-    assert.equal(ready(failed)?.message, 'The container was killed by the OOM killer at its memory limit of 16Mi before it became ready (exit code 137): allocating');
+    // Which process the OOM killer picks is the kernel's choice: when it is a child, the shell may live long enough to print "Killed".
+    assert.match(ready(failed)?.message ?? '', /^The container was killed by the OOM killer at its memory limit of 16Mi before it became ready \(exit code 137\): allocating( \| Killed)?$/);
     assert.deepEqual(await docker.listContainers({ all: true, filters: { label: [`${LABELS.uid}=${instance.metadata.uid}`] } }), [], 'the dead container was cleaned up');
   });
 
