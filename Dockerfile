@@ -10,12 +10,10 @@ FROM ${BASE_IMAGE} AS deps
 WORKDIR /app
 # npm-extra-ca.pem, when the context has one: extra root CAs for npm, for builds
 # behind a TLS-inspecting proxy (hack/image.sh puts it there). It stays in this stage.
-# `npm install` with the lockfile rather than `npm ci`: the registry mirror of the
-# build machines lacks other platforms' optional packages (msgpackr-extract for
-# darwin and win32), which `npm ci` insists on finding in the lockfile.
+# `npm ci`: exactly the versions package-lock.json locks, or a failed build.
 COPY package.json package-lock.json npm-extra-ca.pe[m] ./
 RUN if [ -f npm-extra-ca.pem ]; then export NODE_EXTRA_CA_CERTS=/app/npm-extra-ca.pem; fi \
- && npm install --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error \
+ && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error \
  && rm -rf npm-extra-ca.pem /root/.npm
 
 # --- runtime ----------------------------------------------------------------

@@ -61,18 +61,37 @@ ensure_node() {
   [ "$(node -p 'process.versions.node.split(".")[0]')" = "$want_major" ] || die "node $NODE_VERSION in $dir does not run on this machine."
 }
 
-# Installs the project's npm dependencies when package-lock.json changed since the
-# last install (a stamp in node_modules records its hash).
-# Caveat: `npm install`, not `npm ci`: the registry reachable here lacks some other
-# platforms' optional native packages (msgpackr-extract for darwin/win32), which
-# leaves them out of the lock file, and `npm ci` refuses such a lock as out of sync.
-# `npm install` still installs exactly the locked versions.
+# Installs the project's npm dependencies exactly as package-lock.json records them
+# (`npm ci`), when the lockfile changed since the last install (a stamp in
+# node_modules records its hash). npm's own output goes to a log; a failure says
+# whether the registry lacks a locked package or the lockfile is out of step with
+# package.json, and what to do about each.
 ensure_deps() {
   local stamp="$ROOT/node_modules/.ctfleet-lock-hash"
   local hash; hash=$(sha256sum "$ROOT/package-lock.json" | cut -c1-16)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$hash" ]; then return 0; fi
-  (cd "$ROOT" && npm install --no-audit --no-fund --loglevel=error) || die "npm install failed: see the output above."
+  mkdir -p "$STATE_DIR/logs"
+  local npm_log="$STATE_DIR/logs/npm-ci.log"
+  if ! (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error) >"$npm_log" 2>&1; then
+    tail -n 20 "$npm_log" >&2
+    npm_failure "$npm_log"
+  fi
   echo "$hash" > "$stamp"
+}
+
+# npm_failure LOG: explains a failed `npm ci` from its log, then exits.
+npm_failure() {
+  local missing
+  missing=$(grep -E "404 .* - GET |ETARGET|No matching version found" "$1" | sed 's/^npm error //' | sort -u | head -n 3 || true)
+  if [ -n "$missing" ]; then
+    die "npm ci failed: the npm registry ($(npm config get registry)) does not serve a package that package-lock.json locks:
+$missing
+Point npm at a registry that has it (npm config set registry …), or, if the package was withdrawn, update the dependency in package.json, run \`npm install\` and commit the new package-lock.json. Whole log: $1"
+  fi
+  if grep -qE "EUSAGE|in sync|Missing: " "$1"; then
+    die "npm ci failed: package-lock.json does not match package.json. Run \`npm install\` and commit package-lock.json. Whole log: $1"
+  fi
+  die "npm ci failed; whole log: $1"
 }
 
 # Installs Debian packages as root; $1 is the command that is missing (for the message).
