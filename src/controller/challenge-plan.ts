@@ -3,7 +3,7 @@ import type { ChallengeInstance, Condition } from '../domain/challenge-instance.
 import { challengeKey, challengeKeyOf, isAdmittedBy, type Challenge, type ChallengeStatus } from '../domain/challenge.ts';
 import { mergeCondition } from '../domain/conditions.ts';
 import { CHALLENGE_FINALIZER } from '../domain/names.ts';
-import { CHALLENGE_REASONS, CONTROLLER_REASONS } from '../domain/reasons.ts';
+import { CHALLENGE_REASONS, CONTROLLER_REASONS, GITOPS_CONDITIONS } from '../domain/reasons.ts';
 import type { PlannedEvent } from './plan.ts';
 
 /** A side effect the Challenge reconciler must carry out. */
@@ -101,7 +101,7 @@ export function isSameChallengeStatus(current: ChallengeStatus | undefined, next
   const owned = (status: ChallengeStatus | undefined): unknown => ({
     observedGeneration: status?.observedGeneration,
     instances: status?.instances,
-    ready: status?.conditions?.find((condition) => condition.type === 'Ready'),
+    conditions: status?.conditions,
   });
   return isDeepStrictEqual(owned(current), owned(next));
 }
@@ -114,10 +114,23 @@ function statusOf(
   now: Date,
 ): ChallengeStatus {
   const generation = challenge.metadata.generation;
+  const conditions = challenge.status?.conditions ?? [];
+  const merge = (next: Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>): Condition =>
+    mergeCondition(conditions.find((condition) => condition.type === next.type), { ...next, observedGeneration: generation }, now);
+  // kstatus's pair: a Challenge has no failure of its own (what it asks for is
+  // checked per instance), so it is never Stalled; it is Reconciling only while its
+  // deletion waits for instances.
+  const waiting = ready.reason === CHALLENGE_REASONS.instancesExist;
   return {
     observedGeneration: generation,
     instances: { total: tally.total, running: tally.running },
-    conditions: [mergeCondition(previous, { type: 'Ready', ...ready, observedGeneration: generation }, now)],
+    conditions: [
+      mergeCondition(previous, { type: 'Ready', ...ready, observedGeneration: generation }, now),
+      merge(waiting
+        ? { type: GITOPS_CONDITIONS.reconciling, status: 'True', reason: ready.reason, message: ready.message }
+        : { type: GITOPS_CONDITIONS.reconciling, status: 'False', reason: ready.reason, message: 'Nothing in progress.' }),
+      merge({ type: GITOPS_CONDITIONS.stalled, status: 'False', reason: ready.reason, message: 'Not stalled.' }),
+    ],
   };
 }
 

@@ -8,7 +8,7 @@ import {
 import { boundText, kubeTime, mergeCondition } from '../domain/conditions.ts';
 import { decodeJobFailure, jobIdFor, type JobAction, type JobState } from '../domain/jobs.ts';
 import { FINALIZER } from '../domain/names.ts';
-import { CONTROLLER_REASONS, isPermanentReason, NODE_LOST, READY_REASONS } from '../domain/reasons.ts';
+import { CONTROLLER_REASONS, GITOPS_CONDITIONS, isPermanentReason, isServing, NODE_LOST, READY_REASONS } from '../domain/reasons.ts';
 
 /**
  * What the controller knows of the last job it enqueued for an instance, read from
@@ -125,8 +125,12 @@ export function plan(
   ): Plan => {
     // A job's failure or the worker's message may quote a container's output.
     const message = boundText(text);
-    const scheduled = scheduledCondition(phase, reason, message, generation, node);
-    const conditions = [mergeCondition(findCondition(status, 'Scheduled'), scheduled, now)];
+    const settled = actions.length === 0 && ['Running', 'Stopped', 'Failed', 'Expired'].includes(phase);
+    const conditions = [
+      scheduledCondition(phase, reason, message, generation, node),
+      // An expiry whose container is still being removed is still on its way.
+      ...progressConditions(phase, reason, message, generation, settled && !(phase === 'Expired' && isPending('expire'))),
+    ].map((condition) => mergeCondition(findCondition(status, condition.type), condition, now));
     const next: ControllerStatus = { phase, reason, message, observedGeneration: generation, conditions };
     if (lastJobStatus !== undefined) next.lastJob = lastJobStatus;
     if (expiresAt !== undefined) next.expiresAt = expiresAt;
@@ -135,7 +139,6 @@ export function plan(
       status.phase === phase && (status.reason ?? '') === reason
         ? []
         : [{ type: phase === 'Failed' || reason === NODE_LOST ? 'Warning' : 'Normal', reason: eventReason(phase, reason), message }];
-    const settled = actions.length === 0 && ['Running', 'Stopped', 'Failed', 'Expired'].includes(phase);
     let requeueAfterMs: number = settled ? REQUEUE.settled : REQUEUE.busy;
     // Expiry is driven by requeue-after: the pass at expiresAt removes the container.
     if (phase === 'Running' && expiresAt !== undefined) requeueAfterMs = Math.min(requeueAfterMs, Math.max(0, Date.parse(expiresAt) - now.getTime()));
@@ -193,7 +196,7 @@ export function plan(
 
   // ---- desired: Stopped
   if (spec.desiredState === 'Stopped') {
-    if (!hasContainer || (readyForThisGeneration && ready.status === 'False' && ready.reason === READY_REASONS.stopped)) {
+    if (!hasContainer || (readyForThisGeneration && ready.reason === READY_REASONS.stopped)) {
       return decide('Stopped', CONTROLLER_REASONS.stopped, 'The instance is stopped as requested.');
     }
     if (nodeLost) return decide('Stopped', NODE_LOST, `Node ${node} is lost; its worker stops the container if it returns.`);
@@ -204,7 +207,7 @@ export function plan(
 
   // ---- desired: Running, but there is nothing to run: its Challenge is missing
   // or refuses it. A container already running keeps its Challenge's generation.
-  if (unresolved !== undefined && !(readyForThisGeneration && ready.status === 'True')) {
+  if (unresolved !== undefined && !(readyForThisGeneration && isServing(ready))) {
     return decide('Failed', unresolved.reason, unresolved.message);
   }
 
@@ -238,7 +241,7 @@ export function plan(
   if (readyForThisGeneration && ready.status === 'False' && ready.reason === READY_REASONS.restarting) {
     return decide('Starting', READY_REASONS.restarting, ready.message);
   }
-  if (readyForThisGeneration && ready.status === 'True') {
+  if (readyForThisGeneration && isServing(ready)) {
     return decide('Running', READY_REASONS.ready, ready.message);
   }
   if (readyForThisGeneration && ready.status === 'False' && isPermanentReason(ready.reason)) {
@@ -276,6 +279,27 @@ function scheduledCondition(phase: Phase, reason: string, message: string, gener
   if (node !== undefined && node !== '') return { ...base, status: 'True', reason: CONTROLLER_REASONS.placed, message: `Placed on node ${node}.` };
   if (phase === 'Scheduled' || phase === 'Starting') return { ...base, status: 'True', reason: CONTROLLER_REASONS.queued, message: 'Queued for the workers; the first with free capacity takes it.' };
   return { ...base, status: 'False', reason: CONTROLLER_REASONS.notPlaced, message: 'No container is placed on a node.' };
+}
+
+/**
+ * Reconciling and Stalled, the pair GitOps engines read (kstatus): a Failed
+ * instance is Stalled (it will not run without a change to it or its Challenge);
+ * one with work in flight or a phase on the way somewhere is Reconciling; a
+ * settled one (Running, Stopped, Expired, nothing to do) is neither. The worker's
+ * Ready condition says whether the container serves.
+ */
+function progressConditions(phase: Phase, reason: string, message: string, generation: number, settled: boolean): Omit<Condition, 'lastTransitionTime'>[] {
+  const stalled = phase === 'Failed';
+  const reconciling = !stalled && !settled;
+  const base = { observedGeneration: generation };
+  return [
+    reconciling
+      ? { ...base, type: GITOPS_CONDITIONS.reconciling, status: 'True', reason, message }
+      : { ...base, type: GITOPS_CONDITIONS.reconciling, status: 'False', reason: phase, message: `Nothing in progress: the instance is ${phase}.` },
+    stalled
+      ? { ...base, type: GITOPS_CONDITIONS.stalled, status: 'True', reason, message }
+      : { ...base, type: GITOPS_CONDITIONS.stalled, status: 'False', reason: phase, message: `Not stalled: the instance is ${phase}.` },
+  ];
 }
 
 /**

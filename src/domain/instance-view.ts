@@ -1,5 +1,5 @@
 import { findCondition, type ChallengeInstance, type Endpoint, type Phase } from './challenge-instance.ts';
-import { NODE_LOST, READY_REASONS } from './reasons.ts';
+import { isServing, NODE_LOST, READY_REASONS } from './reasons.ts';
 
 /** An instance as people and platforms read it (API and CLI): never its env or command. */
 export interface InstanceView {
@@ -34,7 +34,7 @@ export function viewOf(instance: ChallengeInstance): InstanceView {
     phase: status?.phase ?? 'Pending',
     reason: status?.reason ?? '',
     message: status?.message ?? '',
-    ready: findCondition(status, 'Ready')?.status === 'True' && metadata.deletionTimestamp === undefined,
+    ready: isServing(findCondition(status, 'Ready')) && metadata.deletionTimestamp === undefined,
     endpoints: (status?.endpoints ?? []).map((endpoint) => ({ name: endpoint.name, host: endpoint.host, port: endpoint.port, protocol: endpoint.protocol, url: endpoint.url ?? '' })),
     node: status?.node ?? null,
     ttlSeconds: spec.ttlSeconds ?? null,

@@ -3,14 +3,27 @@
  * They appear in `status.reason`, in Events and as metric labels: never rename one.
  */
 export const READY_REASONS = {
+  /** Ready=True: the container runs and passed its readiness check: it serves. */
   ready: 'ContainerReady',
+  /** Ready=True: the container is stopped, as spec.desiredState asks. */
   stopped: 'ContainerStopped',
+  /** Ready=True: the container was removed because the instance's lifetime ended. */
   removed: 'ContainerRemoved',
   /** The container exited behind ctfleet's back and the worker restarts it. */
   restarting: 'ContainerRestarting',
   /** It exited more often than the restart policy allows: Failed until the spec changes. */
   crashLoop: 'CrashLoop',
 } as const;
+
+/**
+ * Whether an instance's container serves: Ready=True because it is ready. Ready
+ * reads True whenever the instance is as its spec asks (GitOps engines read it so:
+ * a stopped or expired instance is done, not in progress), so "it serves" is
+ * Ready=True with reason ContainerReady.
+ */
+export function isServing(ready: { status: string; reason: string } | undefined): boolean {
+  return ready?.status === 'True' && ready.reason === READY_REASONS.ready;
+}
 
 /** Condition reason (type Scheduled) and status reason of instances whose node stopped sending heartbeats. */
 export const NODE_LOST = 'NodeLost';
@@ -116,6 +129,14 @@ export const CONTROLLER_REASONS = {
   /** Scheduled=False: no container is placed. */
   notPlaced: 'NotPlaced',
 } as const;
+
+/**
+ * Condition types of the abnormal-true pair GitOps engines read (kstatus, used by
+ * Flux, kpt and cli-utils; Argo CD health checks read the same): Reconciling=True
+ * while the controller works towards the spec, Stalled=True when it will not get
+ * there without a change. Both read False otherwise, with the phase as reason.
+ */
+export const GITOPS_CONDITIONS = { reconciling: 'Reconciling', stalled: 'Stalled' } as const;
 
 /**
  * Reasons the controller writes on a Challenge (its Ready condition, its Events).

@@ -3,7 +3,7 @@ import type { InstanceJob } from '../domain/jobs.ts';
 import { containerName, LABELS } from '../domain/names.ts';
 import type { ContainerInfo } from '../domain/ports.ts';
 import { formatBytes } from '../domain/quantities.ts';
-import { READY_REASONS, REMOVAL_REASONS, SKIP_REASONS, type RemovalReason } from '../domain/reasons.ts';
+import { isServing, READY_REASONS, REMOVAL_REASONS, SKIP_REASONS, type RemovalReason } from '../domain/reasons.ts';
 import { specHash } from '../domain/spec-hash.ts';
 import type { RestartDecision } from './restart-policy.ts';
 
@@ -64,7 +64,7 @@ export type NodeAction =
   | { type: 'Run'; spec: InstanceSpec; generation: number; existing: ContainerInfo | undefined; preferredPorts: number[]; cause: RunCause }
   | { type: 'ReportReady' }
   | { type: 'ReportStopped'; containerId: string | undefined }
-  /** Gone for good; `expired` also says so in status (Ready=False ContainerRemoved). */
+  /** Gone for good; `expired` also says so in status (Ready=True ContainerRemoved). */
   | { type: 'ReportRemoved'; expired: boolean }
   | { type: 'ReportRestarting'; message: string }
   | { type: 'ReportCrashLoop'; message: string }
@@ -182,7 +182,7 @@ export function planNode(facts: NodeFacts): NodePlan {
   }
 
   // ---- keep running what ran here for this generation
-  const wasRunning = ready?.observedGeneration === generation && (ready.status === 'True' || ready.reason === READY_REASONS.restarting);
+  const wasRunning = ready?.observedGeneration === generation && (isServing(ready) || ready.reason === READY_REASONS.restarting);
   if (placedOn !== node || !wasRunning) return done();
   const preferredPorts = (status?.endpoints ?? []).map((endpoint) => endpoint.port);
   const revive: NodeAction[] = [{ type: 'Run', spec, generation, existing: canonical, preferredPorts, cause: 'restart' }, { type: 'ReportReady' }];
@@ -196,7 +196,7 @@ export function planNode(facts: NodeFacts): NodePlan {
   const exit = facts.exit;
   const diedNow = exit?.died === true && (canonical === undefined || exit.containerId === canonical.id);
   if (canonical?.running === true && !diedNow) {
-    if (ready.status === 'True') actions.push({ type: 'RecordHealthy', container: canonical });
+    if (isServing(ready)) actions.push({ type: 'RecordHealthy', container: canonical });
     else actions.push(...revive);
     return done();
   }

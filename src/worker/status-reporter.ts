@@ -71,7 +71,7 @@ export class StatusReporter {
   /** The container is stopped as the instance asks (`containerId`: the stopped container, if there is one). */
   async stopped(instance: ChallengeInstance | undefined, target: JobTarget, containerId: string | undefined): Promise<void> {
     if (instance !== undefined) {
-      const status: InstanceStatus = { node: this.node, conditions: [this.readyCondition(instance, 'False', READY_REASONS.stopped, 'The container is stopped as requested.', target.generation)] };
+      const status: InstanceStatus = { node: this.node, conditions: [this.readyCondition(instance, 'True', READY_REASONS.stopped, 'The container is stopped as requested.', target.generation)] };
       if (containerId !== undefined) status.containerId = containerId;
       await this.apply(instance, status);
     }
@@ -81,7 +81,7 @@ export class StatusReporter {
   /** The container is gone; with `instance`, because its lifetime ended (the resource stays, without node or endpoints). */
   async removed(instance: ChallengeInstance | undefined, target: JobTarget): Promise<void> {
     if (instance !== undefined) {
-      await this.apply(instance, { conditions: [this.readyCondition(instance, 'False', READY_REASONS.removed, 'The container was removed at the end of its lifetime.', target.generation)] });
+      await this.apply(instance, { conditions: [this.readyCondition(instance, 'True', READY_REASONS.removed, 'The container was removed at the end of its lifetime.', target.generation)] });
     }
     await this.record(target, { state: 'removed', reason: READY_REASONS.removed, generation: target.generation });
   }

@@ -200,6 +200,15 @@ describe('planChallenge', () => {
     assert.equal(blocked.status?.conditions?.[0]?.lastTransitionTime, '2026-11-21T12:02:00Z');
   });
 
+  test('Reconciling and Stalled (kstatus): never Stalled; Reconciling only while a deletion waits for instances', () => {
+    const pick = (result: ChallengePlan) => Object.fromEntries((result.status?.conditions ?? []).map((c) => [c.type, [c.status, c.reason, c.observedGeneration]]));
+    const settled = planChallenge(challenge({ generation: 3 }), [instanceOf('Running')], NOW);
+    assert.deepEqual(pick(settled), { Ready: ['True', 'Ready', 3], Reconciling: ['False', 'Ready', 3], Stalled: ['False', 'Ready', 3] });
+    const waiting = planChallenge(challenge({ deleting: true }), [instanceOf('Running')], NOW);
+    assert.deepEqual(pick(waiting), { Ready: ['False', 'InstancesExist', 1], Reconciling: ['True', 'InstancesExist', 1], Stalled: ['False', 'InstancesExist', 1] });
+    assert.match(waiting.status?.conditions?.find((c) => c.type === 'Reconciling')?.message ?? '', /^Deletion waits: 1 ChallengeInstance \(1 running\) still use it/);
+  });
+
   test('a spec change moves observedGeneration on the status and on Ready', () => {
     const first = applyPlan(challenge(), planChallenge(challenge(), [], NOW));
     const changed = planChallenge({ ...first, metadata: { ...first.metadata, generation: 2 } }, [], NOW);

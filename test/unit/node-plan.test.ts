@@ -212,7 +212,7 @@ function apply(given: NodeFacts, plan: NodePlan): NodeFacts {
         setReady(ready('True', 'ContainerReady', generation), { node: NODE, containerId: ran?.id ?? '' });
         break;
       case 'ReportStopped':
-        setReady(ready('False', 'ContainerStopped', generation), { node: NODE, ...(action.containerId === undefined ? {} : { containerId: action.containerId }) });
+        setReady(ready('True', 'ContainerStopped', generation), { node: NODE, ...(action.containerId === undefined ? {} : { containerId: action.containerId }) });
         break;
       case 'ReportRemoved':
         if (action.expired && subject?.status !== undefined) {
@@ -221,7 +221,7 @@ function apply(given: NodeFacts, plan: NodePlan): NodeFacts {
           delete rest.containerId;
           delete rest.endpoints;
           subject = { ...subject, status: rest };
-          setReady(ready('False', 'ContainerRemoved', generation));
+          setReady(ready('True', 'ContainerRemoved', generation));
         }
         break;
       case 'ReportRestarting':

@@ -120,7 +120,7 @@ describe('plan', () => {
     },
     {
       name: 'a stopped container for the current generation is Stopped',
-      subject: instance({ generation: 2, desiredState: 'Stopped', status: { ...running(1), conditions: [ready('False', 'ContainerStopped', 2)] } }),
+      subject: instance({ generation: 2, desiredState: 'Stopped', status: { ...running(1), conditions: [ready('True', 'ContainerStopped', 2)] } }),
       phase: 'Stopped',
       actions: [],
     },
@@ -203,6 +203,46 @@ describe('plan', () => {
     }
   });
 
+  test('Reconciling and Stalled (kstatus) follow the phase: Failed is Stalled with its reason, work on the way is Reconciling, a settled instance is neither', () => {
+    const seen = new Set<string>();
+    for (const { name, subject, job: observation } of cases) {
+      const result = plan(subject, observation, NOW);
+      if (result.status === undefined) continue;
+      const { phase, reason, message, conditions } = result.status;
+      seen.add(phase);
+      const reconciling = conditions.find((c) => c.type === 'Reconciling');
+      const stalled = conditions.find((c) => c.type === 'Stalled');
+      assert.ok(reconciling !== undefined && stalled !== undefined, `${name}: both conditions are written`);
+      assert.equal(reconciling.observedGeneration, subject.metadata.generation, name);
+      assert.equal(stalled.observedGeneration, subject.metadata.generation, name);
+      if (phase === 'Failed') {
+        assert.deepEqual([stalled.status, stalled.reason, stalled.message], ['True', reason, message], `${name}: Stalled says why`);
+        assert.equal(reconciling.status, 'False', name);
+      } else if (['Running', 'Stopped'].includes(phase) && result.actions.length === 0) {
+        assert.deepEqual([reconciling.status, reconciling.reason, stalled.status, stalled.reason], ['False', phase, 'False', phase], name);
+      } else if (['Pending', 'Scheduled', 'Starting', 'Stopping', 'Terminating'].includes(phase)) {
+        assert.deepEqual([reconciling.status, reconciling.reason, reconciling.message, stalled.status], ['True', reason, message, 'False'], `${name}: Reconciling says what is on the way`);
+      }
+    }
+    for (const phase of ['Scheduled', 'Starting', 'Running', 'Failed']) assert.ok(seen.has(phase), `the table covers ${phase}`);
+  });
+
+  test('an expiry reads Reconciling until the worker has removed the container, then neither', () => {
+    const ended = instance({ ttlSeconds: 60, status: running(1, { startedAt: '2026-11-21T11:58:00Z' }) });
+    const removing = plan(ended, job('start', 1, 'completed'), NOW);
+    assert.equal(removing.status?.phase, 'Expired');
+    const expire = enqueued(removing)[0];
+    assert.ok(expire?.type === 'Enqueue' && expire.action === 'expire');
+    const condition = (result: Plan, type: string) => result.status?.conditions.find((c) => c.type === type)?.status;
+    assert.equal(condition(removing, 'Reconciling'), 'True');
+    const waiting = plan(applyStatus(ended, removing), { id: expire.jobId, state: 'active' }, NOW);
+    assert.equal(condition(waiting, 'Reconciling'), 'True', 'while the expire job runs');
+    const removed = applyStatus(ended, removing);
+    const gone = plan({ ...removed, status: { ...removed.status, containerId: '', conditions: [...(removed.status?.conditions ?? []).filter((c) => c.type !== 'Ready'), ready('True', 'ContainerRemoved', 1, 'removed')] } }, { id: expire.jobId, state: 'completed' }, NOW);
+    assert.equal(gone.status?.phase, 'Expired');
+    assert.deepEqual([condition(gone, 'Reconciling'), condition(gone, 'Stalled')], ['False', 'False']);
+  });
+
   test('the Scheduled condition keeps its lastTransitionTime while its status does not flip', () => {
     const first = plan(instance(), undefined, NOW);
     const afterWrite = applyStatus(instance(), first);
@@ -252,7 +292,7 @@ describe('plan', () => {
         reason: 'LifetimeEnded',
         observedGeneration: 1,
         expiresAt: '2026-11-21T11:59:59Z',
-        conditions: [ready('False', 'ContainerRemoved', 1)],
+        conditions: [ready('True', 'ContainerRemoved', 1)],
       };
       const result = plan(instance({ ttlSeconds: 60, status: expired }), job('expire', 1, 'completed'), NOW);
       assert.deepEqual(result.actions, []);

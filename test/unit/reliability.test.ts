@@ -145,7 +145,7 @@ describe('planDrift', () => {
     const elsewhere = subject('elsewhere', readyOn('node-b'));
     const deleting = subject('deleting', readyOn(node), { deleting: true });
     const stopped = subject('stopped', readyOn(node), { desiredState: 'Stopped' });
-    const expired = subject('expired', { ...readyOn(node, 'ContainerRemoved', 'False'), phase: 'Expired' });
+    const expired = subject('expired', { ...readyOn(node, 'ContainerRemoved', 'True'), phase: 'Expired' });
     const ghost = subject('ghost', undefined);
     const actions = planDrift({
       node,
