@@ -2,7 +2,8 @@
 # Builds the stack's Go tools from the Go module proxy and caches the binaries
 # under $CACHE_DIR/bin/<tool>-<version>/. A cached binary is never rebuilt.
 #
-#   hack/build-tools.sh [kube|etcd|helm|all]
+#   hack/build-tools.sh [kube|etcd|helm|kstatus|all]
+#   hack/build-tools.sh kstatus-path   prints the kstatus helper's path (building it if needed)
 #
 # Caveats: a cold kube build takes many minutes and ~2 GiB of memory on 2 cores.
 set -euo pipefail
@@ -154,6 +155,45 @@ MOD
   log "helm $HELM_VERSION: built into $dest"
 }
 
+# The tests' kstatus helper (test/tools/kstatus): cli-utils' status library at a
+# pinned tag. The cache key is the version and the helper's source.
+kstatus_bin() {
+  local source_hash; source_hash=$(sha256sum "$ROOT/test/tools/kstatus/main.go" | cut -c1-12)
+  echo "$CACHE_DIR/bin/kstatus-$CLI_UTILS_VERSION-$source_hash/kstatus"
+}
+
+build_kstatus_locked() {
+  local bin; bin=$(kstatus_bin)
+  local dest; dest=$(dirname "$bin")
+  if [ -x "$bin" ]; then log "kstatus (cli-utils $CLI_UTILS_VERSION): cached in $dest"; return 0; fi
+  require_go
+  local work="$CACHE_DIR/src/kstatus-$CLI_UTILS_VERSION"
+  mkdir -p "$work"
+  cp "$ROOT/test/tools/kstatus/main.go" "$work/main.go"
+  cat > "$work/go.mod" <<MOD
+module ctfleet.local/kstatus
+
+go $(go env GOVERSION | sed 's/^go\([0-9]*\.[0-9]*\).*/\1/')
+
+require sigs.k8s.io/cli-utils $CLI_UTILS_VERSION
+MOD
+  local tmp="$dest.tmp.$$"
+  mkdir -p "$tmp"
+  log "kstatus (cli-utils $CLI_UTILS_VERSION): building"
+  (cd "$work" && env "${GO_ENV[@]}" go mod tidy >/dev/null 2>&1 && env "${GO_ENV[@]}" go build -trimpath -ldflags "-s -w" -o "$tmp/kstatus" .) \
+    || die "could not build the kstatus helper from sigs.k8s.io/cli-utils@$CLI_UTILS_VERSION (Go module proxy: $(go env GOPROXY))."
+  publish "$tmp" "$dest"
+  log "kstatus: built into $dest"
+}
+
+build_kstatus() {
+  lock kstatus
+  local rc=0
+  build_kstatus_locked || rc=$?
+  unlock
+  return "$rc"
+}
+
 build_kube() {
   lock kube
   local rc=0
@@ -183,11 +223,14 @@ main() {
     kube) timed "build kube $KUBE_VERSION" build_kube ;;
     etcd) timed "build etcd $ETCD_VERSION" build_etcd ;;
     helm) timed "build helm $HELM_VERSION" build_helm ;;
+    kstatus) timed "build kstatus $CLI_UTILS_VERSION" build_kstatus ;;
+    # Prints where the kstatus helper is, building it first if it is not cached.
+    kstatus-path) build_kstatus >&2; kstatus_bin ;;
     all)
       timed "build etcd $ETCD_VERSION" build_etcd
       timed "build kube $KUBE_VERSION" build_kube
       timed "build helm $HELM_VERSION" build_helm ;;
-    *) die "unknown tool '$1' (expected kube, etcd, helm or all)" ;;
+    *) die "unknown tool '$1' (expected kube, etcd, helm, kstatus, kstatus-path or all)" ;;
   esac
 }
 

@@ -10,6 +10,8 @@ cd "$ROOT"
 timed "node $NODE_VERSION" ensure_node
 timed "npm dependencies" ensure_deps
 bash hack/stack.sh up
+# The GitOps tests' helper: kstatus from sigs.k8s.io/cli-utils (cached like the stack's binaries).
+bash hack/build-tools.sh kstatus
 eval "$(bash hack/stack.sh env)"
 # The demo's ctfleet manages every namespace: it would act on the tests' instances.
 demo_pid_file="$STATE_DIR/pids/ctfleet.pid"

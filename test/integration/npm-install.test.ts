@@ -107,7 +107,8 @@ describe('npm ci in the set-up scripts', () => {
   test('the committed lockfile is what npm ci installed: the set-up left package-lock.json and package.json unmodified', async () => {
     const status = await new Promise<string>((resolve, reject) => {
       execFile('git', ['-C', ROOT, 'status', '--porcelain', '--', 'package-lock.json', 'package.json'], (error, stdout) => {
-        if (error) reject(error); else resolve(stdout);
+        if (error === null) resolve(stdout);
+        else reject(new Error(`git status failed: ${error.message}`));
       });
     });
     assert.equal(status, '', 'hack/test.sh ran npm ci before this test; it never rewrites the lockfile');
