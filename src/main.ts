@@ -2,8 +2,9 @@
 import { runRole } from './app/run.ts';
 import { runChallenges, runInstances, runQueue, runWorkers } from './cli/admin.ts';
 import { runDoctor } from './cli/doctor.ts';
+import { parseUninstallArgs, runUninstall } from './cli/uninstall.ts';
 import { parseOutputFormat, UsageError } from './cli/output.ts';
-import { ConfigError, loadConnectionConfig, loadRuntimeConfig } from './config/config.ts';
+import { ConfigError, loadConnectionConfig, loadNamespaces, loadRuntimeConfig } from './config/config.ts';
 import { describeError } from './health/dependency-check.ts';
 import { VERSION } from './version.ts';
 
@@ -22,6 +23,10 @@ Commands:
   queue active|waiting|failed   list those jobs (instance, attempts, progress, reason)
   queue retry ID…|--all    retry failed jobs (exit 3: no such failed job)
   queue purge [--yes]      remove waiting and delayed jobs; asks first; never touches Kubernetes
+  uninstall --yes [--instances|--challenges] [--timeout S]
+                           what the chart's delete hooks run: delete every ChallengeInstance in
+                           CTFLEET_NAMESPACES (all when empty) and wait until their containers are
+                           removed; then take ctfleet's finalizer off the Challenges (exit 1: timed out)
   (every command takes -o table|json; exit codes: 0 ok, 1 a dependency failed, 2 usage, 3 nothing to act on)
   version                  print ctfleet's version
   help                     print this text
@@ -55,6 +60,8 @@ async function main(argv: readonly string[]): Promise<number> {
       return runInstances(loadConnectionConfig(process.env), args, parseOutputFormat(args));
     case 'challenges':
       return runChallenges(loadConnectionConfig(process.env), args, parseOutputFormat(args));
+    case 'uninstall':
+      return runUninstall(loadConnectionConfig(process.env), { ...parseUninstallArgs(args), namespaces: loadNamespaces(process.env) });
     case 'version':
     case '--version':
       process.stdout.write(`ctfleet ${VERSION}\n`);

@@ -155,6 +155,12 @@ const cidrList = (example: string, fallback: string) =>
     .transform(commaList)
     .pipe(z.array(z.string().refine((item) => parseCidr(item) !== undefined, `must list IPv4 ranges with no host bits set, comma-separated, e.g. ${example}`)));
 
+const namespacesSchema = z
+  .string()
+  .default('')
+  .transform((value) => value.split(',').map((item) => item.trim()).filter((item) => item !== ''))
+  .pipe(z.array(z.string().regex(DNS_LABEL, 'must list namespace names (DNS labels), comma-separated').max(63)));
+
 const runtimeSchema = z.object({
   CTFLEET_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   CTFLEET_CONTROLLER_CONCURRENCY: positiveInt(256).default(16),
@@ -207,11 +213,7 @@ const runtimeSchema = z.object({
     .optional(),
   CTFLEET_DASHBOARD: z.enum(['true', 'false'], 'must be true or false').default('true'),
   CTFLEET_DASHBOARD_READ_ONLY: z.enum(['true', 'false'], 'must be true or false').default('false'),
-  CTFLEET_NAMESPACES: z
-    .string()
-    .default('')
-    .transform((value) => value.split(',').map((item) => item.trim()).filter((item) => item !== ''))
-    .pipe(z.array(z.string().regex(DNS_LABEL, 'must list namespace names (DNS labels), comma-separated').max(63))),
+  CTFLEET_NAMESPACES: namespacesSchema,
   CTFLEET_HTTP_PORT: z.coerce.number().int().min(0, 'must be a port number (0 picks a free one)').max(65535, 'must be a port number (0 picks a free one)').default(8080),
   CTFLEET_CAPABILITIES: capabilityList(DEFAULT_HARDENING.capabilities.join(',')),
   CTFLEET_ALLOWED_EXTRA_CAPABILITIES: capabilityList(DEFAULT_HARDENING.allowedExtraCapabilities.join(',')),
@@ -384,6 +386,13 @@ function secretRefOf(value: string | undefined): { namespace: string; name: stri
 export function leaseNameFor(prefix: string): string {
   const base = prefix.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '');
   return `${base === '' ? 'ctfleet' : base.slice(0, 200)}-controller`;
+}
+
+/** CTFLEET_NAMESPACES alone (for commands that need only it): the namespaces a deployment manages, empty for all. */
+export function loadNamespaces(env: Record<string, string | undefined>): string[] {
+  const parsed = z.object({ CTFLEET_NAMESPACES: namespacesSchema }).safeParse(env);
+  if (!parsed.success) throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`));
+  return parsed.data.CTFLEET_NAMESPACES;
 }
 
 /**
