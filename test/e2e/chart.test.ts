@@ -59,7 +59,7 @@ describe('Helm chart and plain manifests', () => {
     ok(await kubectl(['create', 'namespace', namespace]), 'create namespace');
   });
   after(async () => {
-    await helm('uninstall', release, '-n', namespace, '--wait', '--timeout', '60s');
+    await helm('uninstall', release, '-n', namespace, '--no-hooks', '--wait', '--timeout', '60s');
     await kubectl(['delete', 'namespace', namespace, '--wait=false']);
   });
 
@@ -87,6 +87,25 @@ describe('Helm chart and plain manifests', () => {
     assert.ok(!kindsOf(off).some((kind) => kind.startsWith('ServiceMonitor/')));
     assert.ok(kindsOf(on).some((kind) => kind.startsWith('ServiceMonitor/')));
     assert.match(on, /apiVersion: monitoring.coreos.com\/v1/);
+  });
+
+  test('the uninstall hooks: a pre-delete Job removes the instances, a post-delete Job releases the Challenges, with a role of exactly those calls; off on request, and never in the plain manifests', async () => {
+    const rendered = ok(await helm('template', release, CHART, '-n', namespace), 'template');
+    const json = ok(await kubectl(['create', '--dry-run=client', '-o', 'json', '-f', '-'], rendered), 'to JSON');
+    interface Hooked { kind: string; metadata: { name: string; annotations?: Record<string, string> }; rules?: { resources: string[]; verbs: string[] }[]; spec?: { template: { spec: { serviceAccountName: string; containers: { args: string[] }[] } } } }
+    const objects = JSON.parse(`[${json.replace(/\}\n\{/g, '},{')}]`) as Hooked[];
+    const hooked = objects.filter((object) => object.metadata.annotations?.['helm.sh/hook'] !== undefined);
+    const jobs = hooked.filter((object) => object.kind === 'Job').map((job) => [job.metadata.annotations?.['helm.sh/hook'], job.spec?.template.spec.serviceAccountName, job.spec?.template.spec.containers[0]?.args.join(' ')]);
+    assert.deepEqual(jobs, [
+      ['pre-delete', `${release}-ctfleet-uninstall`, 'uninstall --yes --instances --timeout 300'],
+      ['post-delete', `${release}-ctfleet-uninstall`, 'uninstall --yes --challenges --timeout 300'],
+    ]);
+    assert.deepEqual(hooked.filter((object) => object.kind !== 'Job').map((object) => `${object.kind}/${object.metadata.annotations?.['helm.sh/hook'] ?? ''}`), ['ServiceAccount/pre-delete,post-delete', 'ClusterRole/pre-delete,post-delete', 'ClusterRoleBinding/pre-delete,post-delete']);
+    const role = hooked.find((object) => object.kind === 'ClusterRole');
+    assert.deepEqual(role?.rules?.map((rule) => `${rule.resources.join(',')}: ${rule.verbs.join(',')}`), ['challengeinstances: get,list,delete', 'challenges: get,list,patch']);
+    const off = ok(await helm('template', release, CHART, '-n', namespace, '--set', 'uninstall.removeInstances=false'), 'template without hooks');
+    assert.doesNotMatch(off, /helm\.sh\/hook/);
+    assert.doesNotMatch(readFileSync(join(ROOT, 'manifests/install/ctfleet.yaml'), 'utf8'), /helm\.sh\/hook|uninstall --yes|ctfleet-uninstall/);
   });
 
   test('the API Service and Ingress reach only the API port; /healthz, /readyz and /metrics are on port http, scraped through the -metrics Services', async () => {
@@ -283,7 +302,9 @@ describe('Helm chart and plain manifests', () => {
     assert.ok(password.length > 0, 'the generated Redis password survives the upgrade');
     assert.equal(await readKey(), keyBefore, 'the generated flag key survives the upgrade (every per-team flag stays the same)');
 
-    ok(await helm('uninstall', release, '-n', namespace, '--wait', '--timeout', '60s'), 'helm uninstall');
+    // --no-hooks: this release's image is not on any node, so its uninstall Jobs could not
+    // run; they run for real in test/e2e/cluster.test.ts, on a cluster with a kubelet.
+    ok(await helm('uninstall', release, '-n', namespace, '--no-hooks', '--wait', '--timeout', '60s'), 'helm uninstall');
     const left = ok(await kubectl(['get', 'deployments,daemonsets,statefulsets,services,serviceaccounts,roles,rolebindings,secrets', '-n', namespace, '-l', `app.kubernetes.io/instance=${release}`, '-o', 'name']), 'left over');
     assert.equal(left.trim(), '', 'uninstall removed every object');
     ok(await kubectl(['get', 'crd', 'challengeinstances.ctfleet.io', 'challenges.ctfleet.io']), 'the CRDs stay, as Helm leaves CRDs');
