@@ -9,7 +9,8 @@ cd "$ROOT"
 
 timed "node $NODE_VERSION" ensure_node
 timed "npm dependencies" ensure_deps
-bash hack/stack.sh up
+# --cluster: also the single-node cluster the chart tests install into (docs/local-cluster.md).
+bash hack/stack.sh up --cluster
 eval "$(bash hack/stack.sh env)"
 # The demo's ctfleet manages every namespace: it would act on the tests' instances.
 demo_pid_file="$STATE_DIR/pids/ctfleet.pid"

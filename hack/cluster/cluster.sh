@@ -4,8 +4,8 @@
 # Helm chart's pods really run on this machine. Sourced by hack/stack.sh, never run.
 #
 # Addresses are the project's own, on interfaces it creates: the node IP sits on
-# ctfleet0 (a port-less bridge: this kernel has no dummy driver), pods on the bridge
-# ctfl-cni0. Nothing here sends traffic anywhere else: pods have no default route,
+# ctfleet0 (a port-less bridge when the kernel has no dummy driver), pods on the
+# bridge ctfleet-cni0. Nothing here sends traffic anywhere else: pods have no default route,
 # CoreDNS answers cluster.local only, and the cluster's containerd pulls nothing
 # (its proxy is a closed loopback port; every image is built here and imported).
 #
@@ -19,7 +19,11 @@ POD_CIDR=10.214.0.0/24
 POD_GATEWAY=10.214.0.1
 SERVICE_CIDR=10.0.0.0/24
 DNS_SERVICE_IP=10.0.0.10
-CNI_BRIDGE=ctfl-cni0
+# Not ctfl-…: ctfleet's worker firewall treats interfaces named ctfl-* as instance
+# bridges and drops what they send to the node (CTFLEET-INPUT).
+CNI_BRIDGE=ctfleet-cni0
+# Our FORWARD exception for pod-to-pod traffic (Docker sets FORWARD's policy to DROP).
+FORWARD_CHAIN=CTFLEET-CLUSTER
 CNI_NETWORK=ctfleet-pods
 CNI_BIN_DIR=/usr/lib/cni
 # The worker's Docker label selector of the chart (worker.nodeSelector).
@@ -106,6 +110,18 @@ ensure_bridge_netfilter() {
   [ -f "$CLUSTER_DIR/sysctl.net.saved" ] || printf 'net.bridge.bridge-nf-call-iptables=%s\nnet.ipv4.ip_forward=%s\n' "$(cat "$f")" "$(cat /proc/sys/net/ipv4/ip_forward)" > "$CLUSTER_DIR/sysctl.net.saved"
   echo 1 > "$f"
   echo 1 > /proc/sys/net/ipv4/ip_forward
+}
+
+# Bridged traffic passes iptables (br_netfilter), and Docker's FORWARD policy is
+# DROP: pods talking to pods (directly or through a Service) need an ACCEPT. Only
+# within the pod bridge; pods have no route out anyway.
+ensure_forward_rule() {
+  iptables -w 5 -N "$FORWARD_CHAIN" 2>/dev/null || true
+  iptables -w 5 -C "$FORWARD_CHAIN" -i "$CNI_BRIDGE" -o "$CNI_BRIDGE" -j ACCEPT 2>/dev/null \
+    || iptables -w 5 -A "$FORWARD_CHAIN" -i "$CNI_BRIDGE" -o "$CNI_BRIDGE" -j ACCEPT \
+    || die "could not add the pod bridge's FORWARD rule (iptables -A $FORWARD_CHAIN)."
+  iptables -w 5 -C FORWARD -j "$FORWARD_CHAIN" 2>/dev/null || iptables -w 5 -I FORWARD 1 -j "$FORWARD_CHAIN" \
+    || die "could not jump from FORWARD to $FORWARD_CHAIN."
 }
 
 write_cni_config() {
@@ -480,6 +496,7 @@ prepare_cluster() {
   mkdir -p "$CLUSTER_DIR"
   ensure_node_interface
   ensure_bridge_netfilter
+  ensure_forward_rule
   ensure_cluster_pki
 }
 
@@ -561,6 +578,13 @@ unmount_under() {
 down_cluster() {
   cluster_known || return 0
   local bin_dir; bin_dir=$(kube_node_bin_dir)
+  # The node and its pods leave the API too (etcd outlives `down`): the next `up
+  # --cluster` then waits for a node and a CoreDNS that really are Ready, not for
+  # the last run's status. The pods' controllers make new ones then.
+  if [ -f "$PKI/token" ] && apiserver_ready; then
+    kubectl_cluster delete pods -A --field-selector "spec.nodeName=$NODE_NAME" --force --grace-period=0 --wait=false >/dev/null 2>&1 || true
+    kubectl_cluster delete node "$NODE_NAME" --wait=false >/dev/null 2>&1 || true
+  fi
   stop_process kubelet "$bin_dir/kubelet"
   stop_process kube-scheduler "$bin_dir/kube-scheduler"
   stop_process kube-proxy "$bin_dir/kube-proxy"
@@ -586,6 +610,7 @@ down_cluster() {
   # What --cleanup leaves: kubelet's canary and hint chains, CNI portmap's chains.
   remove_chains iptables KUBE-; remove_chains ip6tables KUBE-
   remove_chains iptables CNI-; remove_chains ip6tables CNI-
+  remove_chains iptables "$FORWARD_CHAIN"
   rm -f /var/lib/cni/results/"$CNI_NETWORK"-* 2>/dev/null || true
   local link
   for link in /var/log/containers/*.log; do
@@ -599,7 +624,7 @@ down_cluster() {
     while IFS= read -r line; do echo "${line#*=}" > "/proc/sys/$(echo "${line%%=*}" | tr . /)" 2>/dev/null || true; done < "$saved"
   done
   rm -rf "$CLUSTER_DIR" "$RUN_DIR"
-  log "local cluster removed (pods, containerd state, $CNI_BRIDGE, $NODE_IF, KUBE-/CNI- chains)"
+  log "local cluster removed (pods, containerd state, $CNI_BRIDGE, $NODE_IF, KUBE-/CNI-/$FORWARD_CHAIN chains)"
 }
 
 # ---------------------------------------------------------------- status

@@ -87,24 +87,26 @@ describe('the Helm chart on the local cluster', { skip }, () => {
     assert.match(write.stderr, /Read-only file system/);
     // Docker through the mounted socket: the worker's own readiness check says so.
     const readyz = JSON.parse(await ok('wget /readyz', kubectlExec(release.namespace, worker.name, 'worker', ['wget', '-qO-', 'http://127.0.0.1:18080/readyz']))) as { checks: { name: string; healthy: boolean }[] };
-    assert.deepEqual(readyz.checks.find((check) => check.name === 'docker')?.healthy, true, JSON.stringify(readyz));
+    assert.deepEqual(readyz.checks.find((check) => check.name === 'worker.docker')?.healthy, true, JSON.stringify(readyz));
   });
 
   test('a ChallengeInstance runs on the worker pod, and its endpoint on the node IP answers from the host', async () => {
     const team = `team-${suffix}`;
     await ok('kubectl apply', kubectl(['apply', '-f', '-'], manifest(release.namespace, instanceName, webSpec(team))));
     const running = await instances.waitFor(release.namespace, instanceName, 'Running', isRunning, 120_000);
-    assert.equal(running.status?.node, NODE_NAME);
-    const endpoint = running.status?.endpoints?.find((candidate) => candidate.name === 'http');
+    const status = running.status ?? {};
+    assert.equal(status.node, NODE_NAME);
+    const endpoint = status.endpoints?.find((candidate) => candidate.name === 'http');
     // The worker advertises status.hostIP (the downward API): the node IP on ctfleet0.
-    assert.equal(endpoint?.host, NODE_IP, JSON.stringify(running.status?.endpoints));
+    assert.equal(endpoint?.host, NODE_IP, JSON.stringify(status.endpoints));
     assert.match(await fetchText(`http://${endpoint.host}:${endpoint.port}/`), new RegExp(`hello ${team}`));
     const docker = new Docker();
-    const [container] = await eventually('the instance container', 10_000, async () => {
+    const container = await eventually('the instance container', 10_000, async () => {
       const found = await containersOf(docker, release.namespace);
-      return found.length === 1 ? found : undefined;
+      return found.length === 1 ? found[0] : undefined;
     });
-    assert.equal(container?.Labels['ctfleet.io/node'], NODE_NAME, JSON.stringify(container?.Labels));
-    assert.equal(container?.State, 'running');
+    // The worker pod's node name (CTFLEET_NODE_NAME from spec.nodeName) on the Docker container.
+    assert.equal(container.Labels['ctfleet.io/node'], NODE_NAME, JSON.stringify(container.Labels));
+    assert.equal(container.State, 'running');
   });
 });
