@@ -551,8 +551,9 @@ remove_chains() {
 # frees the sandboxes' network namespaces (which takes their veths with them).
 remove_pods() {
   containerd_ready || return 0
-  local id netns=()
+  local id netns=() ids=()
   for id in $(ctr_cluster containers ls -q 2>/dev/null); do
+    ids+=("$id")
     local ns; ns=$(ctr_cluster containers info "$id" 2>/dev/null | grep -o '"/var/run/netns/[^"]*"' | tr -d '"' | head -1 || true)
     [ -n "$ns" ] && netns+=("$ns")
   done
@@ -560,6 +561,9 @@ remove_pods() {
   sleep 1
   for id in $(ctr_cluster tasks ls -q 2>/dev/null); do ctr_cluster tasks delete -f "$id" >/dev/null 2>&1 || true; done
   for id in $(ctr_cluster containers ls -q 2>/dev/null); do ctr_cluster containers delete "$id" >/dev/null 2>&1 || true; done
+  # libcni's result cache (not configurable in containerd 1.6): one file per
+  # sandbox and network, named after the sandbox's id.
+  for id in "${ids[@]}"; do rm -f /var/lib/cni/results/*-"$id"-* 2>/dev/null || true; done
   local path
   for path in $(printf '%s\n' "${netns[@]}" | sort -u); do
     umount "$path" 2>/dev/null || true
