@@ -52,7 +52,8 @@ cluster_image_names() {
   IMAGE_PAUSE="ctfleet.local/pause:$(basename "$(pause_bin_dir)" | sed 's/^pause-//')"
   # A fixed tag, named in hack/cluster/values.yaml; its label tracks the inputs.
   IMAGE_REDIS="ctfleet.local/redis:local"
-  IMAGE_COREDNS="ctfleet.local/coredns:$COREDNS_VERSION"
+  # The binary's hash in the tag: a rebuilt CoreDNS rolls the Deployment out.
+  IMAGE_COREDNS="ctfleet.local/coredns:$COREDNS_VERSION-$(sha256sum "$(coredns_bin_dir)/coredns" | cut -c1-8)"
 }
 
 ctr_cluster() { ctr -a "$CONTAINERD_SOCK" -n k8s.io "$@"; }
@@ -466,21 +467,20 @@ EOF
 # ---------------------------------------------------------------- CoreDNS
 
 coredns_ready() {
-  [ "$(kubectl_cluster -n kube-system get deployment coredns -o jsonpath='{.status.readyReplicas}' 2>/dev/null)" = 1 ]
+  local ready; ready=$(kubectl_cluster -n kube-system get deployment coredns -o jsonpath='{.status.readyReplicas}' 2>/dev/null || true)
+  [ "${ready:-0}" -ge 1 ]
 }
 
 up_coredns() {
   sed -e "s|@IMAGE@|$IMAGE_COREDNS|" -e "s|@DNS_SERVICE_IP@|$DNS_SERVICE_IP|" "$ROOT/hack/cluster/coredns.yaml" \
     | kubectl_cluster apply -f - >"$LOGS/coredns-apply.log" 2>&1 \
     || die "applying hack/cluster/coredns.yaml failed; see $LOGS/coredns-apply.log."
-  local deadline=$((SECONDS + 120))
-  until coredns_ready; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      kubectl_cluster -n kube-system get pods -o wide >&2 || true
-      die "CoreDNS did not become ready within 120s: kubectl -n kube-system describe pods -l k8s-app=coredns; kubelet log: $LOGS/kubelet.log"
-    fi
-    sleep 1
-  done
+  # Rollout status, not a Ready count: a changed image rolls out, and a pod Ready in
+  # the last run's status counts for nothing.
+  if ! kubectl_cluster -n kube-system rollout status deployment/coredns --timeout=120s >"$LOGS/coredns-rollout.log" 2>&1; then
+    kubectl_cluster -n kube-system get pods -o wide >&2 || true
+    die "CoreDNS did not become ready within 120s: kubectl -n kube-system describe pods -l k8s-app=coredns; kubelet log: $LOGS/kubelet.log"
+  fi
   log "CoreDNS: ready at $DNS_SERVICE_IP (cluster.local only)"
 }
 
@@ -526,7 +526,13 @@ build_ctfleet_image() {
 
 # ---------------------------------------------------------------- down
 
-cluster_known() { [ -d "$CLUSTER_DIR" ] || ip link show "$NODE_IF" >/dev/null 2>&1 || [ -d "$RUN_DIR" ]; }
+cluster_owner() { cat "$RUN_DIR/owner" 2>/dev/null || true; }
+# This checkout's cluster exists (in part): its directory, or the machine-wide names
+# recorded as ours. Another checkout's cluster is never this one's to remove.
+cluster_known() {
+  [ -d "$CLUSTER_DIR" ] && return 0
+  [ "$(cluster_owner)" = "$STATE_DIR" ]
+}
 
 # remove_chains IPT PREFIX: deletes every chain whose name starts with PREFIX, in
 # every table, with the rules elsewhere that jump to it.
@@ -581,6 +587,12 @@ unmount_under() {
 
 down_cluster() {
   cluster_known || return 0
+  local owner; owner=$(cluster_owner)
+  if [ -n "$owner" ] && [ "$owner" != "$STATE_DIR" ] && [ -d "$owner/cluster" ]; then
+    log "the local cluster on this machine belongs to $owner: left alone (only $CLUSTER_DIR removed)"
+    rm -rf "$CLUSTER_DIR"
+    return 0
+  fi
   local bin_dir; bin_dir=$(kube_node_bin_dir)
   # The node and its pods leave the API too (etcd outlives `down`): the next `up
   # --cluster` then waits for a node and a CoreDNS that really are Ready, not for
@@ -620,6 +632,10 @@ down_cluster() {
   for link in /var/log/containers/*.log; do
     [ -L "$link" ] && [[ "$(readlink "$link")" == "$POD_LOGS"/* ]] && rm -f "$link"
   done 2>/dev/null
+  # Paths kubelet and libcni use whatever they are told: the device-plugin socket,
+  # and the directories, when nothing else is in them.
+  rm -f /var/lib/kubelet/device-plugins/kubelet.sock
+  rmdir /var/lib/kubelet/device-plugins /var/lib/kubelet /var/lib/cni/results /var/lib/cni /var/log/containers 2>/dev/null || true
   # cgroupfs: kubelet's pod hierarchy in every v1 controller.
   find /sys/fs/cgroup/*/kubepods -depth -type d -exec rmdir {} + 2>/dev/null || true
   local saved line

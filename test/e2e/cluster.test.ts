@@ -60,6 +60,16 @@ describe('the Helm chart on the local cluster', { skip }, () => {
     assert.ok(ready.every((pod) => pod.node === NODE_NAME), `all on ${NODE_NAME}: ${JSON.stringify(ready)}`);
     const dns = await pods('kube-system', 'k8s-app=coredns');
     assert.equal(dns.filter((pod) => pod.ready).length, 1, `CoreDNS Ready: ${JSON.stringify(dns)}`);
+    // From a pod: the bundled Redis Service resolves by name to its cluster IP; names
+    // outside cluster.local get no answer (CoreDNS forwards nothing).
+    const [service] = (await ok('kubectl get svc', kubectl(['get', 'svc', '-n', release.namespace, '-l', 'app.kubernetes.io/component=redis', '-o', 'jsonpath={range .items[?(@.spec.clusterIP!="None")]}{.metadata.name} {.spec.clusterIP}{"\\n"}{end}']))).trim().split('\n');
+    const [redisName, redisIP] = (service ?? '').split(' ');
+    const controller = ready.find((pod) => pod.component === 'controller');
+    assert.ok(controller !== undefined && redisName !== undefined && redisIP !== undefined, `a controller pod and the Redis Service: ${service}`);
+    const answer = await ok('nslookup', kubectlExec(release.namespace, controller.name, 'controller', ['nslookup', `${redisName}.${release.namespace}.svc.cluster.local`]));
+    assert.match(answer, new RegExp(`Address:\\s*${redisIP.replaceAll('.', '\\.')}`), answer);
+    const outside = await kubectlExec(release.namespace, controller.name, 'controller', ['nslookup', 'example.com.']);
+    assert.notEqual(outside.code, 0, `example.com must not resolve: ${outside.stdout}`);
   });
 
   test("the worker's container runs as the chart says and reaches Docker", async () => {
