@@ -288,8 +288,8 @@ up_apiserver() {
   APISERVER_PORT=$(pick_port "$APISERVER_PORT" single)
   apiserver_host_for "$mode"
   write_kubeconfig
-  # Plain: loopback only, no ServiceAccount admission (no pods run). Cluster: see
-  # cluster_apiserver_flags; the later flags win over the plain ones.
+  # Plain: loopback only, RBAC, no ServiceAccount admission (no pods run). Cluster:
+  # cluster_apiserver_flags instead (node IP, Node authorizer, kubelet client cert).
   local mode_flags=(--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --authorization-mode RBAC --disable-admission-plugins ServiceAccount)
   if [ "$mode" = cluster ]; then mapfile -t mode_flags < <(cluster_apiserver_flags); fi
   echo "$mode" > "$APISERVER_MODE_FILE"
