@@ -602,6 +602,15 @@ down_cluster() {
     kubectl_cluster delete node "$NODE_NAME" --wait=false >/dev/null 2>&1 || true
   fi
   stop_process kubelet "$bin_dir/kubelet"
+  # Challenge containers the cluster's worker pods started in Docker (labelled with
+  # this node's name) would outlive the node and hold ports on its address.
+  if docker_ready; then
+    local containers; containers=$(docker ps -aq --filter "label=ctfleet.io/node=$NODE_NAME" 2>/dev/null || true)
+    if [ -n "$containers" ]; then
+      echo "$containers" | xargs -r docker rm -f >/dev/null 2>&1 || true
+      log "removed $(echo "$containers" | wc -l) challenge containers of node $NODE_NAME from Docker"
+    fi
+  fi
   stop_process kube-scheduler "$bin_dir/kube-scheduler"
   stop_process kube-proxy "$bin_dir/kube-proxy"
   remove_pods
