@@ -9,7 +9,8 @@
 #                          the same plus a single-node cluster where pods really run:
 #                          containerd (CRI), kubelet, kube-proxy, kube-scheduler,
 #                          CoreDNS, the images they need (hack/cluster/cluster.sh,
-#                          docs/local-cluster.md). Plain `up` afterwards removes it again.
+#                          docs/local-cluster.md). A plain `up` keeps (and repairs) a
+#                          cluster that is up; `down` then `up` is the plain stack.
 #   hack/stack.sh down     stop what the stack started, and nothing else (the cluster
 #                          with everything it made: pods, mounts, interfaces, chains)
 #   hack/stack.sh status   say what is up
@@ -394,12 +395,16 @@ cmd_up() {
     timed "etcd $ETCD_VERSION binary" build_etcd
     timed "kube $KUBE_VERSION binaries" build_kube
     ensure_pki
+    # A plain `up` repairs a running cluster rather than removing it: scripts and
+    # tests restart parts of the stack with plain `up` (test/support/faults.ts), and
+    # the apiserver must stay where the cluster's pods reach it.
+    if [ "$CLUSTER" = false ] && cluster_known; then
+      log "the local cluster is up: keeping it (hack/stack.sh down, then up, for the plain stack)"
+      CLUSTER=true
+    fi
     if [ "$CLUSTER" = true ]; then
       cluster_known || CLUSTER_FRESH=true
       prepare_cluster
-    elif cluster_known; then
-      log "plain up: removing the local cluster (up --cluster brings it back)"
-      down_cluster
     fi
     timed "etcd up" up_etcd
     timed "kube-apiserver up" up_apiserver
@@ -475,7 +480,7 @@ cmd_status() {
     if is_running etcd "$(etcd_bin_dir)/etcd" && etcd_healthy; then status_line etcd "up   127.0.0.1:$ETCD_PORT ($ETCD_VERSION)"; else status_line etcd down; ok=1; fi
     if [ -f "$PKI/ca.crt" ] && apiserver_ready; then
       local v; v=$(curl -sf --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(cat "$PKI/token")" "https://$APISERVER_HOST:$APISERVER_PORT/version" | sed -n 's/.*"gitVersion": "\([^"]*\)".*/\1/p')
-      status_line kube-apiserver "up   https://$APISERVER_HOST:$APISERVER_PORT ($v, $(cat "$APISERVER_MODE_FILE" 2>/dev/null || echo plain) mode)"
+      status_line kube-apiserver "up   https://$APISERVER_HOST:$APISERVER_PORT ($v)$([ "$APISERVER_HOST" = "$NODE_IP" ] && echo ', on the node IP for the local cluster')"
     else status_line kube-apiserver down; ok=1; fi
     if is_running kube-controller-manager "$(kube_bin_dir)/kube-controller-manager"; then status_line kube-controller-manager up; else status_line kube-controller-manager down; ok=1; fi
   fi
