@@ -2,8 +2,9 @@
 # Builds the stack's Go tools from the Go module proxy and caches the binaries
 # under $CACHE_DIR/bin/<tool>-<version>/. A cached binary is never rebuilt.
 #
-#   hack/build-tools.sh [kube|etcd|helm|kstatus|all]
-#   hack/build-tools.sh kstatus-path   prints the kstatus helper's path (building it if needed)
+#   hack/build-tools.sh [kube|etcd|helm|all]                 what `stack.sh up` needs
+#   hack/build-tools.sh [kube-node|coredns|pause|cluster]    what `up --cluster` adds
+#   hack/build-tools.sh kstatus | kstatus-path               the tests' kstatus helper (-path prints where)
 #
 # Caveats: a cold kube build takes many minutes and ~2 GiB of memory on 2 cores.
 set -euo pipefail
@@ -23,6 +24,12 @@ require_go() {
 kube_bin_dir() { echo "$CACHE_DIR/bin/kube-$KUBE_VERSION"; }
 etcd_bin_dir() { echo "$CACHE_DIR/bin/etcd-$ETCD_VERSION"; }
 helm_bin_dir() { echo "$CACHE_DIR/bin/helm-$HELM_VERSION"; }
+# The node binaries live apart from kube-$KUBE_VERSION so adding them kept that
+# cache entry valid (publish replaces a whole directory).
+kube_node_bin_dir() { echo "$CACHE_DIR/bin/kube-node-$KUBE_VERSION"; }
+coredns_bin_dir() { echo "$CACHE_DIR/bin/coredns-$COREDNS_VERSION-cluster"; }
+# Keyed by the source's hash: the program is ours, so its version is its content.
+pause_bin_dir() { echo "$CACHE_DIR/bin/pause-$(sha256sum "$ROOT/hack/cluster/pause/main.go" | cut -c1-12)"; }
 
 # lock NAME: holds an exclusive lock for the rest of the calling build, so two
 # stacks starting at once build each tool once (the second waits, then finds it).
@@ -46,11 +53,10 @@ publish() {
 # it cannot be built with `go install`. A wrapper module requires it and replaces
 # every staging module with its published v0.Y.Z tag. The staging list is read from
 # the pinned go.mod because it changes between releases.
-build_kube_locked() {
-  local dest; dest=$(kube_bin_dir)
-  if [ -x "$dest/kube-apiserver" ] && [ -x "$dest/kubectl" ] && [ -x "$dest/kube-controller-manager" ]; then
-    log "kube $KUBE_VERSION: cached in $dest"; return 0
-  fi
+#
+# kube_wrapper_module writes that module into $CACHE_DIR/src/kube-$KUBE_VERSION and
+# sets KUBE_WORK and KUBE_LDFLAGS for the build that follows.
+kube_wrapper_module() {
   require_go
   local work="$CACHE_DIR/src/kube-$KUBE_VERSION"
   local staging_tag="v0.${KUBE_VERSION#v1.}"
@@ -78,18 +84,44 @@ build_kube_locked() {
     ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
+  KUBE_WORK=$work
+  KUBE_LDFLAGS=$ldflags
+}
+
+# build_kube_cmds DEST CMD...: builds the named k8s.io/kubernetes/cmd/ programs
+# into a temporary directory and publishes it as DEST.
+build_kube_cmds() {
+  local dest=$1; shift
+  kube_wrapper_module
   local tmp="$dest.tmp.$$"
   mkdir -p "$tmp"
   (
-    cd "$work"
-    for cmd in kube-apiserver kube-controller-manager kubectl; do
+    cd "$KUBE_WORK"
+    for cmd in "$@"; do
       local pkg="k8s.io/kubernetes/cmd/$cmd"
       log "kube $KUBE_VERSION: building $cmd"
-      env "${GO_ENV[@]}" go build -trimpath -tags selinux,notest -ldflags "$ldflags" -o "$tmp/$cmd" "$pkg"
+      env "${GO_ENV[@]}" go build -trimpath -tags selinux,notest -ldflags "$KUBE_LDFLAGS" -o "$tmp/$cmd" "$pkg" || exit 1
     done
-  )
+  ) || { rm -rf "$tmp"; die "building $* $KUBE_VERSION failed: see the Go output above."; }
   publish "$tmp" "$dest"
-  log "kube $KUBE_VERSION: built into $dest"
+  log "kube $KUBE_VERSION: built $* into $dest"
+}
+
+build_kube_locked() {
+  local dest; dest=$(kube_bin_dir)
+  if [ -x "$dest/kube-apiserver" ] && [ -x "$dest/kubectl" ] && [ -x "$dest/kube-controller-manager" ]; then
+    log "kube $KUBE_VERSION: cached in $dest"; return 0
+  fi
+  build_kube_cmds "$dest" kube-apiserver kube-controller-manager kubectl
+}
+
+# The node half, for `stack.sh up --cluster` only.
+build_kube_node_locked() {
+  local dest; dest=$(kube_node_bin_dir)
+  if [ -x "$dest/kubelet" ] && [ -x "$dest/kube-scheduler" ] && [ -x "$dest/kube-proxy" ]; then
+    log "kube node $KUBE_VERSION: cached in $dest"; return 0
+  fi
+  build_kube_cmds "$dest" kubelet kube-scheduler kube-proxy
 }
 
 # etcd's server module has local replaces too; a wrapper main calling etcdmain.Main
@@ -155,6 +187,91 @@ MOD
   log "helm $HELM_VERSION: built into $dest"
 }
 
+# CoreDNS answers the local cluster's Service names (hack/cluster/coredns.yaml). Its
+# go.mod has no replaces, so a wrapper module requiring it builds it at the tag. The
+# wrapper's main links only the plugins hack/cluster/coredns.yaml uses, in CoreDNS's
+# own directive order (CoreDNS's way of choosing plugins at compile time): the cloud
+# DNS plugins and their SDKs stay out, which saves minutes of a cold build.
+build_coredns_locked() {
+  local dest; dest=$(coredns_bin_dir)
+  if [ -x "$dest/coredns" ]; then log "coredns $COREDNS_VERSION: cached in $dest"; return 0; fi
+  require_go
+  local work="$CACHE_DIR/src/coredns-$COREDNS_VERSION"
+  mkdir -p "$work"
+  cat > "$work/go.mod" <<MOD
+module ctfleet.local/coredns-build
+
+go $(go env GOVERSION | sed 's/^go\([0-9]*\.[0-9]*\).*/\1/')
+
+require github.com/coredns/coredns $COREDNS_VERSION
+MOD
+  cat > "$work/main.go" <<'SRC'
+// Command coredns is CoreDNS with the plugins the local cluster's Corefile uses.
+package main
+
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/loop"
+	_ "github.com/coredns/coredns/plugin/ready"
+	_ "github.com/coredns/coredns/plugin/reload"
+)
+
+// The order plugins handle a query in: CoreDNS's plugin.cfg order, restricted to these.
+func init() {
+	dnsserver.Directives = []string{"reload", "ready", "health", "errors", "cache", "kubernetes", "loop"}
+}
+
+func main() { coremain.Run() }
+SRC
+  local tmp="$dest.tmp.$$"
+  mkdir -p "$tmp"
+  log "coredns $COREDNS_VERSION: building"
+  (cd "$work" && env "${GO_ENV[@]}" go build -trimpath \
+    -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" -o "$tmp/coredns" .) \
+    || { rm -rf "$tmp"; die "building coredns $COREDNS_VERSION failed: see the Go output above."; }
+  publish "$tmp" "$dest"
+  log "coredns $COREDNS_VERSION: built into $dest"
+}
+
+# The sandbox image's only program (hack/cluster/pause/main.go), static.
+build_pause_locked() {
+  local dest; dest=$(pause_bin_dir)
+  if [ -x "$dest/pause" ]; then log "pause: cached in $dest"; return 0; fi
+  require_go
+  local work="$CACHE_DIR/src/pause"
+  mkdir -p "$work"
+  cp "$ROOT/hack/cluster/pause/main.go" "$work/main.go"
+  printf 'module ctfleet.local/pause\n\ngo %s\n' "$(go env GOVERSION | sed 's/^go\([0-9]*\.[0-9]*\).*/\1/')" > "$work/go.mod"
+  local tmp="$dest.tmp.$$"
+  mkdir -p "$tmp"
+  (cd "$work" && env "${GO_ENV[@]}" go build -trimpath -ldflags "-s -w" -o "$tmp/pause" .) \
+    || { rm -rf "$tmp"; die "building the pause program failed: see the Go output above."; }
+  publish "$tmp" "$dest"
+  log "pause: built into $dest"
+}
+
+build_coredns() {
+  lock coredns
+  local rc=0
+  build_coredns_locked || rc=$?
+  unlock
+  return "$rc"
+}
+
+build_pause() {
+  lock pause
+  local rc=0
+  build_pause_locked || rc=$?
+  unlock
+  return "$rc"
+}
+
 # The tests' kstatus helper (test/tools/kstatus): cli-utils' status library at a
 # pinned tag. The cache key is the version and the helper's source.
 kstatus_bin() {
@@ -202,6 +319,15 @@ build_kube() {
   return "$rc"
 }
 
+# Same lock as build_kube: both write the one wrapper module.
+build_kube_node() {
+  lock kube
+  local rc=0
+  build_kube_node_locked || rc=$?
+  unlock
+  return "$rc"
+}
+
 build_etcd() {
   lock etcd
   local rc=0
@@ -223,14 +349,21 @@ main() {
     kube) timed "build kube $KUBE_VERSION" build_kube ;;
     etcd) timed "build etcd $ETCD_VERSION" build_etcd ;;
     helm) timed "build helm $HELM_VERSION" build_helm ;;
+    kube-node) timed "build kube node $KUBE_VERSION" build_kube_node ;;
+    coredns) timed "build coredns $COREDNS_VERSION" build_coredns ;;
+    pause) timed "build pause" build_pause ;;
     kstatus) timed "build kstatus $CLI_UTILS_VERSION" build_kstatus ;;
     # Prints where the kstatus helper is, building it first if it is not cached.
     kstatus-path) build_kstatus >&2; kstatus_bin ;;
+    cluster)
+      timed "build kube node $KUBE_VERSION" build_kube_node
+      timed "build coredns $COREDNS_VERSION" build_coredns
+      timed "build pause" build_pause ;;
     all)
       timed "build etcd $ETCD_VERSION" build_etcd
       timed "build kube $KUBE_VERSION" build_kube
       timed "build helm $HELM_VERSION" build_helm ;;
-    *) die "unknown tool '$1' (expected kube, etcd, helm, kstatus, kstatus-path or all)" ;;
+    *) die "unknown tool '$1' (expected kube, etcd, helm, all, kube-node, coredns, pause, cluster, kstatus or kstatus-path)" ;;
   esac
 }
 

@@ -5,7 +5,14 @@
 # engine, plus kubectl, helm and the test challenge images.
 #
 #   hack/stack.sh up       start whatever is not running (idempotent, reuses what is)
-#   hack/stack.sh down     stop what the stack started, and nothing else
+#   hack/stack.sh up --cluster
+#                          the same plus a single-node cluster where pods really run:
+#                          containerd (CRI), kubelet, kube-proxy, kube-scheduler,
+#                          CoreDNS, the images they need (hack/cluster/cluster.sh,
+#                          docs/local-cluster.md). A plain `up` keeps (and repairs) a
+#                          cluster that is up; `down` then `up` is the plain stack.
+#   hack/stack.sh down     stop what the stack started, and nothing else (the cluster
+#                          with everything it made: pods, mounts, interfaces, chains)
 #   hack/stack.sh status   say what is up
 #   hack/stack.sh env      print `export …` lines for kubectl, helm, redis-cli, docker
 #
@@ -24,6 +31,8 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$ROOT/hack/build-tools.sh"
+# shellcheck source=cluster/cluster.sh
+source "$ROOT/hack/cluster/cluster.sh"
 
 PKI="$STATE_DIR/pki"
 PIDS="$STATE_DIR/pids"
@@ -31,6 +40,10 @@ LOGS="$STATE_DIR/logs"
 PORTS_FILE="$STATE_DIR/ports.env"
 KUBECONFIG_FILE="$STATE_DIR/kubeconfig"
 DOCKER_SOCK=/var/run/docker.sock
+# The mode the running kube-apiserver was started in: plain (127.0.0.1 only) or
+# cluster (the node IP, Node authorization, ServiceAccount admission).
+APISERVER_MODE_FILE="$STATE_DIR/apiserver.mode"
+CLUSTER=false
 
 use_existing_cluster() { [ "${CTFLEET_USE_EXISTING_CLUSTER:-false}" = "true" ]; }
 
@@ -130,11 +143,15 @@ becomes_ready() {
 on_failed_up() {
   local rc=$?
   [ "$rc" -eq 0 ] && return
+  # A cluster this run began from nothing is removed whole (pods, interfaces, chains),
+  # first, while its containerd still runs to remove the pods.
+  if [ "${CLUSTER_FRESH:-false}" = true ]; then down_cluster; fi
   if [ "${#STARTED_NOW[@]}" -gt 0 ]; then
     log "up failed: stopping what this run started (${STARTED_NOW[*]})"
     local name
     for ((i=${#STARTED_NOW[@]}-1; i>=0; i--)); do
       name=${STARTED_NOW[i]}
+      [ "$name" = node-interface ] && continue
       stop_process "$name" "$(binary_of "$name")"
     done
   fi
@@ -145,6 +162,8 @@ binary_of() {
   case "$1" in
     etcd) echo "$(etcd_bin_dir)/etcd" ;;
     kube-apiserver|kube-controller-manager) echo "$(kube_bin_dir)/$1" ;;
+    kubelet|kube-scheduler|kube-proxy) echo "$(kube_node_bin_dir)/$1" ;;
+    containerd-cluster) echo "--config $CONTAINERD_CONFIG" ;;
     redis) echo "redis-server" ;;
     dockerd) echo "dockerd" ;;
   esac
@@ -160,8 +179,13 @@ load_ports() {
   REDIS_PORT=${CTFLEET_REDIS_PORT:-26379}
   # shellcheck disable=SC1090
   [ -f "$PORTS_FILE" ] && source "$PORTS_FILE"
+  apiserver_host_for "$(cat "$APISERVER_MODE_FILE" 2>/dev/null || echo plain)"
   return 0
 }
+
+# In cluster mode the apiserver listens on the node IP only (pods reach it there
+# through the kubernetes Service), and every kubeconfig names that address.
+apiserver_host_for() { if [ "$1" = cluster ]; then APISERVER_HOST=$NODE_IP; else APISERVER_HOST=127.0.0.1; fi; }
 
 save_ports() {
   mkdir -p "$STATE_DIR"
@@ -215,7 +239,7 @@ kind: Config
 clusters:
 - name: ctfleet-local
   cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
+    server: https://$APISERVER_HOST:$APISERVER_PORT
     certificate-authority-data: $ca
 users:
 - name: ctfleet-admin
@@ -250,45 +274,59 @@ up_etcd() {
 
 apiserver_ready() {
   curl -sf --max-time 2 --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(cat "$PKI/token")" \
-    "https://127.0.0.1:$APISERVER_PORT/readyz" | grep -q '^ok$'
+    "https://$APISERVER_HOST:$APISERVER_PORT/readyz" | grep -q '^ok$'
 }
 
 up_apiserver() {
   local bin; bin="$(kube_bin_dir)/kube-apiserver"
+  local mode; mode=$(cluster_requested_mode)
   # A running apiserver whose etcd was just restarted needs a moment to reconnect.
-  if is_running kube-apiserver "$bin" && becomes_ready 20 apiserver_ready; then
-    log "kube-apiserver: running on https://127.0.0.1:$APISERVER_PORT"; write_kubeconfig; return 0
+  # One started in the other mode is restarted in this one.
+  if [ "$(cat "$APISERVER_MODE_FILE" 2>/dev/null || true)" = "$mode" ] && is_running kube-apiserver "$bin" && becomes_ready 20 apiserver_ready; then
+    log "kube-apiserver: running on https://$APISERVER_HOST:$APISERVER_PORT ($mode mode)"; write_kubeconfig; return 0
   fi
   stop_process kube-apiserver "$bin"
   APISERVER_PORT=$(pick_port "$APISERVER_PORT" single)
+  apiserver_host_for "$mode"
   write_kubeconfig
+  # Plain: loopback only, RBAC, no ServiceAccount admission (no pods run). Cluster:
+  # cluster_apiserver_flags instead (node IP, Node authorizer, kubelet client cert).
+  local mode_flags=(--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --authorization-mode RBAC --disable-admission-plugins ServiceAccount)
+  if [ "$mode" = cluster ]; then mapfile -t mode_flags < <(cluster_apiserver_flags); fi
+  echo "$mode" > "$APISERVER_MODE_FILE"
   spawn kube-apiserver "$bin" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+    "${mode_flags[@]}" --secure-port "$APISERVER_PORT" \
     --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
     --client-ca-file "$PKI/ca.crt" --token-auth-file "$PKI/tokens.csv" \
-    --authorization-mode RBAC \
     --service-cluster-ip-range 10.0.0.0/24 \
     --service-account-issuer https://kubernetes.default.svc \
     --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
-    --allow-privileged=true --disable-admission-plugins ServiceAccount \
+    --allow-privileged=true \
     --cert-dir "$PKI/generated" --v 1 ${CTFLEET_APISERVER_FLAGS:-}
   wait_for "kube-apiserver" 90 kube-apiserver apiserver_ready
   save_ports
-  log "kube-apiserver: started on https://127.0.0.1:$APISERVER_PORT"
+  log "kube-apiserver: started on https://$APISERVER_HOST:$APISERVER_PORT ($mode mode)"
 }
 
 # Without a controller-manager, namespaces stay Terminating forever and owner
-# references are never garbage-collected; tests and Helm uninstall need both.
+# references are never garbage-collected; tests and Helm uninstall need both. In
+# cluster mode it runs every controller a real cluster has (deployments, daemon and
+# stateful sets, endpoints, disruption, podgc, …).
 up_controller_manager() {
   local bin; bin="$(kube_bin_dir)/kube-controller-manager"
+  local mode; mode=$(cluster_requested_mode)
   # It reads the kubeconfig once, so it follows an apiserver started by this run.
-  if is_running kube-controller-manager "$bin" && [[ " ${STARTED_NOW[*]} " != *" kube-apiserver "* ]]; then
+  if is_running kube-controller-manager "$bin" && [[ " ${STARTED_NOW[*]} " != *" kube-apiserver "* ]] \
+    && [ "$(cat "$STATE_DIR/controller-manager.mode" 2>/dev/null || echo plain)" = "$mode" ]; then
     log "kube-controller-manager: running"; return 0
   fi
   stop_process kube-controller-manager "$bin"
+  local controllers=namespace,garbagecollector,serviceaccount,serviceaccount-token
+  [ "$mode" = plain ] || controllers='*'
+  echo "$mode" > "$STATE_DIR/controller-manager.mode"
   spawn kube-controller-manager "$bin" --kubeconfig "$KUBECONFIG_FILE" \
-    --controllers namespace,garbagecollector,serviceaccount,serviceaccount-token \
+    --controllers "$controllers" \
     --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
     --leader-elect=false --secure-port 0 --v 1
   sleep 1
@@ -351,11 +389,23 @@ cmd_up() {
   require_cmd ss iproute2
   if use_existing_cluster; then
     [ -n "${KUBECONFIG:-}" ] || die "CTFLEET_USE_EXISTING_CLUSTER=true needs KUBECONFIG pointing at that cluster."
+    [ "$CLUSTER" = false ] || die "--cluster builds its own node on the stack's apiserver: unset CTFLEET_USE_EXISTING_CLUSTER."
     log "kubernetes: using the existing cluster in KUBECONFIG=$KUBECONFIG"
   else
     timed "etcd $ETCD_VERSION binary" build_etcd
     timed "kube $KUBE_VERSION binaries" build_kube
     ensure_pki
+    # A plain `up` repairs a running cluster rather than removing it: scripts and
+    # tests restart parts of the stack with plain `up` (test/support/faults.ts), and
+    # the apiserver must stay where the cluster's pods reach it.
+    if [ "$CLUSTER" = false ] && cluster_known; then
+      log "the local cluster is up: keeping it (hack/stack.sh down, then up, for the plain stack)"
+      CLUSTER=true
+    fi
+    if [ "$CLUSTER" = true ]; then
+      cluster_known || CLUSTER_FRESH=true
+      prepare_cluster
+    fi
     timed "etcd up" up_etcd
     timed "kube-apiserver up" up_apiserver
     timed "kube-controller-manager up" up_controller_manager
@@ -364,6 +414,7 @@ cmd_up() {
   timed "redis up" up_redis
   timed "docker up" up_docker
   timed "test images" env DOCKER_HOST="$(docker_host)" bash "$ROOT/hack/images/build.sh"
+  if [ "$CLUSTER" = true ]; then up_cluster; fi
   trap - EXIT
   cmd_status
 }
@@ -390,6 +441,7 @@ remove_isolation() {
 cmd_down() {
   load_ports
   stop_process ctfleet "src/main.ts all"
+  down_cluster
   stop_process kube-controller-manager "$(kube_bin_dir)/kube-controller-manager"
   stop_process kube-apiserver "$(kube_bin_dir)/kube-apiserver"
   stop_process etcd "$(etcd_bin_dir)/etcd"
@@ -427,8 +479,8 @@ cmd_status() {
   else
     if is_running etcd "$(etcd_bin_dir)/etcd" && etcd_healthy; then status_line etcd "up   127.0.0.1:$ETCD_PORT ($ETCD_VERSION)"; else status_line etcd down; ok=1; fi
     if [ -f "$PKI/ca.crt" ] && apiserver_ready; then
-      local v; v=$(curl -sf --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(cat "$PKI/token")" "https://127.0.0.1:$APISERVER_PORT/version" | sed -n 's/.*"gitVersion": "\([^"]*\)".*/\1/p')
-      status_line kube-apiserver "up   https://127.0.0.1:$APISERVER_PORT ($v)"
+      local v; v=$(curl -sf --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(cat "$PKI/token")" "https://$APISERVER_HOST:$APISERVER_PORT/version" | sed -n 's/.*"gitVersion": "\([^"]*\)".*/\1/p')
+      status_line kube-apiserver "up   https://$APISERVER_HOST:$APISERVER_PORT ($v)$([ "$APISERVER_HOST" = "$NODE_IP" ] && echo ', on the node IP for the local cluster')"
     else status_line kube-apiserver down; ok=1; fi
     if is_running kube-controller-manager "$(kube_bin_dir)/kube-controller-manager"; then status_line kube-controller-manager up; else status_line kube-controller-manager down; ok=1; fi
   fi
@@ -436,6 +488,7 @@ cmd_status() {
   if docker_ready; then
     status_line docker "up   $(docker_host) ($(DOCKER_HOST=$(docker_host) docker version --format '{{.Server.Version}}' 2>/dev/null))$(is_running dockerd dockerd && echo ', started by the stack')"
   else status_line docker down; ok=1; fi
+  use_existing_cluster || cluster_status || ok=1
   [ -x "$(kube_bin_dir)/kubectl" ] && status_line kubectl "$(kube_bin_dir)/kubectl" || status_line kubectl "not built"
   [ -x "$(helm_bin_dir)/helm" ] && status_line helm "$(helm_bin_dir)/helm" || status_line helm "not built"
   return "$ok"
@@ -443,11 +496,17 @@ cmd_status() {
 
 main() {
   case "${1:-}" in
-    up) cmd_up ;;
+    up)
+      case "${2:-}" in
+        "") ;;
+        --cluster) CLUSTER=true ;;
+        *) echo "usage: hack/stack.sh up [--cluster]" >&2; exit 2 ;;
+      esac
+      cmd_up ;;
     down) cmd_down ;;
     env) cmd_env ;;
     status) cmd_status ;;
-    *) echo "usage: hack/stack.sh up|down|status|env" >&2; exit 2 ;;
+    *) echo "usage: hack/stack.sh up [--cluster]|down|status|env" >&2; exit 2 ;;
   esac
 }
 

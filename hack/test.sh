@@ -9,7 +9,10 @@ cd "$ROOT"
 
 timed "node $NODE_VERSION" ensure_node
 timed "npm dependencies" ensure_deps
-bash hack/stack.sh up
+# --cluster: also the single-node cluster the chart tests install into
+# (docs/local-cluster.md); not with an existing cluster (CTFLEET_USE_EXISTING_CLUSTER),
+# where test/e2e/cluster.test.ts skips.
+if [ "${CTFLEET_USE_EXISTING_CLUSTER:-false}" = true ]; then bash hack/stack.sh up; else bash hack/stack.sh up --cluster; fi
 # The GitOps tests' helper: kstatus from sigs.k8s.io/cli-utils (cached like the stack's binaries).
 bash hack/build-tools.sh kstatus
 eval "$(bash hack/stack.sh env)"
