@@ -326,7 +326,12 @@ describe('fault injection', { concurrency: 1 }, () => {
         const expires = Date.parse(instance.status?.expiresAt ?? '');
         const removed = instance.status?.conditions?.find((condition) => condition.type === 'Ready');
         assert.equal(removed?.reason, 'ContainerRemoved');
-        const removedAt = Date.parse(removed.lastTransitionTime ?? '');
+        // Ready stays True from running to removed (the instance is as asked), so its
+        // lastTransitionTime keeps the start; Reconciling turns False (reason Expired)
+        // when the controller sees the container gone.
+        const settled = instance.status?.conditions?.find((condition) => condition.type === 'Reconciling');
+        assert.deepEqual([settled?.status, settled?.reason], ['False', 'Expired']);
+        const removedAt = Date.parse(settled?.lastTransitionTime ?? '');
         assert.ok(removedAt >= expires, `${instance.metadata.name} was removed at ${String(removedAt)}, not before it expired at ${String(expires)}`);
         latest = Math.max(latest, removedAt - expires);
       }
