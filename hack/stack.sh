@@ -14,6 +14,7 @@
 #   hack/stack.sh down     stop what the stack started, and nothing else (the cluster
 #                          with everything it made: pods, mounts, interfaces, chains)
 #   hack/stack.sh status   say what is up
+#   hack/stack.sh leftovers  after down: list what the local cluster left (exit 1), or nothing
 #   hack/stack.sh env      print `export …` lines for kubectl, helm, redis-cli, docker
 #
 # Settings (environment):
@@ -494,6 +495,17 @@ cmd_status() {
   return "$ok"
 }
 
+cmd_leftovers() {
+  load_ports
+  local left; left=$(cluster_leftovers)
+  if [ -n "$left" ]; then
+    echo "The local cluster left this on the machine:" >&2
+    echo "$left" | sed 's/^/  /' >&2
+    return 1
+  fi
+  echo "Nothing of the local cluster is left on this machine."
+}
+
 main() {
   case "${1:-}" in
     up)
@@ -506,7 +518,8 @@ main() {
     down) cmd_down ;;
     env) cmd_env ;;
     status) cmd_status ;;
-    *) echo "usage: hack/stack.sh up [--cluster]|down|status|env" >&2; exit 2 ;;
+    leftovers) cmd_leftovers ;;
+    *) echo "usage: hack/stack.sh up [--cluster]|down|status|env|leftovers" >&2; exit 2 ;;
   esac
 }
 

@@ -658,6 +658,31 @@ down_cluster() {
 
 # ---------------------------------------------------------------- status
 
+# Prints one line for each thing a local cluster leaves on this machine while it
+# runs, and nothing once `down` removed it: what CI checks after its `down`.
+cluster_leftovers() {
+  local ipt table bin_dir; bin_dir=$(kube_node_bin_dir)
+  ip link show "$NODE_IF" >/dev/null 2>&1 && echo "interface $NODE_IF"
+  ip link show "$CNI_BRIDGE" >/dev/null 2>&1 && echo "interface $CNI_BRIDGE"
+  ip -o link show master "$CNI_BRIDGE" 2>/dev/null | awk -F': ' '{ print "interface " $2 }'
+  awk -v a="$CLUSTER_DIR/" -v b="$RUN_DIR/" '(index($2, a) == 1 || index($2, b) == 1 || $2 ~ /^\/run\/netns\/cni-/) { print "mount " $2 }' /proc/self/mounts
+  for ipt in iptables ip6tables; do
+    have "$ipt" || continue
+    for table in filter nat mangle raw; do
+      "$ipt" -w 5 -t "$table" -S 2>/dev/null | sed -n "s/^-N \(KUBE-[^ ]*\|CNI-[^ ]*\|$FORWARD_CHAIN\)$/$ipt $table chain \1/p"
+    done
+  done
+  pgrep -f -- "--config $CONTAINERD_CONFIG" >/dev/null && echo "process containerd of the cluster"
+  pgrep -f -- "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" >/dev/null && echo "process containerd-shim of the cluster"
+  local binary
+  for binary in kubelet kube-proxy kube-scheduler; do pgrep -f -- "$bin_dir/$binary" >/dev/null && echo "process $binary"; done
+  [ -e "$RUN_DIR" ] && echo "directory $RUN_DIR"
+  [ -e "$CLUSTER_DIR" ] && echo "directory $CLUSTER_DIR"
+  ls -d /sys/fs/cgroup/*/kubepods 2>/dev/null | sed 's/^/cgroup /'
+  if docker_ready; then docker ps -aq --filter "label=ctfleet.io/node=$NODE_NAME" 2>/dev/null | sed 's/^/Docker container of node '"$NODE_NAME"' /'; fi
+  return 0
+}
+
 cluster_status() {
   if ! cluster_known; then status_line cluster "off (hack/stack.sh up --cluster)"; return 0; fi
   local ok=0 bin_dir; bin_dir=$(kube_node_bin_dir)
