@@ -11,6 +11,7 @@
 //     connect to the container), then removes them, C at a time.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, makeInformer, type KubernetesObject } from '@kubernetes/client-node';
@@ -123,10 +124,33 @@ async function baseline(perInstanceNetwork = false): Promise<{ start: Summary; t
   return { start, teardownMs: Date.now() - removeStart };
 }
 
-/** Runs the compiled build with the V8 flags the bin and the image use, as deployed. */
-function startProcess(role: 'controller' | 'worker', env: Record<string, string>): ChildProcess {
+/** A port nothing listens on now, for a process's /readyz. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Runs the compiled build with the V8 flags the bin and the image use, as deployed; `port` serves its /readyz. */
+function startProcess(role: 'controller' | 'worker', env: Record<string, string>, port: number): ChildProcess {
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-  return spawn(process.execPath, [...PRODUCTION_NODE_FLAGS, join(ROOT, 'dist/main.js'), role], { env: { ...process.env, CTFLEET_HTTP_PORT: '0', ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
+  return spawn(process.execPath, [...PRODUCTION_NODE_FLAGS, join(ROOT, 'dist/main.js'), role], { env: { ...process.env, ...env, CTFLEET_HTTP_PORT: String(port) }, stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+/**
+ * Waits until /readyz on `port` answers 200: the clock of a round starts once
+ * ctfleet is ready (a worker installs its firewall rules and networks first), so
+ * start-up is not counted as the first instances' latency. Returns how long it took.
+ */
+async function untilReady(port: number, began: number): Promise<number> {
+  for (;;) {
+    const status = await fetch(`http://127.0.0.1:${port}/readyz`).then((response) => response.status, () => 0);
+    if (status === 200) return Date.now() - began;
+    if (Date.now() - began > 120_000) throw new Error(`ctfleet on port ${port} was not ready within 120 s (last status ${status})`);
+    await sleep(50);
+  }
 }
 
 function peakRssMb(pid: number | undefined): number {
@@ -147,8 +171,10 @@ async function ctfleet(): Promise<{ start: Summary; teardownMs: number; rssMb: R
     CTFLEET_LOG_LEVEL: 'warn',
     CTFLEET_ALLOWED_IMAGES: IMAGE,
   };
-  const controller = startProcess('controller', env);
-  const worker = startProcess('worker', env);
+  const [controllerPort, workerPort] = [await freePort(), await freePort()];
+  const launched = Date.now();
+  const controller = startProcess('controller', env, controllerPort);
+  const worker = startProcess('worker', env, workerPort);
   const api = kubeConfig.makeApiClient(CustomObjectsApi);
   await kubeConfig.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NS } } });
 
@@ -165,7 +191,8 @@ async function ctfleet(): Promise<{ start: Summary; teardownMs: number; rssMb: R
   informer.on('add', observe);
   informer.on('update', observe);
   await informer.start();
-  await sleep(1_500);
+  const [controllerReadyMs, workerReadyMs] = await Promise.all([untilReady(controllerPort, launched), untilReady(workerPort, launched)]);
+  console.log(`ctfleet ready ${controllerReadyMs} ms (controller) and ${workerReadyMs} ms (worker) after launch; the round's clock starts now`);
 
   const names = Array.from({ length: N }, (_, i) => `bench-${i}`);
   const began = Date.now();
