@@ -21,6 +21,9 @@ require_go() {
   have go || die "Go is missing: install Go ≥ 1.24 (Debian: apt-get install golang) or put it on PATH, then run again."
 }
 
+# The `go` line of a wrapper module: the toolchain's language version.
+go_directive() { go env GOVERSION | sed 's/^go\([0-9]*\.[0-9]*\).*/go \1/'; }
+
 kube_bin_dir() { echo "$CACHE_DIR/bin/kube-$KUBE_VERSION"; }
 etcd_bin_dir() { echo "$CACHE_DIR/bin/etcd-$ETCD_VERSION"; }
 helm_bin_dir() { echo "$CACHE_DIR/bin/helm-$HELM_VERSION"; }
@@ -39,6 +42,16 @@ lock() {
   flock "$LOCK_FD"
 }
 unlock() { exec {LOCK_FD}>&-; }
+
+# with_lock NAME FUNCTION: runs FUNCTION under NAME's lock, releasing it whatever
+# FUNCTION returns, and returns that.
+with_lock() {
+  lock "$1"
+  local rc=0
+  "$2" || rc=$?
+  unlock
+  return "$rc"
+}
 
 # Builds into a temporary directory and renames it into place, so an interrupted
 # build never leaves a half-filled cache entry behind.
@@ -69,7 +82,7 @@ kube_wrapper_module() {
   {
     echo "module ctfleet.local/kube-build"
     echo
-    echo "go $(go env GOVERSION | sed 's/^go\([0-9]*\.[0-9]*\).*/\1/')"
+    go_directive
     echo
     echo "require k8s.io/kubernetes $KUBE_VERSION"
     echo
@@ -135,7 +148,7 @@ build_etcd_locked() {
   cat > "$work/go.mod" <<MOD
 module ctfleet.local/etcd-build
 
-go $(go env GOVERSION | sed 's/^go\([0-9]*\.[0-9]*\).*/\1/')
+$(go_directive)
 
 require go.etcd.io/etcd/server/v3 $ETCD_VERSION
 MOD
@@ -170,7 +183,7 @@ build_helm_locked() {
   cat > "$work/go.mod" <<MOD
 module ctfleet.local/helm-build
 
-go $(go env GOVERSION | sed 's/^go\([0-9]*\.[0-9]*\).*/\1/')
+$(go_directive)
 
 require helm.sh/helm/v3 $HELM_VERSION
 MOD
@@ -201,7 +214,7 @@ build_coredns_locked() {
   cat > "$work/go.mod" <<MOD
 module ctfleet.local/coredns-build
 
-go $(go env GOVERSION | sed 's/^go\([0-9]*\.[0-9]*\).*/\1/')
+$(go_directive)
 
 require github.com/coredns/coredns $COREDNS_VERSION
 MOD
@@ -247,7 +260,7 @@ build_pause_locked() {
   local work="$CACHE_DIR/src/pause"
   mkdir -p "$work"
   cp "$ROOT/hack/cluster/pause/main.go" "$work/main.go"
-  printf 'module ctfleet.local/pause\n\ngo %s\n' "$(go env GOVERSION | sed 's/^go\([0-9]*\.[0-9]*\).*/\1/')" > "$work/go.mod"
+  printf 'module ctfleet.local/pause\n\n%s\n' "$(go_directive)" > "$work/go.mod"
   local tmp="$dest.tmp.$$"
   mkdir -p "$tmp"
   (cd "$work" && env "${GO_ENV[@]}" go build -trimpath -ldflags "-s -w" -o "$tmp/pause" .) \
@@ -256,21 +269,9 @@ build_pause_locked() {
   log "pause: built into $dest"
 }
 
-build_coredns() {
-  lock coredns
-  local rc=0
-  build_coredns_locked || rc=$?
-  unlock
-  return "$rc"
-}
+build_coredns() { with_lock coredns build_coredns_locked; }
 
-build_pause() {
-  lock pause
-  local rc=0
-  build_pause_locked || rc=$?
-  unlock
-  return "$rc"
-}
+build_pause() { with_lock pause build_pause_locked; }
 
 # The tests' kstatus helper (test/tools/kstatus): cli-utils' status library at a
 # pinned tag. The cache key is the version and the helper's source.
@@ -290,7 +291,7 @@ build_kstatus_locked() {
   cat > "$work/go.mod" <<MOD
 module ctfleet.local/kstatus
 
-go $(go env GOVERSION | sed 's/^go\([0-9]*\.[0-9]*\).*/\1/')
+$(go_directive)
 
 require sigs.k8s.io/cli-utils $CLI_UTILS_VERSION
 MOD
@@ -298,51 +299,21 @@ MOD
   mkdir -p "$tmp"
   log "kstatus (cli-utils $CLI_UTILS_VERSION): building"
   (cd "$work" && env "${GO_ENV[@]}" go mod tidy >/dev/null 2>&1 && env "${GO_ENV[@]}" go build -trimpath -ldflags "-s -w" -o "$tmp/kstatus" .) \
-    || die "could not build the kstatus helper from sigs.k8s.io/cli-utils@$CLI_UTILS_VERSION (Go module proxy: $(go env GOPROXY))."
+    || { rm -rf "$tmp"; die "could not build the kstatus helper from sigs.k8s.io/cli-utils@$CLI_UTILS_VERSION (Go module proxy: $(go env GOPROXY))."; }
   publish "$tmp" "$dest"
   log "kstatus: built into $dest"
 }
 
-build_kstatus() {
-  lock kstatus
-  local rc=0
-  build_kstatus_locked || rc=$?
-  unlock
-  return "$rc"
-}
+build_kstatus() { with_lock kstatus build_kstatus_locked; }
 
-build_kube() {
-  lock kube
-  local rc=0
-  build_kube_locked || rc=$?
-  unlock
-  return "$rc"
-}
+build_kube() { with_lock kube build_kube_locked; }
 
 # Same lock as build_kube: both write the one wrapper module.
-build_kube_node() {
-  lock kube
-  local rc=0
-  build_kube_node_locked || rc=$?
-  unlock
-  return "$rc"
-}
+build_kube_node() { with_lock kube build_kube_node_locked; }
 
-build_etcd() {
-  lock etcd
-  local rc=0
-  build_etcd_locked || rc=$?
-  unlock
-  return "$rc"
-}
+build_etcd() { with_lock etcd build_etcd_locked; }
 
-build_helm() {
-  lock helm
-  local rc=0
-  build_helm_locked || rc=$?
-  unlock
-  return "$rc"
-}
+build_helm() { with_lock helm build_helm_locked; }
 
 main() {
   case "${1:-all}" in

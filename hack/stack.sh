@@ -232,27 +232,25 @@ ensure_pki() {
   )
 }
 
-write_kubeconfig() {
+# write_kubeconfig_file FILE SERVER CONTEXT USER CREDENTIAL…: a kubeconfig trusting
+# the stack's CA, for USER with the given `key: value` credential lines, written
+# atomically with mode 600.
+write_kubeconfig_file() {
+  local file=$1 server=$2 context=$3 user=$4; shift 4
   local ca; ca=$(base64 -w0 < "$PKI/ca.crt")
-  cat > "$KUBECONFIG_FILE.tmp" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: ctfleet-local
-  cluster:
-    server: https://$APISERVER_HOST:$APISERVER_PORT
-    certificate-authority-data: $ca
-users:
-- name: ctfleet-admin
-  user:
-    token: $(cat "$PKI/token")
-contexts:
-- name: ctfleet-local
-  context: { cluster: ctfleet-local, user: ctfleet-admin }
-current-context: ctfleet-local
-EOF
-  chmod 600 "$KUBECONFIG_FILE.tmp"
-  mv "$KUBECONFIG_FILE.tmp" "$KUBECONFIG_FILE"
+  {
+    printf 'apiVersion: v1\nkind: Config\nclusters:\n- name: ctfleet-local\n  cluster:\n'
+    printf '    server: %s\n    certificate-authority-data: %s\n' "$server" "$ca"
+    printf 'users:\n- name: %s\n  user:\n' "$user"
+    printf '    %s\n' "$@"
+    printf 'contexts:\n- name: %s\n  context: { cluster: ctfleet-local, user: %s }\ncurrent-context: %s\n' "$context" "$user" "$context"
+  } > "$file.tmp"
+  chmod 600 "$file.tmp"
+  mv "$file.tmp" "$file"
+}
+
+write_kubeconfig() {
+  write_kubeconfig_file "$KUBECONFIG_FILE" "https://$APISERVER_HOST:$APISERVER_PORT" ctfleet-local ctfleet-admin "token: $(cat "$PKI/token")"
 }
 
 etcd_healthy() { curl -sf --max-time 2 "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }

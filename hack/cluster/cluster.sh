@@ -208,22 +208,22 @@ rootfs_image() {
 
 image_current() { [ "$(docker image inspect "$1" --format "{{ index .Config.Labels \"$IMAGE_LABEL\" }}" 2>/dev/null || true)" = "$2" ]; }
 
+# binary_image REF BINARY USER: an image of one static program, its entry point, run
+# as USER; rebuilt only when the program changed.
+binary_image() {
+  local ref=$1 binary=$2 user=$3 hash root name
+  name=$(basename "$binary")
+  hash=$(sha256sum "$binary" | cut -c1-16)
+  image_current "$ref" "$hash" && return 0
+  root=$(mktemp -d); cp "$binary" "$root/$name"
+  rootfs_image "$ref" "$root" "$hash" --change "ENTRYPOINT [\"/$name\"]" --change "USER $user"
+  log "image $ref built"
+}
+
 build_cluster_images() {
-  local pause coredns hash root lib libs
-  pause="$(pause_bin_dir)/pause"
-  hash=$(sha256sum "$pause" | cut -c1-16)
-  if ! image_current "$IMAGE_PAUSE" "$hash"; then
-    root=$(mktemp -d); cp "$pause" "$root/pause"
-    rootfs_image "$IMAGE_PAUSE" "$root" "$hash" --change 'ENTRYPOINT ["/pause"]' --change 'USER 65535:65535'
-    log "image $IMAGE_PAUSE built"
-  fi
-  coredns="$(coredns_bin_dir)/coredns"
-  hash=$(sha256sum "$coredns" | cut -c1-16)
-  if ! image_current "$IMAGE_COREDNS" "$hash"; then
-    root=$(mktemp -d); cp "$coredns" "$root/coredns"
-    rootfs_image "$IMAGE_COREDNS" "$root" "$hash" --change 'ENTRYPOINT ["/coredns"]' --change 'USER 65532:65532'
-    log "image $IMAGE_COREDNS built"
-  fi
+  local hash root lib libs
+  binary_image "$IMAGE_PAUSE" "$(pause_bin_dir)/pause" 65535:65535
+  binary_image "$IMAGE_COREDNS" "$(coredns_bin_dir)/coredns" 65532:65532
   # The chart's bundled Redis runs `sh -c 'exec redis-server …'` and probes with
   # `redis-cli … | grep`: Debian's redis-server and redis-cli with the libraries ldd
   # lists, a static busybox for sh and grep, and the user 999:1000 the chart expects.
@@ -352,26 +352,8 @@ up_scheduler() {
 
 write_kubelet_config() {
   mkdir -p "$KUBELET_ROOT" "$POD_LOGS"
-  local ca; ca=$(base64 -w0 < "$PKI/ca.crt")
-  cat > "$CLUSTER_KUBECONFIG_KUBELET" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: ctfleet-local
-  cluster:
-    server: https://$NODE_IP:$APISERVER_PORT
-    certificate-authority-data: $ca
-users:
-- name: kubelet
-  user:
-    client-certificate: $PKI/kubelet-client.crt
-    client-key: $PKI/kubelet-client.key
-contexts:
-- name: kubelet
-  context: { cluster: ctfleet-local, user: kubelet }
-current-context: kubelet
-EOF
-  chmod 600 "$CLUSTER_KUBECONFIG_KUBELET"
+  write_kubeconfig_file "$CLUSTER_KUBECONFIG_KUBELET" "https://$NODE_IP:$APISERVER_PORT" kubelet kubelet \
+    "client-certificate: $PKI/kubelet-client.crt" "client-key: $PKI/kubelet-client.key"
   # resolvConf "": pods never learn the machine's resolvers (dnsPolicy Default gets
   # no nameserver; ClusterFirst gets CoreDNS only). Eviction and image GC thresholds
   # are low: the images cannot be pulled again, and a busy CI disk must not taint
