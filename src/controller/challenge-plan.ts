@@ -80,7 +80,7 @@ export function planChallenge(challenge: Challenge, instances: readonly Challeng
       return { actions: [{ type: 'RemoveFinalizer' }], status: undefined, events: [{ type: 'Normal', reason: CONTROLLER_REASONS.deleted, message }], requeueAfterMs: CHALLENGE_REQUEUE.settled };
     }
     const waits = `${count(tally.holding, 'ChallengeInstance')} (${tally.running} running) still use it; deletion completes when they are gone.`;
-    const status = statusOf(challenge, tally, previous, { status: 'False', reason: CHALLENGE_REASONS.instancesExist, message: `Deletion waits: ${waits}` }, now);
+    const status = statusOf(challenge, tally, { status: 'False', reason: CHALLENGE_REASONS.instancesExist, message: `Deletion waits: ${waits}` }, now);
     const events: PlannedEvent[] =
       previous?.reason === CHALLENGE_REASONS.instancesExist ? [] : [{ type: 'Warning', reason: CHALLENGE_REASONS.deletionBlocked, message: `Blocked deletion of Challenge ${key}: ${waits}` }];
     return { actions: [], status, events, requeueAfterMs: CHALLENGE_REQUEUE.deletionBlocked };
@@ -90,7 +90,7 @@ export function planChallenge(challenge: Challenge, instances: readonly Challeng
   if (!hasFinalizer) return { actions: [{ type: 'AddFinalizer' }], status: undefined, events: [], requeueAfterMs: CHALLENGE_REQUEUE.settled };
 
   const ready = { status: 'True' as const, reason: CHALLENGE_REASONS.ready, message: `${count(tally.total, 'instance')}, ${tally.running} running.` };
-  return { actions: [], status: statusOf(challenge, tally, previous, ready, now), events: [], requeueAfterMs: CHALLENGE_REQUEUE.settled };
+  return { actions: [], status: statusOf(challenge, tally, ready, now), events: [], requeueAfterMs: CHALLENGE_REQUEUE.settled };
 }
 
 /**
@@ -109,7 +109,6 @@ export function isSameChallengeStatus(current: ChallengeStatus | undefined, next
 function statusOf(
   challenge: Challenge,
   tally: InstanceTally,
-  previous: Condition | undefined,
   ready: Pick<Condition, 'status' | 'reason' | 'message'>,
   now: Date,
 ): ChallengeStatus {
@@ -125,7 +124,7 @@ function statusOf(
     observedGeneration: generation,
     instances: { total: tally.total, running: tally.running },
     conditions: [
-      mergeCondition(previous, { type: 'Ready', ...ready, observedGeneration: generation }, now),
+      merge({ type: 'Ready', ...ready }),
       merge(waiting
         ? { type: GITOPS_CONDITIONS.reconciling, status: 'True', reason: ready.reason, message: ready.message }
         : { type: GITOPS_CONDITIONS.reconciling, status: 'False', reason: ready.reason, message: 'Nothing in progress.' }),

@@ -80,7 +80,7 @@ describe('GitOps status (kstatus) and kubectl wait', () => {
         CTFLEET_LEADER_ELECTION: 'false',
         CTFLEET_BIND_ADDRESS: '127.0.0.1',
         CTFLEET_ADVERTISE_ADDRESS: '127.0.0.1',
-        CTFLEET_PORT_RANGE: '25300-25399',
+        CTFLEET_PORT_RANGE: '25450-25499',
         CTFLEET_LOG_LEVEL: 'debug',
       },
       `e2e-gitops-${suffix}`,
