@@ -31,6 +31,10 @@ import { SYSTEM_CLOCK } from '../domain/ports.ts';
 import { PortAllocator } from '../worker/port-allocator.ts';
 import { Heartbeat } from '../worker/heartbeat.ts';
 import { RedisHeartbeatStore } from '../adapters/redis/heartbeat-store.ts';
+import { RedisPoolClaimStore } from '../adapters/redis/pool-claim-store.ts';
+import { ClaimBook } from '../worker/claim-book.ts';
+import { PoolKeeper } from '../worker/pool-keeper.ts';
+import { POOL_LABEL } from '../domain/pool.ts';
 import { VERSION } from '../version.ts';
 import { dockerCheck } from '../adapters/docker/docker-check.ts';
 import { kubernetesReadiness } from '../adapters/kubernetes/kubernetes-check.ts';
@@ -56,6 +60,9 @@ import type { Metrics } from '../observability/metrics.ts';
 const DOCKER_IDLE_TIMEOUT_MS = 60_000;
 /** After the job pool's own wait: passes still running then are cut short by the exit (they are idempotent). */
 const RECONCILER_CLOSE_GRACE_MS = 1_000;
+
+/** How often a worker looks at its warm pools when nothing woke it. */
+const POOL_INTERVAL_MS = 2_000;
 
 /** How often the controller reads the workers' heartbeats. */
 const NODE_POLL_MS = 2_000;
@@ -107,6 +114,7 @@ export async function startController(config: RuntimeConfig, logger: Logger, met
         logger,
         metrics,
         nodes: new NodeMonitor(heartbeats, { ...config.controller.nodeLost, pollMs: NODE_POLL_MS }, logger.child({ component: 'node-monitor' })),
+        pools: heartbeats,
       },
       config.controller,
     );
@@ -177,7 +185,42 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
   const runtime = new TimedRuntime(new DockerRuntime(docker, createDockerClient(config.docker)), metrics);
   const api = new KubeInstanceApi(kubeConfig);
   const clock = SYSTEM_CLOCK;
-  const isolation = new NodeIsolation({ runtime: new DockerNetworks(docker), firewall: new IptablesFirewall(), policy: settings.isolation, logger, metrics });
+  const isolation = new NodeIsolation({ runtime: new DockerNetworks(docker), firewall: new IptablesFirewall(), policy: settings.isolation, logger, metrics, node: settings.node });
+  const heartbeats = new RedisHeartbeatStore(command, config.redis.prefix);
+  // Claims of warm pool containers, read back before anything looks at a container.
+  const claims = new ClaimBook(new RedisPoolClaimStore(command, config.redis.prefix), settings.node);
+  await claims.load();
+  const ops = new ContainerOperations({
+    runtime,
+    ports: new PortAllocator(settings.portRange),
+    networks: isolation,
+    settings: {
+      node: settings.node,
+      bindAddress: settings.bindAddress,
+      readinessTimeoutMs: settings.readinessTimeoutMs,
+      hardening: settings.hardening,
+      allowedImages: settings.allowedImages,
+      defaultEgress: settings.isolation.defaultEgress,
+    },
+    clock,
+    claims,
+  });
+  const pools = new PoolKeeper({
+    runtime,
+    ops,
+    claims,
+    guard: settings.isolation.firewall ? isolation : undefined,
+    challenges: new KubeChallengeCache(kubeConfig, logger, config.namespaces),
+    liveNodes: async () => (await heartbeats.liveNodes()).size,
+    settings: { node: settings.node, namespaces: config.namespaces, refillConcurrency: settings.poolRefillConcurrency, intervalMs: POOL_INTERVAL_MS, maxLifetimeSeconds: config.controller.lifetime.maxLifetimeSeconds },
+    clock,
+    logger,
+    metrics,
+  });
+  // Idle pool containers left by an earlier worker stay closed while the rules are put back.
+  await pools.guardListed().catch((error: unknown) => {
+    logger.warn({ err: error }, 'Could not list pool containers yet; their ports stay as the filter table has them');
+  });
   // No container before its network and the rules around it exist. An engine not
   // up yet is waited for (the first start, and every sweep, try again); a node
   // where the rules cannot be installed at all stops the worker here.
@@ -188,21 +231,10 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
   const reconciler = new NodeReconciler({
     api,
     runtime,
-    ops: new ContainerOperations({
-      runtime,
-      ports: new PortAllocator(settings.portRange),
-      networks: isolation,
-      settings: {
-        node: settings.node,
-        bindAddress: settings.bindAddress,
-        readinessTimeoutMs: settings.readinessTimeoutMs,
-        hardening: settings.hardening,
-        allowedImages: settings.allowedImages,
-        defaultEgress: settings.isolation.defaultEgress,
-      },
-      clock,
-    }),
+    ops,
     isolation,
+    pool: pools,
+    claims,
     challenges: new KubeChallengeSource(kubeConfig),
     // Per-team flags need CTFLEET_FLAG_KEY_SECRET; per-instance and static ones do not.
     flags: new KubeFlagSecrets(kubeConfig, { keySecret: config.flags.keySecret }),
@@ -222,6 +254,7 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
     metrics,
   });
   reconciler.start();
+  await pools.start();
   const pool = new BullWorkerPool(blocking, config.redis.prefix, logger, (action, outcome, seconds) => {
     metrics.jobs.inc({ action, outcome });
     metrics.jobDuration.observe({ action, outcome }, seconds);
@@ -233,11 +266,12 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
   await pool.waitUntilReady();
   const startedAt = new Date().toISOString();
   const heartbeat = new Heartbeat(
-    new RedisHeartbeatStore(command, config.redis.prefix),
+    heartbeats,
     async () => {
-      const running = (await runtime.listManaged()).filter((container) => container.running && (container.labels[LABELS.node] ?? settings.node) === settings.node).length;
+      const running = (await runtime.listManaged()).filter((container) => container.running && container.labels[POOL_LABEL] === undefined && (container.labels[LABELS.node] ?? settings.node) === settings.node).length;
       metrics.workerRunning.set(running);
-      return { node: settings.node, capacity: settings.concurrency, running, version: VERSION, startedAt };
+      const counts = pools.counts();
+      return { node: settings.node, capacity: settings.concurrency, running, version: VERSION, startedAt, ...(counts.length === 0 ? {} : { pools: counts }) };
     },
     logger,
     (ok) => {
@@ -258,6 +292,7 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
       // (or go back to their queue), then the reconciler stops.
       const { handedBack } = await pool.close(config.shutdownTimeoutMs);
       logger.info({ handedBack }, 'Worker stopped taking jobs');
+      await pools.close();
       await reconciler.close(RECONCILER_CLOSE_GRACE_MS);
       await heartbeat.close(settings.node);
       command.disconnect();

@@ -20,6 +20,8 @@ export interface ChallengePlan {
 /** How soon to look at a Challenge again. Instance changes wake it anyway; these are the safety net. */
 export const CHALLENGE_REQUEUE = {
   settled: 5 * 60_000,
+  /** A pooled Challenge's status follows its pool as the workers report it (every 5 s). */
+  pooled: 5_000,
   /** Deletion waits for instances: look more often, in case an instance's deletion went unheard. */
   deletionBlocked: 30_000,
 } as const;
@@ -65,7 +67,7 @@ export function tallyInstances(challenge: Challenge, instances: readonly Challen
  * new as the Challenge (the caller reads them again from the API server before a
  * RemoveFinalizer, which cannot be undone).
  */
-export function planChallenge(challenge: Challenge, instances: readonly ChallengeInstance[], now: Date): ChallengePlan {
+export function planChallenge(challenge: Challenge, instances: readonly ChallengeInstance[], now: Date, pool?: { idle: number; target: number }): ChallengePlan {
   const { metadata } = challenge;
   const hasFinalizer = metadata.finalizers?.includes(CHALLENGE_FINALIZER) ?? false;
   const tally = tallyInstances(challenge, instances);
@@ -90,7 +92,9 @@ export function planChallenge(challenge: Challenge, instances: readonly Challeng
   if (!hasFinalizer) return { actions: [{ type: 'AddFinalizer' }], status: undefined, events: [], requeueAfterMs: CHALLENGE_REQUEUE.settled };
 
   const ready = { status: 'True' as const, reason: CHALLENGE_REASONS.ready, message: `${count(tally.total, 'instance')}, ${tally.running} running.` };
-  return { actions: [], status: statusOf(challenge, tally, ready, now), events: [], requeueAfterMs: CHALLENGE_REQUEUE.settled };
+  const status = statusOf(challenge, tally, ready, now);
+  if (challenge.spec.pool === undefined) return { actions: [], status, events: [], requeueAfterMs: CHALLENGE_REQUEUE.settled };
+  return { actions: [], status: { ...status, pool: pool ?? { idle: 0, target: 0 } }, events: [], requeueAfterMs: CHALLENGE_REQUEUE.pooled };
 }
 
 /**
@@ -102,6 +106,7 @@ export function isSameChallengeStatus(current: ChallengeStatus | undefined, next
     observedGeneration: status?.observedGeneration,
     instances: status?.instances,
     conditions: status?.conditions,
+    pool: status?.pool,
   });
   return isDeepStrictEqual(owned(current), owned(next));
 }

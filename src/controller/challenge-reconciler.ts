@@ -1,7 +1,7 @@
 import type { ChallengeInstance } from '../domain/challenge-instance.ts';
 import { challengeKeyOf, type Challenge } from '../domain/challenge.ts';
 import { CHALLENGE_FINALIZER, FIELD_MANAGERS } from '../domain/names.ts';
-import type { ChallengeApi, ChallengeCache, InstanceApi, InstanceCache } from '../domain/ports.ts';
+import type { ChallengeApi, ChallengeCache, InstanceApi, InstanceCache, PoolCountSource } from '../domain/ports.ts';
 import { describeError } from '../health/dependency-check.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { WorkResult } from '../reconcile/work-queue.ts';
@@ -16,7 +16,12 @@ export interface ChallengeReconcilerDeps {
   instanceApi: Pick<InstanceApi, 'list'>;
   logger: Logger;
   now: () => Date;
+  /** Pooled Challenges' idle counts, from the workers' heartbeats; absent: reported as 0. */
+  pools?: PoolCountSource;
 }
+
+/** Pool counts are read at most this often: the workers report every 5 s. */
+const POOL_COUNTS_TTL_MS = 2_000;
 
 /**
  * One pass over one Challenge: read it and the instances naming it, plan
@@ -25,6 +30,7 @@ export interface ChallengeReconcilerDeps {
  */
 export class ChallengeReconciler {
   private readonly deps: ChallengeReconcilerDeps;
+  private poolCounts: { at: number; value: Promise<Map<string, { idle: number; target: number }>> } | undefined;
 
   constructor(deps: ChallengeReconcilerDeps) {
     this.deps = deps;
@@ -38,13 +44,14 @@ export class ChallengeReconciler {
     const log = logger.child({ challenge: key, uid: challenge.metadata.uid, generation: challenge.metadata.generation });
 
     let instances = this.cachedInstancesOf(key);
-    let result = planChallenge(challenge, instances, now());
+    const pool = challenge.spec.pool === undefined ? undefined : (await this.readPoolCounts()).get(key);
+    let result = planChallenge(challenge, instances, now(), pool);
     // Finalizer first, then on in the same pass with the object as it now is.
     if (result.actions.some((action) => action.type === 'AddFinalizer')) {
       const resourceVersion = await api.addFinalizer(challenge);
       log.debug(`Added finalizer to Challenge ${key}`);
       challenge = withFinalizer(challenge, resourceVersion);
-      result = planChallenge(challenge, instances, now());
+      result = planChallenge(challenge, instances, now(), pool);
     }
     // Releasing the finalizer cannot be undone: count again from the API server,
     // not the cache. A list made after the cache showed the deletion holds every
@@ -52,7 +59,7 @@ export class ChallengeReconciler {
     // delivered cannot be missed.
     if (result.actions.some((action) => action.type === 'RemoveFinalizer')) {
       instances = (await instanceApi.list([challenge.metadata.namespace])).filter((instance) => challengeKeyOf(instance) === key);
-      result = planChallenge(challenge, instances, now());
+      result = planChallenge(challenge, instances, now(), pool);
     }
 
     for (const action of result.actions) {
@@ -77,6 +84,21 @@ export class ChallengeReconciler {
       });
     }
     return { requeueAfterMs: result.requeueAfterMs };
+  }
+
+  /** The workers' pool counts, shared by the passes of a few seconds; unreadable (Redis away) reads as none. */
+  private async readPoolCounts(): Promise<Map<string, { idle: number; target: number }>> {
+    const source = this.deps.pools;
+    if (source === undefined) return new Map();
+    const at = this.deps.now().getTime();
+    if (this.poolCounts === undefined || at - this.poolCounts.at > POOL_COUNTS_TTL_MS) {
+      this.poolCounts = { at, value: source.poolCounts().catch((error: unknown) => {
+        this.deps.logger.warn({ err: error }, 'Reading the workers\' pool counts failed; pooled Challenges show the last ones known');
+        this.poolCounts = undefined;
+        return new Map<string, { idle: number; target: number }>();
+      }) };
+    }
+    return this.poolCounts.value;
   }
 
   private cachedInstancesOf(key: string): ChallengeInstance[] {

@@ -1,6 +1,6 @@
 import type { Phase } from '../domain/challenge-instance.ts';
 import { challengeKeyOf } from '../domain/challenge.ts';
-import type { ChallengeApi, ChallengeCache, InstanceApi, InstanceCache, JobQueue } from '../domain/ports.ts';
+import type { ChallengeApi, ChallengeCache, InstanceApi, InstanceCache, JobQueue, PoolCountSource } from '../domain/ports.ts';
 import { parseJobId } from '../domain/jobs.ts';
 
 const PHASES: Phase[] = ['Pending', 'Scheduled', 'Starting', 'Running', 'Stopping', 'Stopped', 'Failed', 'Expired', 'Terminating'];
@@ -58,6 +58,8 @@ export class Controller {
       nodes?: NodeMonitor;
       metrics?: Metrics;
       now?: () => Date;
+      /** Pooled Challenges' counts, for their status (the workers' heartbeats). */
+      pools?: PoolCountSource;
     },
     options: ControllerOptions,
   ) {
@@ -72,7 +74,7 @@ export class Controller {
     this.challengeReconciler =
       deps.challenges === undefined || deps.challengeApi === undefined
         ? undefined
-        : new ChallengeReconciler({ challenges: deps.challenges, instances: deps.cache, api: deps.challengeApi, instanceApi: deps.api, logger: deps.logger, now: deps.now ?? (() => new Date()) });
+        : new ChallengeReconciler({ challenges: deps.challenges, instances: deps.cache, api: deps.challengeApi, instanceApi: deps.api, logger: deps.logger, now: deps.now ?? (() => new Date()), ...(deps.pools === undefined ? {} : { pools: deps.pools }) });
     const timeToReady = deps.metrics?.timeToReady;
     this.reconciler = new Reconciler({
       ...deps,

@@ -12,6 +12,7 @@ import {
   type SecuritySpec,
 } from './challenge-instance.ts';
 import type { Egress } from './isolation.ts';
+import type { PoolSpec } from './pool.ts';
 
 /**
  * The Challenge resource as ctfleet's core sees it: what organisers declare once
@@ -41,6 +42,8 @@ export interface ChallengeSpec {
   lifetime?: LifetimeSpec;
   readiness?: ReadinessSpec;
   flag?: FlagSpec;
+  /** Warm pool: idle containers instances claim (docs/pools.md). */
+  pool?: PoolSpec;
 }
 
 export interface ChallengeStatus {
@@ -48,6 +51,8 @@ export interface ChallengeStatus {
   conditions?: Condition[];
   /** Instances naming this challenge, and how many of them run. */
   instances?: { total: number; running: number };
+  /** Its warm pool, summed over the live workers' heartbeats: idle containers and what the nodes keep. */
+  pool?: { idle: number; target: number };
 }
 
 /** A Challenge's metadata: the same identity fields as an instance's. */

@@ -2,6 +2,7 @@ import type { ChallengeInstance, Endpoint, InstanceStatus, Protocol, PullPolicy 
 import type { Challenge, ChallengeStatus } from './challenge.ts';
 import type { Egress } from './isolation.ts';
 import type { InstanceJob, JobState } from './jobs.ts';
+import type { ClaimRecord, PoolCount } from './pool.ts';
 
 /**
  * The small interfaces the controller and worker need from the outside world.
@@ -64,6 +65,11 @@ export interface ChallengeCache {
   keys(): string[];
   hasSynced(): boolean;
   close(): Promise<void>;
+}
+
+/** The warm pools as the live workers last reported them (their heartbeats), summed per Challenge `namespace/name`. */
+export interface PoolCountSource {
+  poolCounts(): Promise<Map<string, { idle: number; target: number }>>;
 }
 
 /** Writes the controller's part of Challenges through the Kubernetes API. */
@@ -180,6 +186,8 @@ export interface WorkerBeat {
   version: string;
   startedAt: string;
   beatAt: string;
+  /** Its warm pools: idle and wanted containers per Challenge (absent: none). */
+  pools?: PoolCount[];
 }
 
 export interface HeartbeatStore {
@@ -201,6 +209,20 @@ export interface ObservedState {
   generation: number;
 }
 
+/**
+ * Claims of warm pool containers (docs/pools.md), one record per container,
+ * kept per node. The store is the arbiter: a container is claimed once, by the
+ * first `claim` that names it, whatever process or node asks.
+ */
+export interface PoolClaimStore {
+  /** Records the claim; false when the container was claimed before (by anyone). */
+  claim(node: string, containerId: string, record: ClaimRecord): Promise<boolean>;
+  /** Every claim recorded for the node's containers. */
+  load(node: string): Promise<Map<string, ClaimRecord>>;
+  /** Forgets the claims of containers that are gone. */
+  forget(node: string, containerIds: readonly string[]): Promise<void>;
+}
+
 export interface ObservedStateStore {
   record(uid: string, state: ObservedState): Promise<void>;
 }
@@ -213,7 +235,8 @@ export interface JobContext {
 
 /** What a job achieved: its BullMQ return value, read by the CLI and the dashboard. */
 export interface JobOutcome {
-  outcome: 'started' | 'adopted' | 'stopped' | 'removed' | 'skipped';
+  /** `claimed`: a warm pool container became the instance's (docs/pools.md). */
+  outcome: 'started' | 'adopted' | 'claimed' | 'stopped' | 'removed' | 'skipped';
   reason?: string;
   containerId?: string;
   endpoints?: Endpoint[];
@@ -261,6 +284,11 @@ export interface ContainerDefinition {
    * own, so this works with a read-only root filesystem.
    */
   files: ContainerFile[];
+  /**
+   * More directories to make volumes of, for files written later into the
+   * running container (a pooled Challenge's flag, written when it is claimed).
+   */
+  volumeDirs?: string[];
 }
 
 export interface ContainerInfo {
@@ -342,6 +370,16 @@ export interface InstanceNetworks {
   invalidate(): void;
 }
 
+/**
+ * Closes host ports to the outside: idle pool containers publish their ports
+ * from the start, but no connection may reach one before a team has claimed it
+ * (whoever got in first could wait there for the flag).
+ */
+export interface PortGuard {
+  /** Resolves once exactly these host ports are closed (the last call wins). */
+  guard(ports: ReadonlySet<number>): Promise<void>;
+}
+
 /** A chain of the host's filter table that jumps to one of ctfleet's chains. */
 export interface FirewallHook {
   /** The chain jumped from: DOCKER-USER (forwarded traffic) or INPUT (traffic to the node). */
@@ -379,8 +417,15 @@ export interface ContainerRuntime {
   stop(id: string): Promise<void>;
   /** Removing a missing container succeeds. */
   remove(id: string): Promise<void>;
-  /** Every container carrying ctfleet's labels; with `uid`, only that instance's. */
-  listManaged(filter?: { uid?: string }): Promise<ContainerInfo[]>;
+  /** Every container carrying ctfleet's labels; with `uid`, only that instance's; with `pool`, only pool containers. */
+  listManaged(filter?: { uid?: string; pool?: boolean }): Promise<ContainerInfo[]>;
+  /**
+   * Renames a container found by `from` (its id or current name). Fails with
+   * `ContainerGone` when nothing answers to `from`, `NameInUse` when `to` is taken.
+   */
+  rename(from: string, to: string): Promise<void>;
+  /** Writes files into a container, running or not (into its volumes when the root is read-only). */
+  writeFiles(id: string, files: readonly ContainerFile[]): Promise<void>;
   /** The last lines the container wrote, for failure messages. */
   logTail(id: string, lines: number): Promise<string>;
   /** Follows Docker's events for ctfleet containers that exit or are removed. */

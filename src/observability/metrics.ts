@@ -10,8 +10,10 @@ const READY_BUCKETS = [0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 120, 300];
  * global one, so nothing else in the process leaks into /metrics).
  *
  * Labels are bounded sets only: results, actions, outcomes, phases, operations,
- * queue names (`start`, `node.<name>`) and states. Never an instance, team or
- * challenge name, and never a spec value: flags and env values must not leak.
+ * queue names (`start`, `node.<name>`) and states; the pool series add the
+ * pooled Challenge (`namespace/name`, a set the organisers declare and bound).
+ * Never an instance or team name, and never a spec value: flags and env values
+ * must not leak.
  */
 export class Metrics {
   readonly registry = new Registry();
@@ -32,6 +34,13 @@ export class Metrics {
   readonly containerRestarts = new Counter({ name: 'ctfleet_container_restarts_total', help: 'Containers that exited behind ctfleet\'s back, by decision (restart, crashloop).', labelNames: ['decision'] as const, registers: [this.registry] });
   readonly isolationRepairs = new Counter({ name: 'ctfleet_isolation_repairs_total', help: 'Instance networks and firewall rules the worker created or put back, by kind (network, rules, jump).', labelNames: ['kind'] as const, registers: [this.registry] });
   readonly driftRepairs = new Counter({ name: 'ctfleet_drift_repairs_total', help: 'Repairs the worker made on its own, found by a sweep or a Docker event, by kind (remove, stop, revive).', labelNames: ['kind'] as const, registers: [this.registry] });
+
+  readonly poolTarget = new Gauge({ name: 'ctfleet_pool_target', help: 'Idle containers this node keeps for each pooled Challenge (its share of spec.pool).', labelNames: ['challenge'] as const, registers: [this.registry] });
+  readonly poolIdle = new Gauge({ name: 'ctfleet_pool_idle', help: 'Idle, ready pool containers on this node, by Challenge.', labelNames: ['challenge'] as const, registers: [this.registry] });
+  readonly poolClaims = new Counter({ name: 'ctfleet_pool_claims_total', help: 'Starts of pooled Challenges\' instances, by result (claimed: got a pool container; empty: none idle, started fresh).', labelNames: ['challenge', 'result'] as const, registers: [this.registry] });
+  readonly poolClaimDuration = new Histogram({ name: 'ctfleet_pool_claim_duration_seconds', help: 'Time to claim a pool container: record the claim, write the flag, rename, open its ports.', buckets: OPERATION_BUCKETS, registers: [this.registry] });
+  readonly poolRefills = new Counter({ name: 'ctfleet_pool_refills_total', help: 'Pool containers made, by Challenge and result (created, failed); its rate is the refill rate.', labelNames: ['challenge', 'result'] as const, registers: [this.registry] });
+  readonly poolRemovals = new Counter({ name: 'ctfleet_pool_removals_total', help: 'Idle pool containers removed, by Challenge and reason (Outdated, Aged, Surplus, Exited, ChallengeGone, NotPooled, AbandonedClaim).', labelNames: ['challenge', 'reason'] as const, registers: [this.registry] });
 
   private readonly collectors: (() => Promise<void> | void)[] = [];
 

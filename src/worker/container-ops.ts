@@ -6,12 +6,14 @@ import type { JobTarget } from '../domain/jobs.ts';
 import { containerName, LABELS } from '../domain/names.ts';
 import type { ContainerFile } from '../domain/ports.ts';
 import { egressOf, type Egress } from '../domain/isolation.ts';
-import type { Clock, ContainerInfo, ContainerRuntime, InstanceNetworks } from '../domain/ports.ts';
+import type { Clock, ContainerDefinition, ContainerInfo, ContainerRuntime, InstanceNetworks } from '../domain/ports.ts';
+import type { ClaimRecord } from '../domain/pool.ts';
 import type { Logger } from '../observability/logger.ts';
 import { boundLines, boundText } from '../domain/conditions.ts';
 import { formatBytes } from '../domain/quantities.ts';
 import { specHash } from '../domain/spec-hash.ts';
-import { containerDefinition, probeHost } from './container-shape.ts';
+import { containerDefinition, poolContainerDefinition, probeHost } from './container-shape.ts';
+import type { ClaimBook } from './claim-book.ts';
 import { oomKilledPhrase } from './node-plan.ts';
 import type { PortAllocator } from './port-allocator.ts';
 import { canConnect } from './readiness.ts';
@@ -54,9 +56,24 @@ export interface RunRequest {
 }
 
 export interface RunResult {
-  /** `adopted`: it already ran as asked; `started`: ctfleet started or created it. */
-  outcome: 'started' | 'adopted';
+  /** `adopted`: it already ran as asked; `started`: ctfleet started or created it; `claimed`: a warm pool container became it. */
+  outcome: 'started' | 'adopted' | 'claimed';
   container: ContainerInfo;
+}
+
+/** Make one idle container of a pooled Challenge (docs/pools.md). */
+export interface PoolMemberRequest {
+  namespace: string;
+  challenge: string;
+  generation: number;
+  /** The Challenge's container as an instance would get it, without a team or a flag. */
+  spec: InstanceSpec;
+  /** Makes its name unique: `ctfpool-<namespace>_<challenge>-<suffix>`. */
+  suffix: string;
+  /** Directories the claim writes files into later (the flag's). */
+  volumeDirs: string[];
+  /** Called with the host ports before the container exists: the pool guard closes them first. */
+  beforeCreate: (hostPorts: readonly number[]) => Promise<void>;
 }
 
 /** Job progress, as `{percent, step}`. */
@@ -82,12 +99,14 @@ export class ContainerOperations {
   private readonly settings: ContainerSettings;
   private readonly clock: Clock;
   private readonly networks: InstanceNetworks;
+  private readonly claims: ClaimBook | undefined;
   private portListing: { at: number; ports: Set<number> } | undefined;
   /** Containers the engine refused to start, and when it first refused. */
   private readonly refusedStarts = new Map<string, number>();
 
-  constructor(deps: { runtime: ContainerRuntime; ports: PortAllocator; networks: InstanceNetworks; settings: ContainerSettings; clock: Clock }) {
+  constructor(deps: { runtime: ContainerRuntime; ports: PortAllocator; networks: InstanceNetworks; settings: ContainerSettings; clock: Clock; claims?: ClaimBook }) {
     this.runtime = deps.runtime;
+    this.claims = deps.claims;
     this.networks = deps.networks;
     this.ports = deps.ports;
     this.settings = deps.settings;
@@ -102,8 +121,10 @@ export class ContainerOperations {
    * said one of them died.
    */
   async observe(uid: string, only?: string, died = false): Promise<ContainerInfo[]> {
-    const found = only === undefined ? await this.runtime.listManaged({ uid }) : [await this.runtime.find(only)].filter((container) => container !== undefined);
-    const ours = found.filter((container) => container.labels[LABELS.uid] === uid && container.labels[LABELS.node] === this.settings.node);
+    const found = only === undefined
+      ? [...(await this.runtime.listManaged({ uid })), ...(await this.claimedBy(uid))]
+      : [await this.runtime.find(only)].filter((container) => container !== undefined);
+    const ours = found.map((container) => this.withClaim(container)).filter((container) => container.labels[LABELS.uid] === uid && container.labels[LABELS.node] === this.settings.node);
     // A listing does not say how a container ended, and just after a `die` event
     // it may still say running: those are inspected (running or not, exit code,
     // whether the OOM killer ended it, memory limit).
@@ -116,16 +137,72 @@ export class ContainerOperations {
 
   async remove(container: ContainerInfo): Promise<void> {
     await this.runtime.remove(container.id);
+    await this.claims?.forget([container.id]);
+  }
+
+  /** A container with the labels of its claim, when it is a claimed pool container. */
+  withClaim(container: ContainerInfo): ContainerInfo {
+    return this.claims === undefined ? container : this.claims.apply(container);
+  }
+
+  /** Pool containers claimed for the uid: Docker's label filter cannot find them. */
+  private async claimedBy(uid: string): Promise<ContainerInfo[]> {
+    const ids = this.claims?.idsOf(uid) ?? [];
+    const found = await Promise.all(ids.map((id) => this.runtime.find(id)));
+    return found.filter((container) => container !== undefined);
+  }
+
+  /**
+   * Makes one idle pool container: allowed image, host ports closed by the
+   * guard before the container exists, created and started like an instance's
+   * container (its network, its hardening), then ready.
+   */
+  async createPoolMember(request: PoolMemberRequest): Promise<ContainerInfo> {
+    const { spec } = request;
+    this.checkImage(spec.image);
+    await this.runtime.ensureImage(spec.image, spec.imagePullPolicy);
+    const container = await this.createWithPorts(spec, [], (placement) =>
+      poolContainerDefinition({ namespace: request.namespace, challenge: request.challenge, generation: request.generation, suffix: request.suffix }, spec, { node: this.settings.node, bindAddress: this.settings.bindAddress, ...placement }, this.settings.hardening, request.volumeDirs),
+    request.beforeCreate);
+    await this.waitUntilReady(container, spec);
+    return container;
+  }
+
+  /**
+   * Makes an idle pool container the instance's: the claim is recorded first
+   * (false: someone else claimed it, nothing was touched), then its files (the
+   * flag) are written and it takes the instance's container name.
+   */
+  async claim(container: ContainerInfo, record: ClaimRecord, files: readonly ContainerFile[]): Promise<ContainerInfo | undefined> {
+    if (this.claims === undefined || !(await this.claims.claim(container.id, record))) return undefined;
+    if (files.length > 0) await this.runtime.writeFiles(container.id, files);
+    const name = containerName(record.namespace, record.name);
+    await this.runtime.rename(container.id, name);
+    return this.withClaim({ ...container, name });
+  }
+
+  /** Whether a container found running (a pool container after a restart) answers as its spec says; one that does not is removed. */
+  async isReady(container: ContainerInfo, spec: InstanceSpec): Promise<boolean> {
+    try {
+      await this.waitUntilReady(container, spec);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private checkImage(image: string): void {
+    // Before anything touches the engine: an image merely cached on the node is refused too.
+    if (!isImageAllowed(image, this.settings.allowedImages)) {
+      const list = this.settings.allowedImages.length === 0 ? 'CTFLEET_ALLOWED_IMAGES is empty: no image is allowed until it names some' : `CTFLEET_ALLOWED_IMAGES: ${this.settings.allowedImages.join(', ')}`;
+      throw permanent('ImageNotAllowed', `spec.image: ${image} is not on this deployment's image allow-list (${list}).`);
+    }
   }
 
   async run(request: RunRequest, progress: Progress, log: Logger): Promise<RunResult> {
     const { target, spec } = request;
     const hash = request.specHash ?? specHash(spec);
-    // Before anything touches the engine: an image merely cached on the node is refused too.
-    if (!isImageAllowed(spec.image, this.settings.allowedImages)) {
-      const list = this.settings.allowedImages.length === 0 ? 'CTFLEET_ALLOWED_IMAGES is empty: no image is allowed until it names some' : `CTFLEET_ALLOWED_IMAGES: ${this.settings.allowedImages.join(', ')}`;
-      throw permanent('ImageNotAllowed', `spec.image: ${spec.image} is not on this deployment's image allow-list (${list}).`);
-    }
+    this.checkImage(spec.image);
     await progress(20, 'pulling image');
     await this.runtime.ensureImage(spec.image, spec.imagePullPolicy);
     await progress(40, 'creating container');
@@ -134,16 +211,17 @@ export class ContainerOperations {
     if (result === undefined && request.existing !== undefined) preferred = request.existing.hostPorts;
     if (result === undefined) {
       try {
-        result = { outcome: 'started', container: await this.createWithPorts(request, preferred) };
+        result = { outcome: 'started', container: await this.createFor(request, preferred) };
       } catch (error) {
         if (!(error instanceof CtfleetError) || error.code !== 'NameInUse') throw error;
         // Made since it was observed, by someone else (another worker on a shared
         // engine, or an instance of the same name with another uid).
-        const found = await this.runtime.find(containerName(target.namespace, target.name));
+        const inspected = await this.runtime.find(containerName(target.namespace, target.name));
+        const found = inspected === undefined ? undefined : this.withClaim(inspected);
         result = found === undefined ? undefined : await this.reuse(found, target.uid, hash, log);
         if (result === undefined) {
           const ours = found !== undefined && found.labels[LABELS.uid] === target.uid;
-          result = { outcome: 'started', container: await this.createWithPorts(request, ours ? found.hostPorts : []) };
+          result = { outcome: 'started', container: await this.createFor(request, ours ? found.hostPorts : []) };
         }
       }
     }
@@ -164,7 +242,7 @@ export class ContainerOperations {
       if (await this.startAgain(container.id, log)) return { outcome: 'started', container };
       return undefined;
     }
-    await this.runtime.remove(container.id);
+    await this.remove(container);
     log.info({ container: container.id }, `Removed outdated container ${container.name}`);
     return undefined;
   }
@@ -205,9 +283,20 @@ export class ContainerOperations {
     }
   }
 
-  /** Allocates host ports and creates the container, trying fresh ports if Docker finds one taken. */
-  private async createWithPorts(request: RunRequest, preferred: readonly number[]): Promise<ContainerInfo> {
-    const { spec } = request;
+  /** The instance's container, created on free host ports. */
+  private createFor(request: RunRequest, preferred: readonly number[]): Promise<ContainerInfo> {
+    const identity = { specHash: request.specHash ?? specHash(request.spec), challengeGeneration: request.challengeGeneration };
+    return this.createWithPorts(request.spec, preferred, (placement) =>
+      containerDefinition(request.target, request.spec, { node: this.settings.node, bindAddress: this.settings.bindAddress, ...placement }, this.settings.hardening, identity, request.files));
+  }
+
+  /** Allocates host ports and creates the container `define` describes, trying fresh ports if Docker finds one taken. */
+  private async createWithPorts(
+    spec: InstanceSpec,
+    preferred: readonly number[],
+    define: (placement: { hostPorts: readonly number[]; network: { name: string; dns: readonly string[] }; egress: Egress }) => ContainerDefinition,
+    beforeCreate?: (hostPorts: readonly number[]) => Promise<void>,
+  ): Promise<ContainerInfo> {
     if (preferred.length > 0) {
       // Its own ports, from a container that is gone: out of the allocator's
       // recent-use grace, and listed afresh so the listing no longer counts them.
@@ -225,8 +314,8 @@ export class ContainerOperations {
         throw permanent('PortsExhausted', `No ${spec.ports.length} free host ports are left in this node's range.`);
       }
       try {
-        const identity = { specHash: request.specHash ?? specHash(spec), challengeGeneration: request.challengeGeneration };
-        const definition = containerDefinition(request.target, spec, { node: this.settings.node, bindAddress: this.settings.bindAddress, hostPorts, network, egress }, this.settings.hardening, identity, request.files);
+        const definition = define({ hostPorts, network, egress });
+        await beforeCreate?.(hostPorts);
         const container = await this.runtime.createAndStart(definition).catch((error: unknown) => {
           if (error instanceof CtfleetError && error.code === 'NetworkUnavailable') this.networks.invalidate();
           throw error;

@@ -7,6 +7,7 @@ import type { HardeningProfile } from '../domain/hardening.ts';
 import type { ContainerFile } from '../domain/ports.ts';
 import type { Egress } from '../domain/isolation.ts';
 import { formatBytes, toBytes, toNanoCpus } from '../domain/quantities.ts';
+import { POOL_LABEL, poolContainerName } from '../domain/pool.ts';
 
 /**
  * What a container of an instance looks like: its name, labels, limits and
@@ -159,4 +160,33 @@ export function containerDefinition(
 /** Where to probe a port published on `bindAddress` from this host. */
 export function probeHost(bindAddress: string): string {
   return bindAddress === '0.0.0.0' || bindAddress === '' ? '127.0.0.1' : bindAddress === '::' ? '::1' : bindAddress;
+}
+
+/**
+ * The definition of an idle pool container of a Challenge (docs/pools.md):
+ * the container an instance of it would get, under a pool name and with its
+ * Challenge's labels only (no uid, name or team: a claim supplies those), and
+ * volumes where a claim writes files later.
+ */
+export function poolContainerDefinition(
+  pool: { namespace: string; challenge: string; generation: number; suffix: string },
+  spec: InstanceSpec,
+  placement: { node: string; bindAddress: string; hostPorts: readonly number[]; network: { name: string; dns: readonly string[] }; egress: Egress },
+  profile: HardeningProfile,
+  volumeDirs: readonly string[],
+): ContainerDefinition {
+  const shaped = containerDefinition({ namespace: pool.namespace, name: pool.challenge, uid: '', generation: pool.generation }, spec, placement, profile, { specHash: '', challengeGeneration: pool.generation });
+  return {
+    ...shaped,
+    name: poolContainerName(pool.namespace, pool.challenge, pool.suffix),
+    labels: {
+      [POOL_LABEL]: pool.challenge,
+      [LABELS.namespace]: pool.namespace,
+      [LABELS.challenge]: pool.challenge,
+      [LABELS.challengeGeneration]: String(pool.generation),
+      [LABELS.node]: placement.node,
+      [LABELS.egress]: placement.egress,
+    },
+    volumeDirs: [...volumeDirs],
+  };
 }

@@ -31,6 +31,26 @@ export const FIREWALL_HOOKS: readonly FirewallHook[] = [
 
 export const hookKey = (hook: FirewallHook): string => `${hook.from}>${hook.to}`;
 
+/**
+ * The chain that closes the host ports of this node's idle pool containers
+ * (docs/pools.md): one per node, since several workers may share a host's
+ * filter table, each guarding its own ports. Jumped to from DOCKER-USER.
+ */
+export function poolGuardChain(node: string): string {
+  return `CTFLEET-POOL-${createHash('sha256').update(node).digest('hex').slice(0, 8)}`;
+}
+
+/**
+ * Its rules: a connection forwarded to an instance bridge whose original
+ * destination port (before Docker's DNAT) is a guarded host port is dropped,
+ * TCP and UDP alike. Connections the node itself makes (readiness probes, the
+ * userland proxy on loopback) are not forwarded and pass. Sorted, in the form
+ * `iptables-save` prints them.
+ */
+export function poolGuardRules(ports: ReadonlySet<number>): string[] {
+  return [...ports].sort((a, b) => a - b).map((port) => `-o ${BRIDGE_PREFIX}+ -m conntrack --ctstate DNAT --ctorigdstport ${port} -j DROP`);
+}
+
 /** The networks instances of each egress join, carved from the policy's range: Internet the lower half, None the upper. */
 export function instanceNetworks(policy: Pick<IsolationPolicy, 'range'>): Record<Egress, NetworkDefinition> {
   const range = parseCidr(policy.range);
@@ -120,11 +140,11 @@ export interface FirewallPlan {
   missingHooks: string[];
 }
 
-/** What to change so the table holds exactly `desired` and one jump per hook. */
-export function planFirewall(observed: FirewallState, desired: Record<string, readonly string[]>): FirewallPlan {
+/** What to change so the table holds exactly `desired` and one jump per hook (default: ctfleet's two). */
+export function planFirewall(observed: FirewallState, desired: Record<string, readonly string[]>, hooks: readonly FirewallHook[] = FIREWALL_HOOKS): FirewallPlan {
   const replace = Object.entries(desired).some(([chain, rules]) => !sameRules(observed.chains[chain], rules));
-  const missingHooks = unique(FIREWALL_HOOKS.map((hook) => hook.from).filter((chain) => !observed.existing.includes(chain)));
-  const usable = FIREWALL_HOOKS.filter((hook) => !missingHooks.includes(hook.from));
+  const missingHooks = unique(hooks.map((hook) => hook.from).filter((chain) => !observed.existing.includes(chain)));
+  const usable = hooks.filter((hook) => !missingHooks.includes(hook.from));
   return {
     replace,
     insertJumps: usable.filter((hook) => (observed.jumps[hookKey(hook)] ?? 0) === 0),

@@ -1,9 +1,9 @@
 import { CtfleetError } from '../domain/errors.ts';
 import type { Egress, IsolationPolicy } from '../domain/isolation.ts';
-import type { Firewall, InstanceNetworks, NetworkDefinition, NetworkRuntime } from '../domain/ports.ts';
+import type { Firewall, FirewallHook, InstanceNetworks, NetworkDefinition, NetworkRuntime, PortGuard } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { FIREWALL_CHAINS, FIREWALL_HOOKS, firewallRules, instanceNetworks, planFirewall, planNetworks } from './isolation-plan.ts';
+import { FIREWALL_CHAINS, FIREWALL_HOOKS, firewallRules, instanceNetworks, planFirewall, planNetworks, poolGuardChain, poolGuardRules } from './isolation-plan.ts';
 
 /**
  * Keeps the node's isolation in place: the instance networks and the firewall
@@ -13,7 +13,7 @@ import { FIREWALL_CHAINS, FIREWALL_HOOKS, firewallRules, instanceNetworks, planF
  * change only what differs, so running them twice, or from two workers at once,
  * changes nothing more.
  */
-export class NodeIsolation implements InstanceNetworks {
+export class NodeIsolation implements InstanceNetworks, PortGuard {
   private readonly runtime: NetworkRuntime;
   private readonly firewall: Firewall | undefined;
   private readonly policy: IsolationPolicy;
@@ -25,8 +25,16 @@ export class NodeIsolation implements InstanceNetworks {
   private ready: Promise<void> | undefined;
   private repairing: Promise<void> | undefined;
   private warnedHooks = false;
+  /** This node's pool guard chain (docs/pools.md) and the jump to it. */
+  private readonly poolChain: string;
+  private readonly poolHook: FirewallHook;
+  /** Host ports closed to the outside, as last asked; and the rules last written for them. */
+  private guarded: ReadonlySet<number> = new Set();
+  private guardWritten: string[] | undefined;
+  private guardRunning: Promise<void> | undefined;
+  private guardNext: Promise<void> | undefined;
 
-  constructor(deps: { runtime: NetworkRuntime; firewall: Firewall | undefined; policy: IsolationPolicy; logger: Logger; metrics?: Metrics }) {
+  constructor(deps: { runtime: NetworkRuntime; firewall: Firewall | undefined; policy: IsolationPolicy; logger: Logger; metrics?: Metrics; node?: string }) {
     this.runtime = deps.runtime;
     this.firewall = deps.policy.firewall ? deps.firewall : undefined;
     this.policy = deps.policy;
@@ -34,6 +42,45 @@ export class NodeIsolation implements InstanceNetworks {
     this.metrics = deps.metrics;
     this.networks = instanceNetworks(deps.policy);
     this.rules = firewallRules(deps.policy);
+    this.poolChain = poolGuardChain(deps.node ?? '');
+    this.poolHook = { from: 'DOCKER-USER', to: this.poolChain };
+  }
+
+  /**
+   * Closes exactly these host ports to forwarded connections (idle pool
+   * containers'); resolves once a write that includes this call's set is in
+   * the table. Calls during a write share the one write after it.
+   */
+  async guard(ports: ReadonlySet<number>): Promise<void> {
+    this.guarded = new Set(ports);
+    if (this.firewall === undefined) return;
+    await this.flushGuard();
+  }
+
+  private flushGuard(): Promise<void> {
+    const write = async (): Promise<void> => {
+      const firewall = this.firewall;
+      if (firewall === undefined) return;
+      const rules = poolGuardRules(this.guarded);
+      if (this.guardWritten !== undefined && rules.length === this.guardWritten.length && rules.every((rule, i) => rule === this.guardWritten?.[i])) return;
+      this.guardWritten = undefined;
+      await firewall.replaceChains({ [this.poolChain]: rules });
+      this.guardWritten = rules;
+    };
+    if (this.guardRunning === undefined) {
+      this.guardRunning = write().finally(() => {
+        this.guardRunning = undefined;
+      });
+      return this.guardRunning;
+    }
+    // A write is under way with an older set: one more after it, for everyone asking meanwhile.
+    this.guardNext ??= this.guardRunning
+      .catch(() => undefined)
+      .then(() => {
+        this.guardNext = undefined;
+        return this.flushGuard();
+      });
+    return this.guardNext;
   }
 
   /** The networks and rules, or an error saying why the node cannot isolate instances. */
@@ -99,13 +146,20 @@ export class NodeIsolation implements InstanceNetworks {
   }
 
   private async repairFirewall(firewall: Firewall, starting: boolean): Promise<void> {
-    const observed = await firewall.read(FIREWALL_CHAINS, FIREWALL_HOOKS);
-    const plan = planFirewall(observed, this.rules);
+    const hooks = [...FIREWALL_HOOKS, this.poolHook];
+    const observed = await firewall.read([...FIREWALL_CHAINS, this.poolChain], hooks);
+    const plan = planFirewall(observed, this.rules, hooks);
+    // The guard chain first (created if missing), so its jump has somewhere to go.
+    if (planFirewall(observed, { [this.poolChain]: poolGuardRules(this.guarded) }, []).replace) {
+      this.guardWritten = undefined;
+      await this.flushGuard();
+      if (!starting) this.logger.warn({ chain: this.poolChain }, 'The pool guard chain was changed or missing; restored it');
+    }
     if (plan.missingHooks.length > 0 && !this.warnedHooks) {
       this.warnedHooks = true;
       this.logger.error({ chains: plan.missingHooks }, `The filter table has no ${plan.missingHooks.join(' or ')} chain (does dockerd run with --iptables=false?): forwarded traffic from instances is not filtered`);
     }
-    if (plan.replace) {
+    if (FIREWALL_CHAINS.some((chain) => planFirewall(observed, { [chain]: this.rules[chain] ?? [] }, []).replace)) {
       await firewall.replaceChains(this.rules);
       if (!starting) this.logger.warn({ chains: FIREWALL_CHAINS }, 'Firewall rules were changed or missing; restored them');
       this.metrics?.isolationRepairs.inc({ kind: 'rules' });

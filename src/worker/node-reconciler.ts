@@ -1,15 +1,18 @@
 import { resolveInstanceSpec } from '../domain/challenge.ts';
 import { deliverFlag, flagOf } from '../domain/flag-delivery.ts';
-import type { ChallengeInstance, Endpoint, InstanceSpec } from '../domain/challenge-instance.ts';
+import { findCondition, type ChallengeInstance, type Endpoint, type InstanceSpec } from '../domain/challenge-instance.ts';
 import { CtfleetError, permanent, transient } from '../domain/errors.ts';
 import { parseJob, type InstanceJob, type JobTarget } from '../domain/jobs.ts';
 import { containerName, LABELS } from '../domain/names.ts';
-import type { ChallengeSource, Clock, ContainerFile, FlagStore, ContainerExit, ContainerRuntime, InstanceApi, JobContext, JobOutcome } from '../domain/ports.ts';
+import type { ChallengeSource, Clock, ContainerFile, ContainerInfo, FlagStore, ContainerExit, ContainerRuntime, InstanceApi, JobContext, JobOutcome } from '../domain/ports.ts';
 import { ALREADY_GONE, isPermanentReason, SKIP_REASONS } from '../domain/reasons.ts';
 import { specHash } from '../domain/spec-hash.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { WorkQueue, type WorkResult } from '../reconcile/work-queue.ts';
+import type { ClaimBook } from './claim-book.ts';
+import type { PoolKeeper } from './pool-keeper.ts';
+import { hasPoolName, POOL_LABEL, type ClaimRecord } from '../domain/pool.ts';
 import type { ContainerOperations } from './container-ops.ts';
 import { endpointsOf } from './container-shape.ts';
 import { ENGINE_DISRUPTION_MS, EngineEvents } from './engine-events.ts';
@@ -23,6 +26,8 @@ interface Made {
   spec: InstanceSpec;
   challengeGeneration: number | undefined;
   files: ContainerFile[];
+  /** Its Challenge keeps a warm pool: `namespace/name`. */
+  pooled?: string;
 }
 
 export interface NodeSettings {
@@ -51,7 +56,7 @@ interface Demand {
  * exited again before it was ready (`exited-again`: one more crash, which the
  * next pass plans).
  */
-type RunEnd = { outcome: 'started' | 'adopted'; containerId: string; endpoints: Endpoint[] } | 'gone' | 'exited-again';
+type RunEnd = { outcome: 'started' | 'adopted' | 'claimed'; containerId: string; endpoints: Endpoint[] } | 'gone' | 'exited-again';
 
 /** Where an instance lives: enough to read it from the API server and name its container. */
 interface Target {
@@ -93,6 +98,8 @@ export class NodeReconciler {
   private readonly challenges: ChallengeSource | undefined;
   private readonly maxLifetimeSeconds: number;
   private readonly flags: FlagStore | undefined;
+  private readonly pool: PoolKeeper | undefined;
+  private readonly claims: ClaimBook | undefined;
   private readonly queue: WorkQueue;
   private readonly events: EngineEvents;
   private readonly restarts: RestartPolicy;
@@ -123,8 +130,14 @@ export class NodeReconciler {
     maxLifetimeSeconds?: number;
     /** Where flags' secrets live; a Challenge with a flag fails FlagKeyInvalid without it. */
     flags?: FlagStore;
+    /** The node's warm pools: a pooled Challenge's instance claims from them first. */
+    pool?: PoolKeeper;
+    /** Claims of pool containers, which make them instances' containers. */
+    claims?: ClaimBook;
   }) {
     this.flags = deps.flags;
+    this.pool = deps.pool;
+    this.claims = deps.claims;
     this.challenges = deps.challenges;
     this.maxLifetimeSeconds = deps.maxLifetimeSeconds ?? Number.MAX_SAFE_INTEGER;
     this.isolation = deps.isolation;
@@ -204,7 +217,8 @@ export class NodeReconciler {
       this.logger.error({ err: error }, 'Repairing the node\'s instance networks or firewall rules failed; the next sweep retries');
     });
     try {
-      const [containers, instances] = await Promise.all([this.runtime.listManaged(), this.api.list(this.settings.namespaces)]);
+      const [listed, instances] = await Promise.all([this.runtime.listManaged(), this.api.list(this.settings.namespaces)]);
+      const containers = await this.instanceContainers(listed, instances);
       const now = this.clock.now();
       const actions = planDrift({ node: this.settings.node, namespaces: this.settings.namespaces, containers, instances, isBusy: (uid) => this.demands.has(uid), now, graceMs: SWEEP_GRACE_MS });
       for (const action of actions) {
@@ -224,8 +238,44 @@ export class NodeReconciler {
     }
   }
 
+  /**
+   * The listing as the instances see it: claimed pool containers with their
+   * claims' labels; idle ones (and claims cut short, still under their pool
+   * name) left to the pool keeper. A container a claim renamed whose record is
+   * lost (Redis lost its keys) stays the instance's whose status names it, its
+   * claim written again; with no such instance it is removed.
+   */
+  private async instanceContainers(listed: ContainerInfo[], instances: ChallengeInstance[]): Promise<ContainerInfo[]> {
+    const claims = this.claims;
+    if (claims === undefined) return listed.filter((container) => container.labels[POOL_LABEL] === undefined);
+    const containers: ContainerInfo[] = [];
+    for (const container of listed) {
+      if (container.labels[POOL_LABEL] === undefined) containers.push(container);
+      else if (hasPoolName(container.name)) continue;
+      else if (!claims.isUnclaimedPoolContainer(container)) containers.push(claims.apply(container));
+      else if (isOwnContainer(container.labels, this.settings.node, this.settings.namespaces)) {
+        const owner = instances.find((instance) => instance.status?.containerId === container.id && instance.status.node === this.settings.node);
+        if (owner !== undefined && (await claims.claim(container.id, claimOf(owner, this.clock.now())))) {
+          this.logger.warn({ instance: `${owner.metadata.namespace}/${owner.metadata.name}`, uid: owner.metadata.uid, container: container.id }, `Recovered the lost claim of pool container ${container.name} from its instance's status`);
+          containers.push(claims.apply(container));
+        } else {
+          this.ownDoing.set(container.id, this.clock.now() + OWN_DOING_MS);
+          await this.ops.remove(container);
+          this.metrics?.driftRepairs.inc({ kind: 'remove' });
+          this.logger.info({ container: container.id }, `Removed pool container ${container.name}: renamed by a claim that no instance holds`);
+        }
+      }
+    }
+    await claims.prune(new Set(listed.map((container) => container.id)));
+    return containers;
+  }
+
   private onExit(exit: ContainerExit): void {
-    const { labels } = exit;
+    const labels = this.claims?.labelsOf(exit.id, exit.labels) ?? exit.labels;
+    if (labels[POOL_LABEL] !== undefined && labels[LABELS.uid] === undefined) {
+      if (labels[LABELS.node] === this.settings.node) this.pool?.onExit(exit.id);
+      return;
+    }
     const uid = labels[LABELS.uid];
     const namespace = labels[LABELS.namespace];
     const name = labels[LABELS.name];
@@ -254,12 +304,13 @@ export class NodeReconciler {
     const resolution = resolveInstanceSpec({ metadata: instance.metadata, spec: stored }, challenge, { maxLifetimeSeconds: this.maxLifetimeSeconds });
     if (!resolution.ok) throw permanent(resolution.reason, resolution.message);
     const { spec, challengeGeneration } = resolution;
-    if (spec.flag === undefined) return { spec, challengeGeneration, files: [] };
+    const pooled = challenge?.spec.pool === undefined || ref === undefined ? {} : { pooled: `${instance.metadata.namespace}/${ref.name}` };
+    if (spec.flag === undefined) return { spec, challengeGeneration, files: [], ...pooled };
     // The flag goes straight into the container: never into a log, status or Redis.
     if (this.flags === undefined) throw permanent('FlagKeyInvalid', 'The Challenge has a flag, but this worker has no flag store (CTFLEET_FLAG_KEY_SECRET).');
     const { namespace, name, uid } = instance.metadata;
     const value = await flagOf(spec.flag, { namespace, name, uid, team: spec.team, challenge: spec.challenge }, this.flags);
-    return { ...deliverFlag(spec, spec.flag, value), challengeGeneration };
+    return { ...deliverFlag(spec, spec.flag, value), challengeGeneration, ...pooled };
   }
 
   /** One pass for one instance uid. */
@@ -348,7 +399,8 @@ export class NodeReconciler {
           if (action.cause === 'restart') this.metrics?.driftRepairs.inc({ kind: 'revive' });
           try {
             made = await this.effectiveSpec(instance, action.spec);
-            run = await this.ops.run(
+            run = await this.claimFromPool(made, action, instance, progress);
+            run ??= await this.ops.run(
               {
                 target: { ...jobTarget, generation: action.generation },
                 spec: made.spec,
@@ -387,7 +439,8 @@ export class NodeReconciler {
           await progress(100, 'ready');
           end = { outcome: run.outcome, containerId: run.container.id, endpoints };
           const restarted = plan.actions.some((step) => step.type === 'Run' && step.cause === 'restart');
-          log.info({ container: run.container.id, outcome: run.outcome }, restarted ? `Restarted the container of ${where}` : `Started container for ${where}`);
+          const did = restarted ? `Restarted the container of ${where}` : run.outcome === 'claimed' ? `Claimed pool container ${run.container.id.slice(0, 12)} for ${where}` : `Started container for ${where}`;
+          log.info({ container: run.container.id, outcome: run.outcome }, did);
           break;
         }
         case 'ReportStopped':
@@ -414,6 +467,20 @@ export class NodeReconciler {
       }
     }
     return end;
+  }
+
+  /**
+   * A fresh start of a pooled Challenge's instance takes an idle pool container
+   * instead, when this node has one of the Challenge's generation; undefined:
+   * none (or not pooled), start one as usual.
+   */
+  private async claimFromPool(made: Made, action: Extract<NodePlan['actions'][number], { type: 'Run' }>, instance: ChallengeInstance, progress: (percent: number, step: string) => Promise<void>): Promise<{ outcome: 'claimed'; container: ContainerInfo } | undefined> {
+    if (this.pool === undefined || made.pooled === undefined || made.challengeGeneration === undefined || action.existing !== undefined || action.cause !== 'job') return undefined;
+    await progress(40, 'claiming a pool container');
+    const { namespace, name, uid } = instance.metadata;
+    const record = { uid, namespace, name, team: made.spec.team, generation: action.generation, specHash: specHash(action.spec), claimedAt: this.clock.now() };
+    const container = await this.pool.claim({ key: made.pooled, generation: made.challengeGeneration, record, files: made.files });
+    return container === undefined ? undefined : { outcome: 'claimed', container };
   }
 
   /** Resolves each job of the pass with its verdict (`log`: the instance's, without job ids). */
@@ -446,6 +513,19 @@ export class NodeReconciler {
     }
     this.demands.clear();
   }
+}
+
+/**
+ * The claim a renamed pool container stands for, rebuilt from the instance
+ * whose status names it. Its spec hash is the instance's only when the status
+ * says it ran this generation; otherwise it is left unknown, so the container
+ * counts as outdated and is replaced.
+ */
+function claimOf(instance: ChallengeInstance, now: number): ClaimRecord {
+  const { metadata, spec } = instance;
+  const ready = findCondition(instance.status, 'Ready');
+  const current = ready?.observedGeneration === metadata.generation;
+  return { uid: metadata.uid, namespace: metadata.namespace, name: metadata.name, team: spec.team, generation: ready?.observedGeneration ?? metadata.generation, specHash: current ? specHash(spec) : 'unknown', claimedAt: now };
 }
 
 /** Restart counts are per generation: a spec change starts afresh. */

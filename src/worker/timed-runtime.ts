@@ -1,5 +1,5 @@
 import type { PullPolicy } from '../domain/challenge-instance.ts';
-import type { ContainerDefinition, ContainerExit, ContainerInfo, ContainerRuntime, EventWatch } from '../domain/ports.ts';
+import type { ContainerDefinition, ContainerExit, ContainerFile, ContainerInfo, ContainerRuntime, EventWatch } from '../domain/ports.ts';
 import { Metrics } from '../observability/metrics.ts';
 
 /** A {@link ContainerRuntime} that times every Docker call into `ctfleet_docker_operation_duration_seconds`. */
@@ -40,8 +40,16 @@ export class TimedRuntime implements ContainerRuntime {
     return this.time('remove', () => this.inner.remove(id));
   }
 
-  listManaged(filter?: { uid?: string }): Promise<ContainerInfo[]> {
+  listManaged(filter?: { uid?: string; pool?: boolean }): Promise<ContainerInfo[]> {
     return this.time('list', () => this.inner.listManaged(filter));
+  }
+
+  rename(from: string, to: string): Promise<void> {
+    return this.time('rename', () => this.inner.rename(from, to));
+  }
+
+  writeFiles(id: string, files: readonly ContainerFile[]): Promise<void> {
+    return this.time('write_files', () => this.inner.writeFiles(id, files));
   }
 
   logTail(id: string, lines: number): Promise<string> {

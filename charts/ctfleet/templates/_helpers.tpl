@@ -268,7 +268,7 @@ RBAC rules on ChallengeInstances and Challenges of the controller and the worker
   verbs: [get, list]
 - apiGroups: [ctfleet.io]
   resources: [challenges]
-  verbs: [get]
+  verbs: [get, list, watch]
 - apiGroups: [ctfleet.io]
   resources: [challengeinstances/status]
   verbs: [patch]

@@ -2,7 +2,8 @@ import type Docker from 'dockerode';
 import { CtfleetError, notFound, permanent, transient } from '../../domain/errors.ts';
 import type { PullPolicy } from '../../domain/challenge-instance.ts';
 import { LABELS, MANAGED_BY } from '../../domain/names.ts';
-import type { ContainerDefinition, ContainerExit, ContainerInfo, ContainerRuntime, EventWatch } from '../../domain/ports.ts';
+import { POOL_LABEL } from '../../domain/pool.ts';
+import type { ContainerDefinition, ContainerExit, ContainerFile, ContainerInfo, ContainerRuntime, EventWatch } from '../../domain/ports.ts';
 import { posix } from 'node:path';
 import { dockerMessage, statusOf } from './docker-errors.ts';
 import { tarOf } from './tar.ts';
@@ -143,7 +144,7 @@ export class DockerRuntime implements ContainerRuntime {
           NetworkMode: definition.network,
           // A volume of its own for each directory files are written to: Docker
           // writes into a volume even when the root filesystem is read-only.
-          ...(definition.files.length === 0 ? {} : { Mounts: [...new Set(definition.files.map((file) => posix.dirname(file.path)))].map((target) => ({ Type: 'volume' as const, Source: '', Target: target })) }),
+          ...(volumeDirsOf(definition).length === 0 ? {} : { Mounts: volumeDirsOf(definition).map((target) => ({ Type: 'volume' as const, Source: '', Target: target })) }),
           Sysctls: { 'net.ipv6.conf.all.disable_ipv6': '1', 'net.ipv6.conf.default.disable_ipv6': '1' },
           ...(definition.dns.length > 0 ? { Dns: definition.dns } : {}),
         },
@@ -174,7 +175,7 @@ export class DockerRuntime implements ContainerRuntime {
       throw transient('DockerUnavailable', `create container ${definition.name}: ${dockerMessage(error)}`, error);
     }
     try {
-      await this.writeFiles(container, definition);
+      await this.putFiles(container, definition.files);
       await container.start();
     } catch (error) {
       const message = dockerMessage(error);
@@ -198,10 +199,30 @@ export class DockerRuntime implements ContainerRuntime {
     };
   }
 
-  /** Writes the definition's files into the created, not yet started, container. */
-  private async writeFiles(container: Docker.Container, definition: ContainerDefinition): Promise<void> {
+  async writeFiles(id: string, files: readonly ContainerFile[]): Promise<void> {
+    try {
+      await this.putFiles(this.docker.getContainer(id), files);
+    } catch (error) {
+      if (statusOf(error) === 404) throw notFound('ContainerGone', `container ${id} is gone`, error);
+      throw transient('DockerUnavailable', `write files into container ${id}: ${dockerMessage(error)}`, error);
+    }
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    try {
+      await this.docker.getContainer(from).rename({ name: to });
+    } catch (error) {
+      const status = statusOf(error);
+      if (status === 404) throw notFound('ContainerGone', `container ${from} is gone`, error);
+      if (status === 409) throw new CtfleetError('NameInUse', 'conflict', `Container name ${to} is in use.`, { cause: error });
+      throw transient('DockerUnavailable', `rename container ${from} to ${to}: ${dockerMessage(error)}`, error);
+    }
+  }
+
+  /** Writes files into a container, one archive per directory. */
+  private async putFiles(container: Docker.Container, files: readonly ContainerFile[]): Promise<void> {
     const byDirectory = new Map<string, { name: string; content: Buffer; mode: number }[]>();
-    for (const file of definition.files) {
+    for (const file of files) {
       const directory = posix.dirname(file.path);
       byDirectory.set(directory, [...(byDirectory.get(directory) ?? []), { name: posix.basename(file.path), content: Buffer.from(file.content), mode: file.mode }]);
     }
@@ -248,9 +269,10 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
-  async listManaged(filter: { uid?: string } = {}): Promise<ContainerInfo[]> {
+  async listManaged(filter: { uid?: string; pool?: boolean } = {}): Promise<ContainerInfo[]> {
     const labels = [`${LABELS.managedBy}=${MANAGED_BY}`];
     if (filter.uid !== undefined) labels.push(`${LABELS.uid}=${filter.uid}`);
+    if (filter.pool === true) labels.push(POOL_LABEL);
     try {
       const containers = await this.docker.listContainers({ all: true, filters: { label: labels } });
       return containers.map((container) => ({
@@ -350,6 +372,11 @@ function parseExitEvent(line: string): ContainerExit | undefined {
 function bridgeAddress(inspected: Docker.ContainerInspectInfo): string | undefined {
   const first = Object.values(inspected.NetworkSettings.Networks).find((network) => network.IPAddress !== '');
   return first?.IPAddress;
+}
+
+/** Directories that are volumes of the container's own: where its files go, now or later. */
+function volumeDirsOf(definition: ContainerDefinition): string[] {
+  return [...new Set([...definition.files.map((file) => posix.dirname(file.path)), ...(definition.volumeDirs ?? [])])];
 }
 
 function parseHostPorts(value: string | undefined): number[] {
