@@ -3,7 +3,7 @@ import { posix } from 'node:path';
 import { resolveInstanceSpec, type Challenge } from '../domain/challenge.ts';
 import type { InstanceSpec } from '../domain/challenge-instance.ts';
 import { LABELS } from '../domain/names.ts';
-import { hasPoolName, nodeShare, POOL_LABEL, type ClaimRecord, type PoolCount } from '../domain/pool.ts';
+import { hasPoolName, nodeShare, POOL_LABEL, poolContainerName, type ClaimRecord, type PoolCount } from '../domain/pool.ts';
 import type { ChallengeCache, Clock, ContainerFile, ContainerInfo, ContainerRuntime, PortGuard } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -101,6 +101,8 @@ export class PoolKeeper {
   /** Host ports of creates in flight and of claims not yet finished: closed all the while. */
   private readonly heldPorts = new Map<string, readonly number[]>();
   private readonly claiming = new Set<string>();
+  /** Names of pool containers being made: counted as creates in flight, not as members, until ready. */
+  private readonly creatingNames = new Set<string>();
   private readonly failures = new Map<string, { until: number; delayMs: number }>();
   private readonly refused = new Map<string, string>();
   private nodes = { count: 1, at: Number.NEGATIVE_INFINITY };
@@ -255,7 +257,7 @@ export class PoolKeeper {
     const seen = new Set<string>();
     for (const container of listed) {
       // Renamed: claimed, an instance's container now (the node reconciler's).
-      if (!hasPoolName(container.name) || this.claiming.has(container.id)) continue;
+      if (!hasPoolName(container.name) || this.claiming.has(container.id) || this.creatingNames.has(container.name)) continue;
       seen.add(container.id);
       const known = this.members.get(container.id);
       if (known !== undefined) {
@@ -309,14 +311,17 @@ export class PoolKeeper {
     const shaped = poolSpecOf(challenge, this.settings.maxLifetimeSeconds);
     if ('problem' in shaped) return;
     const token = `create-${randomBytes(6).toString('hex')}`;
+    const suffix = randomBytes(4).toString('hex');
+    const name = poolContainerName(challenge.metadata.namespace, challenge.metadata.name, suffix);
     this.creating.set(key, (this.creating.get(key) ?? 0) + 1);
+    this.creatingNames.add(name);
     try {
       const container = await this.ops.createPoolMember({
         namespace: challenge.metadata.namespace,
         challenge: challenge.metadata.name,
         generation,
         spec: shaped.spec,
-        suffix: randomBytes(4).toString('hex'),
+        suffix,
         volumeDirs: shaped.volumeDirs,
         beforeCreate: async (hostPorts) => {
           this.heldPorts.set(token, hostPorts);
@@ -337,6 +342,7 @@ export class PoolKeeper {
       this.creating.set(key, Math.max(0, (this.creating.get(key) ?? 1) - 1));
       if (this.creating.get(key) === 0) this.creating.delete(key);
       this.heldPorts.delete(token);
+      this.creatingNames.delete(name);
       await this.updateGuard().catch((error: unknown) => {
         this.logger.warn({ err: error }, 'Updating the pool guard failed; the next pass retries');
       });
