@@ -1,5 +1,5 @@
 // ctfleet start/teardown benchmark against a plain-dockerode baseline.
-//   node bench/run.ts [--instances N] [--concurrency C]
+//   node bench/run.ts [--instances N] [--concurrency C] [--repeat R] [--pool]
 // Needs the local stack in the environment (hack/bench.sh sets it up).
 //
 // (a) ctfleet: `ctfleet controller` and `ctfleet worker` run as two processes. N
@@ -9,7 +9,12 @@
 // (b) baseline: dockerode creates and starts the same N containers directly, C at a
 //     time, with the same image, port mapping, limits and readiness check (a TCP
 //     connect to the container), then removes them, C at a time.
-import { spawn, type ChildProcess } from 'node:child_process';
+// (c) with --pool, ctfleet again with a warm pool (docs/pools.md): a Challenge that
+//     keeps N idle containers and delivers a per-team flag as a file; once the
+//     worker reports N idle, N instances of it are created at once and timed the
+//     same way, with each one's time split into stages from the job's timestamps.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -23,12 +28,13 @@ import { PRODUCTION_NODE_FLAGS } from '../src/app/node-flags.ts';
 import { canConnect } from '../src/worker/readiness.ts';
 import { loadConnectionConfig } from '../src/config/config.ts';
 
-const { values } = parseArgs({ options: { instances: { type: 'string', default: '50' }, concurrency: { type: 'string', default: '16' }, repeat: { type: 'string', default: '1' } } });
+const { values } = parseArgs({ options: { instances: { type: 'string', default: '50' }, concurrency: { type: 'string', default: '16' }, repeat: { type: 'string', default: '1' }, pool: { type: 'boolean', default: false } } });
+const POOLED = values.pool;
 const N = Number(values.instances);
 const C = Number(values.concurrency);
 const R = Number(values.repeat);
 if (!Number.isInteger(R) || R < 1 || R > 20) throw new Error('--repeat: must be an integer from 1 to 20');
-if (!Number.isInteger(N) || N < 1 || N > 2000) throw new Error('--instances: must be an integer from 1 to 2000');
+if (!Number.isInteger(N) || N < 1 || N > 1000) throw new Error('--instances: must be an integer from 1 to 1000');
 if (!Number.isInteger(C) || C < 1 || C > 256) throw new Error('--concurrency: must be an integer from 1 to 256');
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -43,6 +49,14 @@ let PREFIX = `{ctfleet-bench-${run}}`;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * Host ports, all below the ephemeral range (32768–60999) so an outgoing
+ * connection never holds one, and clear of the stack's own ports (26379, 26443):
+ * raw dockerode 31000 + i, ctfleet fresh starts 28000–29999, the pooled round
+ * 27000–27999 (its pool and the refills after the burst).
+ */
+const PORTS = { baseline: 31_000, fresh: '28000-29999', pooled: '27000-27999' } as const;
+
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
@@ -51,6 +65,7 @@ function percentile(sorted: number[], p: number): number {
 interface Summary {
   p50: number;
   p95: number;
+  p99: number;
   max: number;
   wallMs: number;
   perSecond: number;
@@ -58,7 +73,7 @@ interface Summary {
 
 function summarise(latencies: number[], wallMs: number): Summary {
   const sorted = [...latencies].sort((a, b) => a - b);
-  return { p50: percentile(sorted, 50), p95: percentile(sorted, 95), max: sorted.at(-1) ?? Number.NaN, wallMs, perSecond: (latencies.length / wallMs) * 1000 };
+  return { p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99), max: sorted.at(-1) ?? Number.NaN, wallMs, perSecond: (latencies.length / wallMs) * 1000 };
 }
 
 async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
@@ -80,6 +95,18 @@ async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<voi
  * per egress class (docs/security.md).
  */
 async function baseline(perInstanceNetwork = false): Promise<{ start: Summary; teardownMs: number }> {
+  try {
+    return await baselineRound(perInstanceNetwork);
+  } finally {
+    // Whatever a failed round left: its containers, then its networks.
+    const left = await docker.listContainers({ all: true, filters: { label: [`ctfleet.io/bench=${run}`] } });
+    await Promise.all(left.map((container) => docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined)));
+    const networks = await docker.listNetworks({ filters: { label: [`ctfleet.io/bench=${run}`] } });
+    await Promise.all(networks.map((network) => docker.getNetwork(network.Id).remove().catch(() => undefined)));
+  }
+}
+
+async function baselineRound(perInstanceNetwork: boolean): Promise<{ start: Summary; teardownMs: number }> {
   const ids: { container: string; network?: string }[] = [];
   const latencies: number[] = [];
   const began = Date.now();
@@ -106,7 +133,7 @@ async function baseline(perInstanceNetwork = false): Promise<{ start: Summary; t
         Env: [`GREETING=baseline-${i}`],
         ExposedPorts: { '8080/tcp': {} },
         Labels: { 'ctfleet.io/bench': run },
-        HostConfig: { PortBindings: { '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: String(33000 + i) }] }, ...LIMITS, ...(network === undefined ? {} : { NetworkMode: network }) },
+        HostConfig: { PortBindings: { '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: String(PORTS.baseline + i) }] }, ...LIMITS, ...(network === undefined ? {} : { NetworkMode: network }) },
       });
       await container.start();
       const ip = Object.values((await container.inspect()).NetworkSettings.Networks)[0]?.IPAddress ?? '127.0.0.1';
@@ -159,86 +186,187 @@ function peakRssMb(pid: number | undefined): number {
   return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? Number.NaN) / 1024;
 }
 
-async function ctfleet(): Promise<{ start: Summary; teardownMs: number; rssMb: Record<string, number> }> {
-  const env = {
-    CTFLEET_REDIS_PREFIX: PREFIX,
-    CTFLEET_NAMESPACES: NS,
+/** Stage medians of the pooled round, ms: where an instance's time goes. */
+interface Stages {
+  createToQueued: number;
+  queuedToTaken: number;
+  takenToReady: number;
+  readyToRunning: number;
+  /** The worker's own measure of a claim (record, flag file, rename, guard), mean. */
+  claimMean: number;
+}
+
+interface FleetResult {
+  start: Summary;
+  teardownMs: number;
+  rssMb: Record<string, number>;
+  /**
+   * Pooled round: from the create call to the worker's Ready=True (the container
+   * serves), before the controller's phase Running that `start` waits for.
+   */
+  serving?: Summary;
+  /** Pooled round: starts that claimed a pool container, how long the pool took to fill, and the stages. */
+  claimed?: number;
+  poolFillMs?: number;
+  stages?: Stages;
+}
+
+/** Reads one Prometheus sample (summed over its label sets) from a process's /metrics. */
+async function metric(port: number, name: string): Promise<number> {
+  const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((response) => response.text(), () => '');
+  let sum = Number.NaN;
+  for (const line of text.split('\n')) {
+    const match = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`).exec(line);
+    if (match !== null) sum = (Number.isNaN(sum) ? 0 : sum) + Number(match[1]);
+  }
+  return sum;
+}
+
+async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {
+  const pooled = mode === 'pooled';
+  const ns = pooled ? `${NS}-pool` : NS;
+  const prefix = pooled ? PREFIX.replace('}', '-pool}') : PREFIX;
+  const env: Record<string, string> = {
+    CTFLEET_REDIS_PREFIX: prefix,
+    CTFLEET_NAMESPACES: ns,
     CTFLEET_NODE_NAME: 'bench-node',
     CTFLEET_BIND_ADDRESS: '127.0.0.1',
-    CTFLEET_PORT_RANGE: '34000-34999',
+    CTFLEET_PORT_RANGE: pooled ? PORTS.pooled : PORTS.fresh,
     CTFLEET_WORKER_CONCURRENCY: String(C),
     CTFLEET_CONTROLLER_CONCURRENCY: String(C),
     CTFLEET_LOG_LEVEL: 'warn',
     CTFLEET_ALLOWED_IMAGES: IMAGE,
+    ...(pooled ? { CTFLEET_FLAG_KEY_SECRET: `${ns}/flag-key`, CTFLEET_POOL_REFILL_CONCURRENCY: '4' } : {}),
   };
-  const [controllerPort, workerPort] = [await freePort(), await freePort()];
-  const launched = Date.now();
-  const controller = startProcess('controller', env, controllerPort);
-  const worker = startProcess('worker', env, workerPort);
+  const core = kubeConfig.makeApiClient(CoreV1Api);
   const api = kubeConfig.makeApiClient(CustomObjectsApi);
-  await kubeConfig.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NS } } });
-
-  const created = new Map<string, number>();
-  const ready = new Map<string, number>();
-  const informer = makeInformer<KubernetesObject>(kubeConfig, `/apis/ctfleet.io/v1alpha1/namespaces/${NS}/challengeinstances`, async () =>
-    (await api.listNamespacedCustomObject({ group: 'ctfleet.io', version: 'v1alpha1', namespace: NS, plural: 'challengeinstances' })) as { items: KubernetesObject[]; metadata: { resourceVersion: string } },
-  );
-  const observe = (object: KubernetesObject): void => {
-    const item = object as KubernetesObject & { status?: { phase?: string; conditions?: { type: string; status: string }[] } };
-    const name = item.metadata?.name ?? '';
-    if (!ready.has(name) && item.status?.phase === 'Running' && item.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) ready.set(name, Date.now());
-  };
-  informer.on('add', observe);
-  informer.on('update', observe);
-  await informer.start();
-  const [controllerReadyMs, workerReadyMs] = await Promise.all([untilReady(controllerPort, launched), untilReady(workerPort, launched)]);
-  console.log(`ctfleet ready ${controllerReadyMs} ms (controller) and ${workerReadyMs} ms (worker) after launch; the round's clock starts now`);
-
-  const names = Array.from({ length: N }, (_, i) => `bench-${i}`);
-  const began = Date.now();
-  await Promise.all(
-    names.map(async (name, i) => {
-      created.set(name, Date.now());
+  const redis = createRedisConnection({ url: config.redis.url, prefix }, 'command');
+  await core.createNamespace({ body: { metadata: { name: ns } } });
+  const [controllerPort, workerPort] = [await freePort(), await freePort()];
+  const processes: ChildProcess[] = [];
+  try {
+    if (pooled) {
+      await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'flag-key' }, data: { key: randomBytes(48).toString('base64') } } });
       await api.createNamespacedCustomObject({
-        group: 'ctfleet.io',
-        version: 'v1alpha1',
-        namespace: NS,
-        plural: 'challengeinstances',
+        group: 'ctfleet.io', version: 'v1alpha1', namespace: ns, plural: 'challenges',
         body: {
-          apiVersion: 'ctfleet.io/v1alpha1',
-          kind: 'ChallengeInstance',
-          metadata: { name },
-          spec: { team: `team-${i}`, challenge: 'web-101', image: IMAGE, imagePullPolicy: 'Never', ports: [{ name: 'http', containerPort: 8080 }], env: [{ name: 'GREETING', value: `bench-${i}` }], resources: { cpu: '250m', memory: '64Mi', pids: 64 } },
+          apiVersion: 'ctfleet.io/v1alpha1', kind: 'Challenge', metadata: { name: 'web-101' },
+          spec: { image: IMAGE, imagePullPolicy: 'Never', ports: [{ name: 'http', containerPort: 8080 }], resources: { cpu: '250m', memory: '64Mi', pids: 64 }, flag: { kind: 'PerTeam', format: 'CTF{%s}', delivery: 'File' }, pool: { size: N } },
         },
       });
-    }),
-  );
-  const deadline = Date.now() + 300_000;
-  while (ready.size < N && Date.now() < deadline) await sleep(20);
-  if (ready.size < N) throw new Error(`only ${ready.size} of ${N} instances became ready within 300 s`);
-  const latencies = names.map((name) => (ready.get(name) ?? Number.NaN) - (created.get(name) ?? Number.NaN));
-  const start = summarise(latencies, Math.max(...ready.values()) - began);
+    }
+    const launched = Date.now();
+    const controller = startProcess('controller', env, controllerPort);
+    const worker = startProcess('worker', env, workerPort);
+    processes.push(controller, worker);
 
-  const teardownBegan = Date.now();
-  await Promise.all(names.map((name) => api.deleteNamespacedCustomObject({ group: 'ctfleet.io', version: 'v1alpha1', namespace: NS, plural: 'challengeinstances', name })));
-  for (;;) {
-    const left = await docker.listContainers({ all: true, filters: { label: [`ctfleet.io/namespace=${NS}`] } });
-    if (left.length === 0) break;
-    if (Date.now() - teardownBegan > 300_000) throw new Error(`${left.length} containers left after 300 s`);
-    await sleep(20);
+    const created = new Map<string, number>();
+    const uids = new Map<string, string>();
+    const readySeen = new Map<string, number>();
+    const ready = new Map<string, number>();
+    const containers = new Map<string, string>();
+    const informer = makeInformer<KubernetesObject>(kubeConfig, `/apis/ctfleet.io/v1alpha1/namespaces/${ns}/challengeinstances`, async () =>
+      (await api.listNamespacedCustomObject({ group: 'ctfleet.io', version: 'v1alpha1', namespace: ns, plural: 'challengeinstances' })) as { items: KubernetesObject[]; metadata: { resourceVersion: string } },
+    );
+    const observe = (object: KubernetesObject): void => {
+      const item = object as KubernetesObject & { status?: { phase?: string; containerId?: string; conditions?: { type: string; status: string }[] } };
+      const name = item.metadata?.name ?? '';
+      const readyTrue = item.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+      if (readyTrue && !readySeen.has(name)) readySeen.set(name, Date.now());
+      if (!ready.has(name) && item.status?.phase === 'Running' && readyTrue) {
+        ready.set(name, Date.now());
+        containers.set(name, item.status.containerId ?? '');
+      }
+    };
+    informer.on('add', observe);
+    informer.on('update', observe);
+    await informer.start();
+    const [controllerReadyMs, workerReadyMs] = await Promise.all([untilReady(controllerPort, launched), untilReady(workerPort, launched)]);
+    let poolFillMs: number | undefined;
+    if (pooled) {
+      for (;;) {
+        if ((await metric(workerPort, 'ctfleet_pool_idle')) >= N) break;
+        if (Date.now() - launched > 600_000) throw new Error(`the pool did not fill to ${N} within 600 s`);
+        await sleep(100);
+      }
+      poolFillMs = Date.now() - launched;
+      console.log(`ctfleet ready ${controllerReadyMs} ms (controller) and ${workerReadyMs} ms (worker) after launch; its pool of ${N} filled ${poolFillMs} ms after launch; the round's clock starts now`);
+    } else {
+      console.log(`ctfleet ready ${controllerReadyMs} ms (controller) and ${workerReadyMs} ms (worker) after launch; the round's clock starts now`);
+    }
+
+    const names = Array.from({ length: N }, (_, i) => `bench-${i}`);
+    const began = Date.now();
+    await Promise.all(
+      names.map(async (name, i) => {
+        created.set(name, Date.now());
+        const spec = pooled
+          ? { team: `team-${i}`, challengeRef: { name: 'web-101' } }
+          : { team: `team-${i}`, challenge: 'web-101', image: IMAGE, imagePullPolicy: 'Never', ports: [{ name: 'http', containerPort: 8080 }], env: [{ name: 'GREETING', value: `bench-${i}` }], resources: { cpu: '250m', memory: '64Mi', pids: 64 } };
+        const made = (await api.createNamespacedCustomObject({
+          group: 'ctfleet.io', version: 'v1alpha1', namespace: ns, plural: 'challengeinstances',
+          body: { apiVersion: 'ctfleet.io/v1alpha1', kind: 'ChallengeInstance', metadata: { name }, spec },
+        })) as { metadata: { uid: string } };
+        uids.set(name, made.metadata.uid);
+      }),
+    );
+    const deadline = Date.now() + 300_000;
+    while (ready.size < N && Date.now() < deadline) await sleep(5);
+    if (ready.size < N) throw new Error(`only ${ready.size} of ${N} instances became ready within 300 s`);
+    const latencies = names.map((name) => (ready.get(name) ?? Number.NaN) - (created.get(name) ?? Number.NaN));
+    const start = summarise(latencies, Math.max(...ready.values()) - began);
+    if (new Set(containers.values()).size !== N) throw new Error(`${N} instances ran in only ${new Set(containers.values()).size} distinct containers`);
+
+    let claimed: number | undefined;
+    let stages: Stages | undefined;
+    let serving: Summary | undefined;
+    if (pooled) {
+      serving = summarise(names.map((name) => (readySeen.get(name) ?? Number.NaN) - (created.get(name) ?? Number.NaN)), Math.max(...readySeen.values()) - began);
+      const jobs = await Promise.all(names.map(async (name) => {
+        const [timestamp, processedOn, returnvalue] = await redis.hmget(`${prefix}:start:${uids.get(name) ?? ''}.1.start`, 'timestamp', 'processedOn', 'returnvalue');
+        return { name, queued: Number(timestamp), taken: Number(processedOn), outcome: (JSON.parse(returnvalue ?? '{}') as { outcome?: string }).outcome };
+      }));
+      claimed = jobs.filter((job) => job.outcome === 'claimed').length;
+      const med = (values: number[]): number => median(values.filter(Number.isFinite));
+      stages = {
+        createToQueued: med(jobs.map((job) => job.queued - (created.get(job.name) ?? Number.NaN))),
+        queuedToTaken: med(jobs.map((job) => job.taken - job.queued)),
+        takenToReady: med(jobs.map((job) => (readySeen.get(job.name) ?? Number.NaN) - job.taken)),
+        readyToRunning: med(jobs.map((job) => (ready.get(job.name) ?? Number.NaN) - (readySeen.get(job.name) ?? Number.NaN))),
+        claimMean: ((await metric(workerPort, 'ctfleet_pool_claim_duration_seconds_sum')) / (await metric(workerPort, 'ctfleet_pool_claim_duration_seconds_count'))) * 1000,
+      };
+    }
+
+    const teardownBegan = Date.now();
+    await Promise.all(names.map((name) => api.deleteNamespacedCustomObject({ group: 'ctfleet.io', version: 'v1alpha1', namespace: ns, plural: 'challengeinstances', name })));
+    for (;;) {
+      // The pool's idle containers stay: the instances' containers are the ones timed.
+      const left = (await docker.listContainers({ all: true, filters: { label: [`ctfleet.io/namespace=${ns}`] } })).filter((container) => !(container.Names[0] ?? '').startsWith('/ctfpool-'));
+      if (left.length === 0) break;
+      if (Date.now() - teardownBegan > 300_000) throw new Error(`${left.length} containers left after 300 s`);
+      await sleep(20);
+    }
+    const teardownMs = Date.now() - teardownBegan;
+    const rssMb = { controller: peakRssMb(controller.pid), worker: peakRssMb(worker.pid) };
+    await informer.stop();
+    return { start, teardownMs, rssMb, ...(serving === undefined ? {} : { serving }), ...(claimed === undefined ? {} : { claimed }), ...(poolFillMs === undefined ? {} : { poolFillMs }), ...(stages === undefined ? {} : { stages }) };
+  } finally {
+    for (const child of processes) child.kill('SIGTERM');
+    await Promise.all(processes.map((child) => new Promise<void>((resolve) => {
+      if (child.exitCode === null && child.signalCode === null) child.once('exit', () => { resolve(); });
+      else resolve();
+    })));
+    // What the round made, even when it failed: pool containers included.
+    const left = await docker.listContainers({ all: true, filters: { label: [`ctfleet.io/namespace=${ns}`] } });
+    await Promise.all(left.map((container) => docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined)));
+    // ctfleet no longer runs to release its finalizers: take them off, so the namespace goes.
+    const listed = execFileSync('kubectl', ['get', 'challengeinstances,challenges', '-n', ns, '-o', 'name'], { encoding: 'utf8' }).split('\n').filter((line) => line !== '');
+    for (const object of listed) execFileSync('kubectl', ['patch', '-n', ns, object, '--type', 'merge', '-p', '{"metadata":{"finalizers":null}}'], { stdio: 'ignore' });
+    await core.deleteNamespace({ name: ns }).catch(() => undefined);
+    const keys = await redis.keys(`${prefix}:*`);
+    if (keys.length > 0) await redis.del(...keys);
+    redis.disconnect();
   }
-  const teardownMs = Date.now() - teardownBegan;
-  const rssMb = { controller: peakRssMb(controller.pid), worker: peakRssMb(worker.pid) };
-
-  await informer.stop();
-  for (const child of [controller, worker]) child.kill('SIGTERM');
-  await Promise.all([controller, worker].map((child) => new Promise((resolve) => child.once('exit', resolve))));
-  await kubeConfig.makeApiClient(CoreV1Api).deleteNamespace({ name: NS });
-  const redis = createRedisConnection({ url: config.redis.url, prefix: PREFIX }, 'command');
-  const keys = await redis.keys(`${PREFIX}:*`);
-  if (keys.length > 0) await redis.del(...keys);
-  redis.disconnect();
-  return { start, teardownMs, rssMb };
 }
 
 const fmt = (value: number, digits = 0): string => (Number.isFinite(value) ? value.toFixed(digits) : '-');
@@ -250,40 +378,52 @@ const median = (values: number[]): number => {
 
 interface Round {
   baseline: Awaited<ReturnType<typeof baseline>>;
-  perInstanceNetwork: Awaited<ReturnType<typeof baseline>>;
-  ctfleet: Awaited<ReturnType<typeof ctfleet>>;
-  ratios: { startThroughput: number; teardownThroughput: number; p50AddedLatencyMs: number };
+  /** Absent in --pool runs, which time the pooled mode instead. */
+  perInstanceNetwork?: Awaited<ReturnType<typeof baseline>>;
+  ctfleet: FleetResult;
+  pooled?: FleetResult;
+  ratios: { startThroughput: number; teardownThroughput: number; p50AddedLatencyMs: number; pooledThroughput?: number };
 }
 
-console.log(`ctfleet benchmark: ${N} instances of ${IMAGE}, concurrency ${C}, ${R} round(s), ${new Date().toISOString()}`);
+console.log(`ctfleet benchmark: ${N} instances of ${IMAGE}, concurrency ${C}, ${R} round(s)${POOLED ? ', with a warm pool' : ''}, ${new Date().toISOString()}`);
 const rounds: Round[] = [];
 for (let round = 1; round <= R; round += 1) {
   run = `${Date.now().toString(36)}r${round}`;
   NS = `bench-${run}`;
   PREFIX = `{ctfleet-bench-${run}}`;
   const base = await baseline();
-  const networked = await baseline(true);
-  const fleet = await ctfleet();
+  const networked = POOLED ? undefined : await baseline(true);
+  const fleet = await ctfleet('fresh');
+  const warm = POOLED ? await ctfleet('pooled') : undefined;
   const ratios = {
     startThroughput: fleet.start.perSecond / base.start.perSecond,
     teardownThroughput: base.teardownMs / fleet.teardownMs,
     p50AddedLatencyMs: fleet.start.p50 - base.start.p50,
+    ...(warm?.serving === undefined ? {} : { pooledThroughput: warm.serving.perSecond / base.start.perSecond }),
   };
-  rounds.push({ baseline: base, perInstanceNetwork: networked, ctfleet: fleet, ratios });
+  rounds.push({ baseline: base, ...(networked === undefined ? {} : { perInstanceNetwork: networked }), ctfleet: fleet, ...(warm === undefined ? {} : { pooled: warm }), ratios });
+  const row = (label: string, result: { start: Summary; teardownMs: number }): string[] =>
+    [label, fmt(result.start.p50), fmt(result.start.p95), fmt(result.start.p99), fmt(result.start.max), fmt(result.start.perSecond, 2), fmt(result.teardownMs / 1000, 2), fmt((N / result.teardownMs) * 1000, 2)];
   console.log();
   console.log(`round ${round}/${R}`);
   console.log(
     formatTable(
-      ['', 'start p50 ms', 'p95 ms', 'max ms', 'started/s', 'teardown s', 'removed/s'],
+      ['', 'start p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'started/s', 'teardown s', 'removed/s'],
       [
-        ['baseline (dockerode)', fmt(base.start.p50), fmt(base.start.p95), fmt(base.start.max), fmt(base.start.perSecond, 2), fmt(base.teardownMs / 1000, 2), fmt((N / base.teardownMs) * 1000, 2)],
-        ['dockerode, network per container', fmt(networked.start.p50), fmt(networked.start.p95), fmt(networked.start.max), fmt(networked.start.perSecond, 2), fmt(networked.teardownMs / 1000, 2), fmt((N / networked.teardownMs) * 1000, 2)],
-        ['ctfleet', fmt(fleet.start.p50), fmt(fleet.start.p95), fmt(fleet.start.max), fmt(fleet.start.perSecond, 2), fmt(fleet.teardownMs / 1000, 2), fmt((N / fleet.teardownMs) * 1000, 2)],
+        row('baseline (dockerode)', base),
+        ...(networked === undefined ? [] : [row('dockerode, network per container', networked)]),
+        row('ctfleet', fleet),
+        ...(warm === undefined ? [] : [row(`ctfleet, pooled (${warm.claimed ?? 0}/${N} claimed)`, warm)]),
+        ...(warm?.serving === undefined ? [] : [row('  the same, to Ready (serving)', { start: warm.serving, teardownMs: warm.teardownMs })]),
       ],
     ),
   );
-  console.log(`a network per container costs dockerode: start throughput ×${fmt(networked.start.perSecond / base.start.perSecond, 2)}, teardown ×${fmt(base.teardownMs / networked.teardownMs, 2)}`);
+  if (networked !== undefined) console.log(`a network per container costs dockerode: start throughput ×${fmt(networked.start.perSecond / base.start.perSecond, 2)}, teardown ×${fmt(base.teardownMs / networked.teardownMs, 2)}`);
   console.log(`ratios: start ${fmt(ratios.startThroughput, 2)}, teardown ${fmt(ratios.teardownThroughput, 2)}; p50 added ${fmt(ratios.p50AddedLatencyMs)} ms; peak RSS controller ${fmt(fleet.rssMb.controller ?? Number.NaN, 1)} MB, worker ${fmt(fleet.rssMb.worker ?? Number.NaN, 1)} MB`);
+  if (warm?.stages !== undefined) {
+    const { stages } = warm;
+    console.log(`pooled: start throughput ×${fmt(ratios.pooledThroughput ?? Number.NaN, 2)} raw dockerode's; stage medians: created → job queued ${fmt(stages.createToQueued)} ms (watch, finalizer, enqueue), queued → taken ${fmt(stages.queuedToTaken)} ms, taken → Ready seen ${fmt(stages.takenToReady)} ms (claim ${fmt(stages.claimMean, 1)} ms mean, status write, watch), Ready → Running seen ${fmt(stages.readyToRunning)} ms (job completion, controller's write, watch); peak RSS controller ${fmt(warm.rssMb.controller ?? Number.NaN, 1)} MB, worker ${fmt(warm.rssMb.worker ?? Number.NaN, 1)} MB`);
+  }
 }
 
 const summary = {
@@ -294,6 +434,17 @@ const summary = {
     controller: Math.max(...rounds.map((r) => r.ctfleet.rssMb.controller ?? Number.NaN)),
     worker: Math.max(...rounds.map((r) => r.ctfleet.rssMb.worker ?? Number.NaN)),
   },
+  ...(POOLED
+    ? {
+        pooled: {
+          p50Ms: median(rounds.map((r) => r.pooled?.serving?.p50 ?? Number.NaN)),
+          p99Ms: median(rounds.map((r) => r.pooled?.serving?.p99 ?? Number.NaN)),
+          runningP50Ms: median(rounds.map((r) => r.pooled?.start.p50 ?? Number.NaN)),
+          runningP99Ms: median(rounds.map((r) => r.pooled?.start.p99 ?? Number.NaN)),
+          throughputVsRaw: median(rounds.map((r) => r.ratios.pooledThroughput ?? Number.NaN)),
+        },
+      }
+    : {}),
 };
 const verdict = (ok: boolean): string => (ok ? 'met' : 'NOT met');
 console.log();
@@ -304,8 +455,15 @@ console.log(`p50 added latency over baseline           ${fmt(summary.p50AddedLat
 for (const [name, mb] of Object.entries(summary.peakRssMb)) {
   console.log(`peak RSS ctfleet ${name.padEnd(10)}               ${fmt(mb, 1)} MB  (target ≤ 150 MB: ${verdict(mb <= 150)})`);
 }
-const file = join(ROOT, 'bench/results', `start-teardown-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-writeFileSync(file, `${JSON.stringify({ instances: N, concurrency: C, image: IMAGE, rounds, summary }, null, 2)}\n`);
+if (summary.pooled !== undefined) {
+  const { p50Ms, p99Ms, runningP50Ms, runningP99Ms, throughputVsRaw } = summary.pooled;
+  console.log(`pooled creation→Ready p50                 ${fmt(p50Ms)} ms  (target ≤ 150 ms: ${verdict(p50Ms <= 150)})`);
+  console.log(`pooled creation→Ready p99                 ${fmt(p99Ms)} ms  (target ≤ 1000 ms: ${verdict(p99Ms <= 1000)})`);
+  console.log(`pooled creation→phase Running p50 / p99   ${fmt(runningP50Ms)} / ${fmt(runningP99Ms)} ms  (the controller's write after Ready)`);
+  console.log(`pooled start throughput / raw dockerode   ×${fmt(throughputVsRaw, 2)}  (target ≥ ×5: ${verdict(throughputVsRaw >= 5)})`);
+}
+const file = join(ROOT, 'bench/results', `start-teardown-${POOLED ? 'pool-' : ''}${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+writeFileSync(file, `${JSON.stringify({ instances: N, concurrency: C, image: IMAGE, pooled: POOLED, rounds, summary }, null, 2)}\n`);
 console.log(`\nwrote ${file}`);
 // Docker's keep-alive agent would hold the process open.
 process.exit(0);

@@ -32,6 +32,7 @@ import { PortAllocator } from '../worker/port-allocator.ts';
 import { Heartbeat } from '../worker/heartbeat.ts';
 import { RedisHeartbeatStore } from '../adapters/redis/heartbeat-store.ts';
 import { RedisPoolClaimStore } from '../adapters/redis/pool-claim-store.ts';
+import { LocalPoolFiles } from '../adapters/filesystem/pool-files.ts';
 import { ClaimBook } from '../worker/claim-book.ts';
 import { PoolKeeper } from '../worker/pool-keeper.ts';
 import { POOL_LABEL } from '../domain/pool.ts';
@@ -190,6 +191,7 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
   // Claims of warm pool containers, read back before anything looks at a container.
   const claims = new ClaimBook(new RedisPoolClaimStore(command, config.redis.prefix), settings.node);
   await claims.load();
+  const poolFiles = new LocalPoolFiles(settings.poolFilesDir, settings.node);
   const ops = new ContainerOperations({
     runtime,
     ports: new PortAllocator(settings.portRange),
@@ -204,11 +206,13 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
     },
     clock,
     claims,
+    poolFiles,
   });
   const pools = new PoolKeeper({
     runtime,
     ops,
     claims,
+    files: poolFiles,
     guard: settings.isolation.firewall ? isolation : undefined,
     challenges: new KubeChallengeCache(kubeConfig, logger, config.namespaces),
     liveNodes: async () => (await heartbeats.liveNodes()).size,

@@ -127,6 +127,8 @@ export interface RuntimeConfig extends ConnectionConfig {
     sweepIntervalMs: number;
     /** Pool containers one worker makes at once (docs/pools.md). */
     poolRefillConcurrency: number;
+    /** Where pool containers' files directories live: the same path for the worker and dockerd. */
+    poolFilesDir: string;
     restart: { limit: number; windowMs: number; backoffMs: number };
     hardening: HardeningProfile;
     /** Glob patterns of the images challenges may run; empty: none. */
@@ -197,6 +199,7 @@ const runtimeSchema = z.object({
   CTFLEET_ON_NODE_LOST: z.enum(['Reschedule', 'Keep']).default('Reschedule'),
   CTFLEET_SWEEP_INTERVAL_SECONDS: positiveInt(3_600).default(30),
   CTFLEET_POOL_REFILL_CONCURRENCY: positiveInt(64).default(2),
+  CTFLEET_POOL_FILES_DIR: z.string().regex(/^\/[^\0]*$/, 'must be an absolute path').default('/var/lib/ctfleet/pool-files'),
   CTFLEET_RESTART_LIMIT: z.coerce.number().int().min(0).max(100).default(5),
   CTFLEET_RESTART_WINDOW_SECONDS: positiveInt(86_400).default(600),
   CTFLEET_RESTART_BACKOFF_MS: positiveInt(600_000).default(1_000),
@@ -351,6 +354,7 @@ export function loadRuntimeConfig(env: Record<string, string | undefined>): Runt
       readinessTimeoutMs: value.CTFLEET_READINESS_TIMEOUT_SECONDS * 1000,
       sweepIntervalMs: value.CTFLEET_SWEEP_INTERVAL_SECONDS * 1000,
       poolRefillConcurrency: value.CTFLEET_POOL_REFILL_CONCURRENCY,
+      poolFilesDir: value.CTFLEET_POOL_FILES_DIR,
       restart: { limit: value.CTFLEET_RESTART_LIMIT, windowMs: value.CTFLEET_RESTART_WINDOW_SECONDS * 1000, backoffMs: value.CTFLEET_RESTART_BACKOFF_MS },
       hardening: {
         capabilities: [...new Set(value.CTFLEET_CAPABILITIES)],

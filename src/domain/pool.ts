@@ -19,6 +19,9 @@ export interface PoolSpec {
 /** On a pool container: the name of its Challenge (its namespace is `ctfleet.io/namespace`). */
 export const POOL_LABEL = `${GROUP}/pool`;
 
+/** On a pool container with a files directory: the directory's name (its pool name, which a claim changes). */
+export const POOL_FILES_LABEL = `${GROUP}/pool-files`;
+
 /** Pool containers' names start with this; instance containers' with `ctfleet-`, so the two never meet. */
 export const POOL_NAME_PREFIX = 'ctfpool-';
 

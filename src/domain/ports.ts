@@ -210,6 +210,21 @@ export interface ObservedState {
 }
 
 /**
+ * Directories on the node for files given to running pool containers (the
+ * flag, at claim time): one per container, named after it, bind-mounted
+ * read-only, so a claim writes a file instead of going through Docker.
+ */
+export interface PoolFiles {
+  /** Creates the container's directory; resolves with its path as dockerd sees it. */
+  prepare(name: string): Promise<string>;
+  /** Writes files (plain names) into the directory, each whole or not at all. */
+  write(name: string, files: readonly { name: string; content: string; mode: number }[]): Promise<void>;
+  remove(name: string): Promise<void>;
+  /** The directories there are. */
+  list(): Promise<string[]>;
+}
+
+/**
  * Claims of warm pool containers (docs/pools.md), one record per container,
  * kept per node. The store is the arbiter: a container is claimed once, by the
  * first `claim` that names it, whatever process or node asks.
@@ -285,10 +300,10 @@ export interface ContainerDefinition {
    */
   files: ContainerFile[];
   /**
-   * More directories to make volumes of, for files written later into the
-   * running container (a pooled Challenge's flag, written when it is claimed).
+   * Host directories bind-mounted read-only: a pool container's files
+   * directory, which the worker writes a claim's files into (docs/pools.md).
    */
-  volumeDirs?: string[];
+  binds?: { source: string; target: string }[];
 }
 
 export interface ContainerInfo {

@@ -94,6 +94,7 @@ export const OTHER_ERROR_CODES = [
   'NetworkUnavailable',
   'NetworkInUse',
   'FirewallUnavailable',
+  'PoolFilesUnavailable',
   'WorkerError',
 ] as const;
 

@@ -6,8 +6,9 @@ import type { JobTarget } from '../domain/jobs.ts';
 import { containerName, LABELS } from '../domain/names.ts';
 import type { ContainerFile } from '../domain/ports.ts';
 import { egressOf, type Egress } from '../domain/isolation.ts';
-import type { Clock, ContainerDefinition, ContainerInfo, ContainerRuntime, InstanceNetworks } from '../domain/ports.ts';
-import type { ClaimRecord } from '../domain/pool.ts';
+import type { Clock, ContainerDefinition, ContainerInfo, ContainerRuntime, InstanceNetworks, PoolFiles } from '../domain/ports.ts';
+import { POOL_FILES_LABEL, poolContainerName, type ClaimRecord } from '../domain/pool.ts';
+import { posix } from 'node:path';
 import type { Logger } from '../observability/logger.ts';
 import { boundLines, boundText } from '../domain/conditions.ts';
 import { formatBytes } from '../domain/quantities.ts';
@@ -70,8 +71,8 @@ export interface PoolMemberRequest {
   spec: InstanceSpec;
   /** Makes its name unique: `ctfpool-<namespace>_<challenge>-<suffix>`. */
   suffix: string;
-  /** Directories the claim writes files into later (the flag's). */
-  volumeDirs: string[];
+  /** Where the claim's files go in the container (the flag's directory); undefined: no files. */
+  filesDir: string | undefined;
   /** Called with the host ports before the container exists: the pool guard closes them first. */
   beforeCreate: (hostPorts: readonly number[]) => Promise<void>;
 }
@@ -100,13 +101,15 @@ export class ContainerOperations {
   private readonly clock: Clock;
   private readonly networks: InstanceNetworks;
   private readonly claims: ClaimBook | undefined;
+  private readonly poolFiles: PoolFiles | undefined;
   private portListing: { at: number; ports: Set<number> } | undefined;
   /** Containers the engine refused to start, and when it first refused. */
   private readonly refusedStarts = new Map<string, number>();
 
-  constructor(deps: { runtime: ContainerRuntime; ports: PortAllocator; networks: InstanceNetworks; settings: ContainerSettings; clock: Clock; claims?: ClaimBook }) {
+  constructor(deps: { runtime: ContainerRuntime; ports: PortAllocator; networks: InstanceNetworks; settings: ContainerSettings; clock: Clock; claims?: ClaimBook; poolFiles?: PoolFiles }) {
     this.runtime = deps.runtime;
     this.claims = deps.claims;
+    this.poolFiles = deps.poolFiles;
     this.networks = deps.networks;
     this.ports = deps.ports;
     this.settings = deps.settings;
@@ -138,6 +141,8 @@ export class ContainerOperations {
   async remove(container: ContainerInfo): Promise<void> {
     await this.runtime.remove(container.id);
     await this.claims?.forget([container.id]);
+    const files = container.labels[POOL_FILES_LABEL];
+    if (files !== undefined) await this.poolFiles?.remove(files);
   }
 
   /** A container with the labels of its claim, when it is a claimed pool container. */
@@ -161,8 +166,14 @@ export class ContainerOperations {
     const { spec } = request;
     this.checkImage(spec.image);
     await this.runtime.ensureImage(spec.image, spec.imagePullPolicy);
+    const pool = { namespace: request.namespace, challenge: request.challenge, generation: request.generation, suffix: request.suffix };
+    let files: { source: string; target: string } | undefined;
+    if (request.filesDir !== undefined) {
+      if (this.poolFiles === undefined) throw permanent('PoolFilesUnavailable', 'This worker has no directory for pool containers\' files (CTFLEET_POOL_FILES_DIR).');
+      files = { source: await this.poolFiles.prepare(poolContainerName(request.namespace, request.challenge, request.suffix)), target: request.filesDir };
+    }
     const container = await this.createWithPorts(spec, [], (placement) =>
-      poolContainerDefinition({ namespace: request.namespace, challenge: request.challenge, generation: request.generation, suffix: request.suffix }, spec, { node: this.settings.node, bindAddress: this.settings.bindAddress, ...placement }, this.settings.hardening, request.volumeDirs),
+      poolContainerDefinition(pool, spec, { node: this.settings.node, bindAddress: this.settings.bindAddress, ...placement }, this.settings.hardening, files),
     request.beforeCreate);
     await this.waitUntilReady(container, spec);
     return container;
@@ -175,7 +186,12 @@ export class ContainerOperations {
    */
   async claim(container: ContainerInfo, record: ClaimRecord, files: readonly ContainerFile[]): Promise<ContainerInfo | undefined> {
     if (this.claims === undefined || !(await this.claims.claim(container.id, record))) return undefined;
-    if (files.length > 0) await this.runtime.writeFiles(container.id, files);
+    if (files.length > 0) {
+      // Straight into its files directory, bind-mounted at the flag's directory: no trip through Docker.
+      const directory = container.labels[POOL_FILES_LABEL];
+      if (directory === undefined || this.poolFiles === undefined) throw permanent('PoolFilesUnavailable', `Pool container ${container.name} has no files directory for the claim's files.`);
+      await this.poolFiles.write(directory, files.map((file) => ({ name: posix.basename(file.path), content: file.content, mode: file.mode })));
+    }
     const name = containerName(record.namespace, record.name);
     await this.runtime.rename(container.id, name);
     return this.withClaim({ ...container, name });

@@ -7,7 +7,7 @@ import type { HardeningProfile } from '../domain/hardening.ts';
 import type { ContainerFile } from '../domain/ports.ts';
 import type { Egress } from '../domain/isolation.ts';
 import { formatBytes, toBytes, toNanoCpus } from '../domain/quantities.ts';
-import { POOL_LABEL, poolContainerName } from '../domain/pool.ts';
+import { POOL_FILES_LABEL, POOL_LABEL, poolContainerName } from '../domain/pool.ts';
 
 /**
  * What a container of an instance looks like: its name, labels, limits and
@@ -166,14 +166,14 @@ export function probeHost(bindAddress: string): string {
  * The definition of an idle pool container of a Challenge (docs/pools.md):
  * the container an instance of it would get, under a pool name and with its
  * Challenge's labels only (no uid, name or team: a claim supplies those), and
- * volumes where a claim writes files later.
+ * its files directory bind-mounted read-only where a claim writes the flag.
  */
 export function poolContainerDefinition(
   pool: { namespace: string; challenge: string; generation: number; suffix: string },
   spec: InstanceSpec,
   placement: { node: string; bindAddress: string; hostPorts: readonly number[]; network: { name: string; dns: readonly string[] }; egress: Egress },
   profile: HardeningProfile,
-  volumeDirs: readonly string[],
+  files: { source: string; target: string } | undefined,
 ): ContainerDefinition {
   const shaped = containerDefinition({ namespace: pool.namespace, name: pool.challenge, uid: '', generation: pool.generation }, spec, placement, profile, { specHash: '', challengeGeneration: pool.generation });
   return {
@@ -186,7 +186,8 @@ export function poolContainerDefinition(
       [LABELS.challengeGeneration]: String(pool.generation),
       [LABELS.node]: placement.node,
       [LABELS.egress]: placement.egress,
+      ...(files === undefined ? {} : { [POOL_FILES_LABEL]: poolContainerName(pool.namespace, pool.challenge, pool.suffix) }),
     },
-    volumeDirs: [...volumeDirs],
+    ...(files === undefined ? {} : { binds: [files] }),
   };
 }

@@ -3,8 +3,8 @@ import { posix } from 'node:path';
 import { resolveInstanceSpec, type Challenge } from '../domain/challenge.ts';
 import type { InstanceSpec } from '../domain/challenge-instance.ts';
 import { LABELS } from '../domain/names.ts';
-import { hasPoolName, nodeShare, POOL_LABEL, poolContainerName, type ClaimRecord, type PoolCount } from '../domain/pool.ts';
-import type { ChallengeCache, Clock, ContainerFile, ContainerInfo, ContainerRuntime, PortGuard } from '../domain/ports.ts';
+import { hasPoolName, nodeShare, POOL_FILES_LABEL, POOL_LABEL, poolContainerName, type ClaimRecord, type PoolCount } from '../domain/pool.ts';
+import type { ChallengeCache, Clock, ContainerFile, ContainerInfo, ContainerRuntime, PoolFiles, PortGuard } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ClaimBook } from './claim-book.ts';
@@ -47,13 +47,19 @@ export interface ClaimRequest {
 const FAILURE_BACKOFF_MS = 5_000;
 const MAX_FAILURE_BACKOFF_MS = 5 * 60_000;
 const LIVE_NODES_TTL_MS = 10_000;
+/**
+ * Refills wait until no claim was made for this long: a burst of claims (the
+ * opening bell) gets the node's CPU and Docker to itself, and the pool fills
+ * again once it is over.
+ */
+const REFILL_QUIET_MS = 1_500;
 
 /**
  * A Challenge's container as a pool keeps it: its effective spec for a team
  * yet unknown, or why it cannot be pooled (a flag delivered in the environment
  * cannot be given to a running container). Pure.
  */
-export function poolSpecOf(challenge: Challenge, maxLifetimeSeconds: number): { spec: InstanceSpec; volumeDirs: string[] } | { problem: string } {
+export function poolSpecOf(challenge: Challenge, maxLifetimeSeconds: number): { spec: InstanceSpec; filesDir: string | undefined } | { problem: string } {
   const flag = challenge.spec.flag;
   if (flag !== undefined && flag.delivery !== 'File') return { problem: 'spec.flag.delivery must be File for a pooled Challenge: a running container cannot be given an environment variable' };
   const resolution = resolveInstanceSpec(
@@ -62,10 +68,11 @@ export function poolSpecOf(challenge: Challenge, maxLifetimeSeconds: number): { 
     { maxLifetimeSeconds },
   );
   if (!resolution.ok) return { problem: resolution.message };
+  if (flag !== undefined && posix.dirname(flag.path) === '/') return { problem: 'spec.flag.path must be in a directory of its own for a pooled Challenge (e.g. /flag/flag.txt): that directory is mounted read-only from the node' };
   // No flag in a pool container: it is written when a team claims it.
   const spec = { ...resolution.spec };
   delete spec.flag;
-  return { spec, volumeDirs: flag === undefined ? [] : [posix.dirname(flag.path)] };
+  return { spec, filesDir: flag === undefined ? undefined : posix.dirname(flag.path) };
 }
 
 /**
@@ -89,6 +96,7 @@ export class PoolKeeper {
   private readonly runtime: ContainerRuntime;
   private readonly ops: ContainerOperations;
   private readonly claims: ClaimBook;
+  private readonly files: PoolFiles | undefined;
   private readonly guard: PortGuard | undefined;
   private readonly challenges: ChallengeCache;
   private readonly liveNodes: () => Promise<number>;
@@ -106,6 +114,8 @@ export class PoolKeeper {
   private readonly failures = new Map<string, { until: number; delayMs: number }>();
   private readonly refused = new Map<string, string>();
   private nodes = { count: 1, at: Number.NEGATIVE_INFINITY };
+  private lastClaimAt = Number.NEGATIVE_INFINITY;
+  private quietTimer: NodeJS.Timeout | undefined;
   private passing: Promise<void> | undefined;
   private again = false;
   private timer: NodeJS.Timeout | undefined;
@@ -115,6 +125,8 @@ export class PoolKeeper {
     runtime: ContainerRuntime;
     ops: ContainerOperations;
     claims: ClaimBook;
+    /** Pool containers' files directories, removed with their containers (and here, when left behind). */
+    files?: PoolFiles;
     guard: PortGuard | undefined;
     challenges: ChallengeCache;
     liveNodes: () => Promise<number>;
@@ -126,6 +138,7 @@ export class PoolKeeper {
     this.runtime = deps.runtime;
     this.ops = deps.ops;
     this.claims = deps.claims;
+    this.files = deps.files;
     this.guard = deps.guard;
     this.challenges = deps.challenges;
     this.liveNodes = deps.liveNodes;
@@ -188,6 +201,7 @@ export class PoolKeeper {
    */
   async claim(request: ClaimRequest): Promise<ContainerInfo | undefined> {
     const started = this.clock.now();
+    this.lastClaimAt = started;
     const candidates = [...this.members.values()]
       .filter((member) => member.key === request.key && member.generation === request.generation && member.ready && member.info.running)
       .sort((a, b) => a.info.createdAt - b.info.createdAt);
@@ -270,6 +284,7 @@ export class PoolKeeper {
       // Found here, not made by this process (a restart): it is claimable once it answers again.
       if (!this.claims.isAbandonedClaim(container)) void this.probe(member);
     }
+    await this.removeStrayFiles(listed);
     // Gone behind the keeper's back (a listing begun before a member was made cannot show it).
     for (const [id, member] of [...this.members]) if (!seen.has(id) && member.knownAt < now) this.members.delete(id);
 
@@ -296,6 +311,16 @@ export class PoolKeeper {
       }
     }
     if (removals.length > 0) await this.updateGuard();
+    const quietIn = this.lastClaimAt + REFILL_QUIET_MS - this.clock.now();
+    if (quietIn > 0 && actions.some((action) => action.type === 'create')) {
+      // Claims are under way: refill once they pause.
+      clearTimeout(this.quietTimer);
+      this.quietTimer = setTimeout(() => {
+        this.kick();
+      }, quietIn);
+      this.publishGauges(challenges);
+      return;
+    }
     for (const action of actions) {
       if (action.type !== 'create') continue;
       const failure = this.failures.get(action.key);
@@ -322,7 +347,7 @@ export class PoolKeeper {
         generation,
         spec: shaped.spec,
         suffix,
-        volumeDirs: shaped.volumeDirs,
+        filesDir: shaped.filesDir,
         beforeCreate: async (hostPorts) => {
           this.heldPorts.set(token, hostPorts);
           await this.updateGuard();
@@ -347,6 +372,17 @@ export class PoolKeeper {
         this.logger.warn({ err: error }, 'Updating the pool guard failed; the next pass retries');
       });
       this.kick();
+    }
+  }
+
+  /** Files directories whose container is gone (removed behind the worker's back, or a create that failed). */
+  private async removeStrayFiles(listed: readonly ContainerInfo[]): Promise<void> {
+    if (this.files === undefined) return;
+    const used = new Set([...listed, ...[...this.members.values()].map((member) => member.info)].map((container) => container.labels[POOL_FILES_LABEL]));
+    for (const name of await this.files.list()) {
+      if (used.has(name) || this.creatingNames.has(name)) continue;
+      await this.files.remove(name);
+      this.logger.debug({ directory: name }, 'Removed the files directory of a pool container that is gone');
     }
   }
 
@@ -403,6 +439,7 @@ export class PoolKeeper {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
+    clearTimeout(this.quietTimer);
     await this.passing;
     await this.challenges.close();
   }

@@ -11,7 +11,8 @@ const HOST_PORTS_LABEL = 'ctfleet.io/host-ports';
  *   it has an http endpoint), Stopped, or Expired when its lifetime ended;
  * - exactly one container per running instance, the one its status names,
  *   published on the port its endpoint says;
- * - no container without a resource, none for an expired or deleted instance;
+ * - no container without a resource, none for an expired or deleted instance
+ *   (a claimed pool container is its instance's by name; idle ones are no one's);
  * - no host port shared by two containers on the engine;
  * - the node's isolation intact: every container on an instance network, no
  *   network left over, the firewall chains whole with one jump each.
@@ -23,13 +24,19 @@ export async function convergenceProblems(kubeConfig: KubeConfig, docker: Docker
   const containers = await docker.listContainers({ all: true, filters: { label: [`ctfleet.io/namespace=${namespace}`] } });
   const problems: string[] = [];
   const byUid = new Map<string, Docker.ContainerInfo[]>();
-  for (const container of containers) {
-    const uid = container.Labels['ctfleet.io/uid'] ?? '';
+  // A claimed pool container carries its Challenge's labels only: its instance is the one it is named after.
+  const uidByName = new Map(list.items.map((instance) => [`/ctfleet-${namespace}_${instance.metadata.name}`, instance.metadata.uid]));
+  const uidOf = (container: Docker.ContainerInfo): string =>
+    container.Labels['ctfleet.io/uid'] ?? (container.Labels['ctfleet.io/pool'] === undefined ? '' : (uidByName.get(container.Names[0] ?? '') ?? ''));
+  // Idle pool containers (still under their pool name) belong to no instance.
+  const owned = containers.filter((container) => !(container.Names[0] ?? '').startsWith('/ctfpool-'));
+  for (const container of owned) {
+    const uid = uidOf(container);
     byUid.set(uid, [...(byUid.get(uid) ?? []), container]);
   }
   const uids = new Set(list.items.map((instance) => instance.metadata.uid));
-  for (const container of containers) {
-    if (!uids.has(container.Labels['ctfleet.io/uid'] ?? '')) problems.push(`container ${container.Names[0] ?? container.Id} has no resource`);
+  for (const container of owned) {
+    if (!uids.has(uidOf(container))) problems.push(`container ${container.Names[0] ?? container.Id} has no resource`);
   }
 
   const probes: Promise<void>[] = [];

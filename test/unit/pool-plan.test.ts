@@ -156,7 +156,13 @@ describe('poolSpecOf', () => {
     assert.ok('spec' in shaped);
     assert.equal(shaped.spec.image, 'ctfleet-test/web:1');
     assert.equal(shaped.spec.flag, undefined);
-    assert.deepEqual(shaped.volumeDirs, ['/flag']);
+    assert.equal(shaped.filesDir, '/flag');
+  });
+
+  test('a flag file at the root cannot be pooled: its directory becomes a mount of its own', () => {
+    const shaped = poolSpecOf(challenge({ kind: 'PerTeam', format: 'flag{%s}', delivery: 'File', env: 'FLAG', path: '/flag.txt' }), 3600);
+    assert.ok('problem' in shaped);
+    assert.match(shaped.problem, /spec\.flag\.path/);
   });
 
   test('a flag delivered in the environment cannot be pooled, and says why', () => {

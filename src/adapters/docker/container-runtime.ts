@@ -144,7 +144,7 @@ export class DockerRuntime implements ContainerRuntime {
           NetworkMode: definition.network,
           // A volume of its own for each directory files are written to: Docker
           // writes into a volume even when the root filesystem is read-only.
-          ...(volumeDirsOf(definition).length === 0 ? {} : { Mounts: volumeDirsOf(definition).map((target) => ({ Type: 'volume' as const, Source: '', Target: target })) }),
+          ...(mountsOf(definition).length === 0 ? {} : { Mounts: mountsOf(definition) }),
           Sysctls: { 'net.ipv6.conf.all.disable_ipv6': '1', 'net.ipv6.conf.default.disable_ipv6': '1' },
           ...(definition.dns.length > 0 ? { Dns: definition.dns } : {}),
         },
@@ -374,9 +374,11 @@ function bridgeAddress(inspected: Docker.ContainerInspectInfo): string | undefin
   return first?.IPAddress;
 }
 
-/** Directories that are volumes of the container's own: where its files go, now or later. */
-function volumeDirsOf(definition: ContainerDefinition): string[] {
-  return [...new Set([...definition.files.map((file) => posix.dirname(file.path)), ...(definition.volumeDirs ?? [])])];
+/** A volume of the container's own for each directory its files go to; the definition's read-only binds. */
+function mountsOf(definition: ContainerDefinition): Docker.MountSettings[] {
+  const volumes = [...new Set(definition.files.map((file) => posix.dirname(file.path)))].map((target): Docker.MountSettings => ({ Type: 'volume', Source: '', Target: target }));
+  const binds = (definition.binds ?? []).map((bind): Docker.MountSettings => ({ Type: 'bind', Source: bind.source, Target: bind.target, ReadOnly: true }));
+  return [...volumes, ...binds];
 }
 
 function parseHostPorts(value: string | undefined): number[] {
