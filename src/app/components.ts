@@ -35,6 +35,7 @@ import { RedisPoolClaimStore } from '../adapters/redis/pool-claim-store.ts';
 import { LocalPoolFiles } from '../adapters/filesystem/pool-files.ts';
 import { ClaimBook } from '../worker/claim-book.ts';
 import { PoolKeeper } from '../worker/pool-keeper.ts';
+import { ChallengeLookup } from '../worker/challenge-lookup.ts';
 import { POOL_LABEL } from '../domain/pool.ts';
 import { VERSION } from '../version.ts';
 import { dockerCheck } from '../adapters/docker/docker-check.ts';
@@ -208,13 +209,14 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
     claims,
     poolFiles,
   });
+  const challengeCache = new KubeChallengeCache(kubeConfig, logger, config.namespaces);
   const pools = new PoolKeeper({
     runtime,
     ops,
     claims,
     files: poolFiles,
     guard: settings.isolation.firewall ? isolation : undefined,
-    challenges: new KubeChallengeCache(kubeConfig, logger, config.namespaces),
+    challenges: challengeCache,
     liveNodes: async () => (await heartbeats.liveNodes()).size,
     settings: { node: settings.node, namespaces: config.namespaces, refillConcurrency: settings.poolRefillConcurrency, intervalMs: POOL_INTERVAL_MS, maxLifetimeSeconds: config.controller.lifetime.maxLifetimeSeconds },
     clock,
@@ -239,7 +241,7 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
     isolation,
     pool: pools,
     claims,
-    challenges: new KubeChallengeSource(kubeConfig),
+    challenges: new ChallengeLookup(challengeCache, new KubeChallengeSource(kubeConfig)),
     // Per-team flags need CTFLEET_FLAG_KEY_SECRET; per-instance and static ones do not.
     flags: new KubeFlagSecrets(kubeConfig, { keySecret: config.flags.keySecret }),
     maxLifetimeSeconds: config.controller.lifetime.maxLifetimeSeconds,

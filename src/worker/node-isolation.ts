@@ -150,10 +150,13 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
     const observed = await firewall.read([...FIREWALL_CHAINS, this.poolChain], hooks);
     const plan = planFirewall(observed, this.rules, hooks);
     // The guard chain first (created if missing), so its jump has somewhere to go.
-    if (planFirewall(observed, { [this.poolChain]: poolGuardRules(this.guarded) }, []).replace) {
+    // Judged against what was last written: a write under way is not a change.
+    const written = this.guardWritten;
+    if (written === undefined || planFirewall(observed, { [this.poolChain]: written }, []).replace) {
+      const lost = written !== undefined;
       this.guardWritten = undefined;
       await this.flushGuard();
-      if (!starting) this.logger.warn({ chain: this.poolChain }, 'The pool guard chain was changed or missing; restored it');
+      if (lost && !starting) this.logger.warn({ chain: this.poolChain }, 'The pool guard chain was changed or missing; restored it');
     }
     if (plan.missingHooks.length > 0 && !this.warnedHooks) {
       this.warnedHooks = true;
