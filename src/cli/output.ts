@@ -37,19 +37,21 @@ export class UsageError extends Error {
 
 /**
  * `ctfleet challenges` as a table: NAMESPACE, NAME, IMAGE, FLAG (kind/delivery),
- * INSTANCES and RUNNING, then a column for each other phase that some challenge
+ * POOL (idle/size, when some Challenge keeps a warm pool), INSTANCES and RUNNING, then a column for each other phase that some challenge
  * has instances in (lifecycle order), and AGE. A name instances use without a
  * Challenge shows `(no Challenge)` for its image.
  */
 export function formatChallengeTable(views: readonly ChallengeView[], now: number): string {
   const phases = PHASES.filter((phase) => phase !== 'Running' && views.some((view) => view.instances.phases[phase] > 0));
+  const pooled = views.some((view) => view.pool !== null);
   return formatTable(
-    ['namespace', 'name', 'image', 'flag', 'instances', 'running', ...phases, 'age'],
+    ['namespace', 'name', 'image', 'flag', ...(pooled ? ['pool'] : []), 'instances', 'running', ...phases, 'age'],
     views.map((view) => [
       view.namespace,
       view.name,
       view.declared ? view.image ?? '' : '(no Challenge)',
       flagSummary(view.flag),
+      ...(pooled ? [view.pool === null ? '-' : `${view.pool.idle}/${view.pool.size}`] : []),
       String(view.instances.total),
       String(view.instances.running),
       ...phases.map((phase) => String(view.instances.phases[phase])),

@@ -32,6 +32,7 @@ function challengeRow(view: ChallengeView, basePath: string, now: number): strin
 <td><a href="${escapeHtml(instancesLink(view, basePath))}">${escapeHtml(view.name)}</a><div class="muted small">${escapeHtml(notes.join(' · '))}</div></td>
 <td>${image}</td>
 <td class="nowrap">${flag}</td>
+${view.pool === null ? '<td class="muted" data-pool="none">none</td>' : `<td class="num" data-pool="${view.pool.idle}/${view.pool.size}" title="idle containers ready to be claimed / spec.pool.size">${view.pool.idle} / ${view.pool.size}</td>`}
 <td>${age}</td>
 <td class="num" data-count="total">${view.instances.total}</td>
 ${PHASES.map((phase) => countCell(phase, view.instances.phases[phase])).join('')}
@@ -41,7 +42,7 @@ ${PHASES.map((phase) => countCell(phase, view.instances.phases[phase])).join('')
 /**
  * The challenges view of the dashboard: one row per Challenge of the watched
  * namespaces (and per challenge name instances use without one), with its image,
- * flag kind and delivery, age, and its instances counted per phase; each row links
+ * flag kind and delivery, warm pool (idle / size), age, and its instances counted per phase; each row links
  * to its instances on the instance page. Every value is escaped (organisers and
  * platforms choose them), and nothing of a Challenge's env, command, args, flag
  * format or flag Secret is shown.
@@ -51,7 +52,7 @@ export function renderChallengePage(model: ChallengePageModel): string {
   const declared = challenges.filter((view) => view.declared).length;
   const instances = challenges.reduce((sum, view) => sum + view.instances.total, 0);
   const running = challenges.reduce((sum, view) => sum + view.instances.running, 0);
-  const head = `<tr><th>challenge</th><th>image</th><th>flag</th><th>age</th><th class="num">instances</th>${PHASES.map((phase) => `<th class="num">${phase}</th>`).join('')}</tr>`;
+  const head = `<tr><th>challenge</th><th>image</th><th>flag</th><th class="num" title="warm pool: idle / size">pool</th><th>age</th><th class="num">instances</th>${PHASES.map((phase) => `<th class="num">${phase}</th>`).join('')}</tr>`;
   const table = challenges.length === 0
     ? '<p class="muted" id="no-challenges">No Challenges, and no instances, in the watched namespaces.</p>'
     : `<table id="challenges"><thead>${head}</thead><tbody>\n${challenges.map((view) => challengeRow(view, basePath, now)).join('\n')}\n</tbody></table>`;

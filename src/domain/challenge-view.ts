@@ -33,6 +33,8 @@ export interface ChallengeView {
   createdAt: string | null;
   deleting: boolean;
   instances: InstanceCounts;
+  /** Its warm pool: the size asked for and the idle containers the workers last reported; null without one. */
+  pool: { size: number; idle: number } | null;
 }
 
 /** Natural order: web-7 before web-12. */
@@ -57,7 +59,7 @@ function noInstances(): InstanceCounts {
 export function summariseChallenges(challenges: readonly Challenge[], instances: readonly InstanceView[]): ChallengeView[] {
   const views = new Map<string, ChallengeView>();
   const keyOf = (namespace: string, name: string): string => `${namespace}/${name}`;
-  for (const { metadata, spec } of challenges) {
+  for (const { metadata, spec, status } of challenges) {
     views.set(keyOf(metadata.namespace, metadata.name), {
       namespace: metadata.namespace,
       name: metadata.name,
@@ -68,13 +70,14 @@ export function summariseChallenges(challenges: readonly Challenge[], instances:
       createdAt: metadata.creationTimestamp ?? null,
       deleting: metadata.deletionTimestamp !== undefined,
       instances: noInstances(),
+      pool: spec.pool === undefined ? null : { size: spec.pool.size, idle: status?.pool?.idle ?? 0 },
     });
   }
   for (const instance of instances) {
     const key = keyOf(instance.namespace, instance.challenge);
     let view = views.get(key);
     if (view === undefined) {
-      view = { namespace: instance.namespace, name: instance.challenge, declared: false, image: null, flag: null, generation: null, createdAt: null, deleting: false, instances: noInstances() };
+      view = { namespace: instance.namespace, name: instance.challenge, declared: false, image: null, flag: null, generation: null, createdAt: null, deleting: false, instances: noInstances(), pool: null };
       views.set(key, view);
     }
     const phase = phaseOf(instance);

@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
 import type Docker from 'dockerode';
+import type { InstanceSpec } from '../../src/domain/challenge-instance.ts';
 import { perTeamFlagPart, renderFlag } from '../../src/domain/flags.ts';
+import { specHash } from '../../src/domain/spec-hash.ts';
 import { poolGuardChain } from '../../src/worker/isolation-plan.ts';
 import { challengeInstanceManifest, challengeManifest, CtfleetProcess, fetchText, isRunning, kubectl, type RawInstance } from '../support/ctfleet.ts';
 import { Scenario } from '../support/scenario.ts';
@@ -237,6 +241,45 @@ describe('warm pools: an instance from an idle container, its flag written at th
     const claimedUids = Object.values(claims).map((text) => (JSON.parse(text) as { uid: string }).uid);
     assert.equal(new Set(claimedUids).size, claimedUids.length, 'no instance holds two claims');
     await scenario.converged('worker killed mid-claim', Date.now(), 60_000);
+    await worker.stop();
+    await controller.stop();
+  });
+
+  test('the states a crash mid-claim leaves are repaired: a claim recorded but not renamed is dropped, a renamed one is adopted', async () => {
+    // Left exactly as a worker killed at each step of a claim leaves them (docs/pools.md,
+    // "Crashes"), while no worker runs; then a worker starts.
+    const controller = scenario.start('controller', { CTFLEET_FLAG_KEY_SECRET: `${scenario.namespace}/flag-key` });
+    const idle = (await poolContainers()).filter((container) => container.State === 'running');
+    assert.ok(idle.length >= 2, `two idle pool containers to leave half-claimed (have ${idle.length})`);
+    const [dropped, renamed] = idle as [Docker.ContainerInfo, Docker.ContainerInfo];
+    await createInstances(['crash-a', 'crash-b']);
+    const [a, b] = await Promise.all(['crash-a', 'crash-b'].map((name) => eventually(`${name} scheduled`, 30_000, async () => {
+      const instance = await scenario.instances.get(scenario.namespace, name);
+      return instance?.status?.lastJob === undefined ? undefined : instance;
+    }))) as [RawInstance, RawInstance];
+    const key = `${scenario.env.CTFLEET_REDIS_PREFIX ?? ''}:pool:${scenario.node('a')}:claims`;
+    const record = (instance: RawInstance): string => JSON.stringify({
+      uid: instance.metadata.uid, namespace: scenario.namespace, name: instance.metadata.name, team: String(instance.spec.team),
+      generation: instance.metadata.generation, specHash: specHash(instance.spec as unknown as InstanceSpec), claimedAt: Date.now(),
+    });
+    await redis.connect().catch(() => undefined);
+    // Killed after step 2 (claim recorded) for crash-a: the container keeps its pool name.
+    assert.equal(await redis.hsetnx(key, dropped.Id, record(a)), 1);
+    // Killed after step 4 (flag written, renamed) for crash-b: the status does not name it yet.
+    assert.equal(await redis.hsetnx(key, renamed.Id, record(b)), 1);
+    const filesDir = join('/var/lib/ctfleet/pool-files', scenario.node('a'), renamed.Labels['ctfleet.io/pool-files'] ?? assert.fail('no files directory'));
+    writeFileSync(join(filesDir, 'flag.txt'), `${expectedFlag(String(b.spec.team))}\n`, { mode: 0o444 });
+    await scenario.docker.getContainer(renamed.Id).rename({ name: `ctfleet-${scenario.namespace}_crash-b` });
+
+    const worker = scenario.start('worker', { CTFLEET_HTTP_PORT: String(httpPort), CTFLEET_FLAG_KEY_SECRET: `${scenario.namespace}/flag-key` });
+    const [runA, runB] = await allRunning(['crash-a', 'crash-b'], 90_000);
+    assert.equal(runB?.status?.containerId, renamed.Id, 'the renamed container was adopted by its instance');
+    assert.equal(await flagOf(renamed.Id), expectedFlag(String(b.spec.team)));
+    assert.notEqual(runA?.status?.containerId, dropped.Id, 'the container of the claim cut short serves no one');
+    assert.equal(await flagOf(runA?.status?.containerId ?? ''), expectedFlag(String(a.spec.team)));
+    await eventually('the half-claimed container removed', 30_000, async () => ((await scenario.docker.listContainers({ all: true, filters: { id: [dropped.Id] } })).length === 0 ? true : undefined));
+    assert.match(readFileSync(worker.logFile, 'utf8'), /"reason":"AbandonedClaim"/);
+    await scenario.converged('crash states repaired', Date.now(), 60_000);
     await worker.stop();
     await controller.stop();
   });

@@ -64,7 +64,7 @@ describe('summariseChallenges', () => {
   test('a name instances use without a Challenge gets a row of its own, marked undeclared', () => {
     const [ghost] = summariseChallenges([], [instance('ctf', 'ghost', 'Failed'), instance('ctf', 'ghost', 'Failed')]);
     assert.deepEqual(ghost, {
-      namespace: 'ctf', name: 'ghost', declared: false, image: null, flag: null, generation: null, createdAt: null, deleting: false,
+      namespace: 'ctf', name: 'ghost', declared: false, image: null, flag: null, generation: null, createdAt: null, deleting: false, pool: null,
       instances: { total: 2, running: 0, phases: { ...Object.fromEntries(PHASES.map((phase) => [phase, 0])), Failed: 2 } as Record<Phase, number> },
     });
   });

@@ -35,7 +35,7 @@ describe('formatChallengeTable', () => {
     const all = { ...Object.fromEntries(PHASES.map((phase) => [phase, 0])), ...phases } as Record<Phase, number>;
     const total = Object.values(all).reduce((sum, count) => sum + count, 0);
     return {
-      namespace: 'ctf', name, declared: true, image: `ctf/${name}:1`, flag: { kind: 'PerTeam', delivery: 'Env' }, generation: 1, createdAt: '2026-11-21T09:00:00Z', deleting: false,
+      namespace: 'ctf', name, declared: true, image: `ctf/${name}:1`, flag: { kind: 'PerTeam', delivery: 'Env' }, generation: 1, createdAt: '2026-11-21T09:00:00Z', deleting: false, pool: null,
       instances: { total, running: all.Running, phases: all },
       ...extra,
     };
@@ -52,6 +52,15 @@ describe('formatChallengeTable', () => {
       'ctf         web-101   ctf/web-101:1    PerTeam/Env   4           3         0         1        3h',
       'ctf         pwn-300   ctf/pwn-300:1    -             1           0         1         0        3h',
       'ctf         ghost     (no Challenge)   -             2           0         0         2        -',
+    ].join('\n'));
+  });
+
+  test('POOL (idle/size) appears once some Challenge keeps a warm pool', () => {
+    const table = formatChallengeTable([challenge('web-101', { Running: 1 }, { pool: { size: 50, idle: 47 } }), challenge('pwn-300', {})], NOW);
+    assert.equal(table, [
+      'NAMESPACE   NAME      IMAGE           FLAG          POOL    INSTANCES   RUNNING   AGE',
+      'ctf         web-101   ctf/web-101:1   PerTeam/Env   47/50   1           1         3h',
+      'ctf         pwn-300   ctf/pwn-300:1   PerTeam/Env   -       0           0         3h',
     ].join('\n'));
   });
 
