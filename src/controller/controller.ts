@@ -9,6 +9,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { NodeMonitor } from './node-monitor.ts';
 import { ChallengeReconciler } from './challenge-reconciler.ts';
+import { EventBudget } from './event-budget.ts';
 import { NO_LOST_NODES, type LifetimePolicy } from './plan.ts';
 import { Reconciler } from './reconciler.ts';
 import { WorkQueue } from '../reconcile/work-queue.ts';
@@ -32,6 +33,9 @@ const CHALLENGE_CONCURRENCY = 2;
  * burst of instance starts (exactly when a Challenge's counts move) must not
  * delay the Challenge's deletion, nor Challenge passes the instances.
  */
+/** Normal Events of instances: 30 at once, then 10 a second (Warnings always). */
+const EVENT_BUDGET = { perSecond: 10, burst: 30 } as const;
+
 export class Controller {
   private readonly queue: WorkQueue;
   private readonly reconciler: Reconciler;
@@ -82,6 +86,7 @@ export class Controller {
       lifetime: options.lifetime,
       now: deps.now ?? (() => new Date()),
       ...(timeToReady === undefined ? {} : { onFirstReady: (seconds: number) => { timeToReady.observe(seconds); } }),
+      events: new EventBudget({ ...EVENT_BUDGET, onDrop: () => { deps.metrics?.eventsSkipped.inc(); } }, () => Date.now()),
     });
   }
 

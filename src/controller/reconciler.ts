@@ -9,6 +9,7 @@ import type { ChallengeCache, InstanceApi, InstanceCache, JobQueue } from '../do
 import type { Logger } from '../observability/logger.ts';
 import { plan, type Action, type ControllerStatus, type JobObservation, type LifetimePolicy, type NodePolicy } from './plan.ts';
 import type { WorkResult } from '../reconcile/work-queue.ts';
+import type { EventBudget } from './event-budget.ts';
 
 export interface ReconcilerDeps {
   lifetime: LifetimePolicy;
@@ -22,6 +23,8 @@ export interface ReconcilerDeps {
   now: () => Date;
   /** Called with the seconds from creation when an instance first reaches Running. */
   onFirstReady?: (seconds: number) => void;
+  /** Normal Events beyond it are left out during bursts; absent: every Event is recorded. */
+  events?: EventBudget;
 }
 
 /** BullMQ runs lower numbers first; a spec priority of 1000 becomes 1, 0 becomes 1001. */
@@ -117,6 +120,10 @@ export class Reconciler {
     // Events are best effort and off the critical path: a slow or refused event
     // never delays the instance.
     for (const event of result.events) {
+      if (this.deps.events?.take(event.type) === false) {
+        log.debug({ reason: event.reason }, 'Left out a Normal Event: the burst budget is spent');
+        continue;
+      }
       const subject = instance;
       void api.recordEvent(subject, event, 'controller').catch((error: unknown) => {
         log.warn({ code: (error as { code?: unknown }).code }, `Recording event ${event.reason} failed: ${describeError(error)}`);

@@ -35,6 +35,7 @@ export class Metrics {
   readonly isolationRepairs = new Counter({ name: 'ctfleet_isolation_repairs_total', help: 'Instance networks and firewall rules the worker created or put back, by kind (network, rules, jump).', labelNames: ['kind'] as const, registers: [this.registry] });
   readonly driftRepairs = new Counter({ name: 'ctfleet_drift_repairs_total', help: 'Repairs the worker made on its own, found by a sweep or a Docker event, by kind (remove, stop, revive).', labelNames: ['kind'] as const, registers: [this.registry] });
 
+  readonly eventsSkipped = new Counter({ name: 'ctfleet_events_skipped_total', help: 'Normal Events of instances the controller left out during bursts (more than 30 at once, then 10 a second); Warnings are never left out.', registers: [this.registry] });
   readonly poolTarget = new Gauge({ name: 'ctfleet_pool_target', help: 'Idle containers this node keeps for each pooled Challenge (its share of spec.pool).', labelNames: ['challenge'] as const, registers: [this.registry] });
   readonly poolIdle = new Gauge({ name: 'ctfleet_pool_idle', help: 'Idle, ready pool containers on this node, by Challenge.', labelNames: ['challenge'] as const, registers: [this.registry] });
   readonly poolClaims = new Counter({ name: 'ctfleet_pool_claims_total', help: 'Starts of pooled Challenges\' instances, by result (claimed: got a pool container; empty: none idle, started fresh).', labelNames: ['challenge', 'result'] as const, registers: [this.registry] });
