@@ -189,6 +189,21 @@ describe('planChallenge', () => {
     assert.ok(!isSameChallengeStatus(afterWrite.status, fewer.status), 'the new count is written');
   });
 
+  test("a pooled Challenge's status carries the workers' pool counts (0 before any report) and is looked at every 5 s", () => {
+    const pooled: Challenge = { ...challenge(), spec: { ...challenge().spec, pool: { size: 10 } } };
+    const reported = planChallenge(pooled, [], NOW, { idle: 7, target: 10 });
+    assert.deepEqual(reported.status?.pool, { idle: 7, target: 10 });
+    assert.equal(reported.requeueAfterMs, CHALLENGE_REQUEUE.pooled);
+    assert.deepEqual(planChallenge(pooled, [], NOW).status?.pool, { idle: 0, target: 0 });
+    const plain = planChallenge(challenge(), [], NOW, { idle: 7, target: 10 });
+    assert.equal(plain.status?.pool, undefined, 'no pool in the status of a Challenge without one');
+    assert.equal(plain.requeueAfterMs, CHALLENGE_REQUEUE.settled);
+    // A change of the counts alone is a change of status (written), the same counts are not.
+    const written = applyPlan(pooled, reported);
+    assert.equal(isSameChallengeStatus(written.status, planChallenge(written, [], NOW, { idle: 7, target: 10 }).status ?? {}), true);
+    assert.equal(isSameChallengeStatus(written.status, planChallenge(written, [], NOW, { idle: 6, target: 10 }).status ?? {}), false);
+  });
+
   test("Ready keeps its lastTransitionTime while its status does not flip, and moves when deletion turns it False", () => {
     const first = planChallenge(challenge(), [], NOW);
     const afterWrite = applyPlan(challenge(), first);

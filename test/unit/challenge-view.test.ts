@@ -55,6 +55,15 @@ describe('summariseChallenges', () => {
     assert.deepEqual(Object.keys(views[0]?.instances.phases ?? {}), [...PHASES], 'every phase, zero included, in lifecycle order');
   });
 
+  test("a pooled Challenge's view has its size and the idle count its status reports (0 before any report)", () => {
+    const [reported, unreported, plain] = summariseChallenges([
+      { ...challenge('ctf', 'a-web', { pool: { size: 50, perNode: 10 } }), status: { pool: { idle: 12, target: 20 } } },
+      challenge('ctf', 'b-web', { pool: { size: 5 } }),
+      challenge('ctf', 'c-web'),
+    ], []);
+    assert.deepEqual([reported?.pool, unreported?.pool, plain?.pool], [{ size: 50, idle: 12 }, { size: 5, idle: 0 }, null]);
+  });
+
   test('a Challenge without instances is listed with zero counts, and sorted in natural order', () => {
     const views = summariseChallenges([challenge('ctf', 'web-12'), challenge('ctf', 'web-7')], []);
     assert.deepEqual(views.map((view) => view.name), ['web-7', 'web-12']);

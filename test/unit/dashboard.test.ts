@@ -129,6 +129,14 @@ describe('renderChallengePage', () => {
     assert.ok(!html.includes('id="undeclared"'), 'no note while every name has a Challenge');
   });
 
+  test("a pooled Challenge shows its pool as idle / size, from the workers' report in its status; others show none", () => {
+    const pooled: Challenge = { ...challenge('web-101', { pool: { size: 50 } }), status: { pool: { idle: 47, target: 50 } } };
+    const html = render([pooled, challenge('pwn-300')], []);
+    assert.match(html, /<th class="num" title="warm pool: idle \/ size">pool<\/th>/);
+    assert.match(html, /data-challenge="web-101"[\s\S]*?<td class="num" data-pool="47\/50"[^>]*>47 \/ 50<\/td>/);
+    assert.match(html, /data-challenge="pwn-300"[\s\S]*?<td class="muted" data-pool="none">none<\/td>/);
+  });
+
   test('a name instances use without a Challenge is shown as such, with a note', () => {
     const html = render([], [view({ challenge: 'ghost', phase: 'Failed', reason: 'ChallengeNotFound' })]);
     assert.match(html, /<tr data-namespace="ctf" data-challenge="ghost" data-declared="false">[\s\S]*?<span class="muted" title="No Challenge ghost in namespace ctf">no Challenge<\/span>/);
