@@ -212,15 +212,16 @@ describe('warm pools: an instance from an idle container, its flag written at th
     await idleAtLeast(10, 90_000);
     const names = Array.from({ length: 10 }, (_, i) => `kill-${i}`);
     await createInstances(names);
-    // Cut the worker down as soon as the first claim shows in a status: the others are mid-claim.
-    await eventually('a first claim', 30_000, async () => {
-      for (const name of names) {
-        const instance = await scenario.instances.get(scenario.namespace, name);
-        if (instance?.status?.containerId !== undefined) return true;
-      }
-      return undefined;
-    });
+    // Cut the worker down the moment the first claim is recorded (a claim's first step):
+    // it and the claims after it are under way.
+    await redis.connect().catch(() => undefined);
+    const claimsKey = `${scenario.env.CTFLEET_REDIS_PREFIX ?? ''}:pool:${scenario.node('a')}:claims`;
+    const before = await redis.hlen(claimsKey);
+    const deadline = Date.now() + 30_000;
+    while ((await redis.hlen(claimsKey)) === before && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 2));
     worker.child.kill('SIGKILL');
+    const settled = await Promise.all(names.map((name) => scenario.instances.get(scenario.namespace, name)));
+    console.log(`# worker killed with ${String((await redis.hlen(claimsKey)) - before)} claim(s) recorded and ${String(settled.filter((instance) => instance?.status?.containerId !== undefined).length)} of ${String(names.length)} reported`);
     await new Promise((resolve) => worker.child.once('exit', resolve));
     worker = scenario.start('worker', workerEnv);
     const running = await allRunning(names, 120_000);
