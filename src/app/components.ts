@@ -176,6 +176,24 @@ export async function startController(config: RuntimeConfig, logger: Logger, met
   };
 }
 
+/**
+ * Reads the node's pool claims back before anything looks at a container (a
+ * claimed container without its claim would look like no instance's). Redis may
+ * not be up yet (a chart's Redis starting with the worker): waits for it, as the
+ * job queues do, instead of exiting.
+ */
+async function loadClaims(claims: ClaimBook, logger: Logger): Promise<void> {
+  for (let delayMs = 500; ; delayMs = Math.min(delayMs * 2, 10_000)) {
+    try {
+      await claims.load();
+      return;
+    } catch (error) {
+      logger.warn({ err: error, retryInMs: delayMs }, 'Reading the pool claims from Redis failed; the worker waits for Redis before it looks at any container');
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+  }
+}
+
 /** Composition root of a worker on this Docker node. */
 export async function startWorker(config: RuntimeConfig, logger: Logger, metrics: Metrics): Promise<Component> {
   const settings = config.worker;
@@ -191,7 +209,7 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
   const heartbeats = new RedisHeartbeatStore(command, config.redis.prefix);
   // Claims of warm pool containers, read back before anything looks at a container.
   const claims = new ClaimBook(new RedisPoolClaimStore(command, config.redis.prefix), settings.node);
-  await claims.load();
+  await loadClaims(claims, logger);
   const poolFiles = new LocalPoolFiles(settings.poolFilesDir, settings.node);
   const ops = new ContainerOperations({
     runtime,
