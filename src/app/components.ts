@@ -278,7 +278,7 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
     metrics,
   });
   reconciler.start();
-  await pools.start();
+  pools.start();
   const pool = new BullWorkerPool(blocking, config.redis.prefix, logger, (action, outcome, seconds) => {
     metrics.jobs.inc({ action, outcome });
     metrics.jobDuration.observe({ action, outcome }, seconds);

@@ -148,12 +148,19 @@ export class PoolKeeper {
     this.metrics = deps.metrics;
   }
 
-  /** Follows the Challenges and keeps the pools from then on. */
-  async start(): Promise<void> {
-    await this.challenges.start(() => {
-      this.kick();
-    });
-    this.kick();
+  /**
+   * Follows the Challenges and keeps the pools from then on. Does not wait for
+   * the first listing (the API server may be away): until it, claims find nothing
+   * idle (starts are fresh) and passes change nothing.
+   */
+  start(): void {
+    void this.challenges
+      .start(() => {
+        this.kick();
+      })
+      .then(() => {
+        this.kick();
+      });
     this.schedule();
   }
 
@@ -263,6 +270,8 @@ export class PoolKeeper {
   }
 
   private async pass(): Promise<void> {
+    // Without the Challenges listed, every pool container would look like one of a Challenge that is gone.
+    if (!this.challenges.hasSynced()) return;
     const now = this.clock.now();
     if (now - this.nodes.at > LIVE_NODES_TTL_MS) {
       this.nodes = { count: Math.max(1, await this.liveNodes().catch(() => this.nodes.count)), at: now };
