@@ -115,7 +115,7 @@ describe('the life of a Challenge', () => {
     const table = await kubectl(['get', 'chal', '-n', NS]);
     assert.equal(table.code, 0, table.stderr);
     assert.match(table.stdout, /^NAME\s+IMAGE\s+FLAG\s+INSTANCES\s+RUNNING\s+POOL\s+IDLE\s+AGE$/m);
-    assert.match(table.stdout, /^web-101\s+ctfleet-test\/web:1\s+(?:<none>\s+)?2\s+2\s+<none>\s+<none>\s+\S+$/m);
+    assert.match(table.stdout, /^web-101\s+ctfleet-test\/web:1\s+(?:<none>\s+)?2\s+2\s+\S+$/m);
   });
 
   test('deleting a Challenge with running instances waits: Ready False InstancesExist, one DeletionBlocked Warning, and the instances keep running', async () => {
