@@ -31,6 +31,8 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
   /** Host ports closed to the outside, as last asked; and the rules last written for them. */
   private guarded: ReadonlySet<number> = new Set();
   private guardWritten: string[] | undefined;
+  /** Counts guard writes begun: a repair that read the table while one ran cannot judge the chain. */
+  private guardWrites = 0;
   private guardRunning: Promise<void> | undefined;
   private guardNext: Promise<void> | undefined;
 
@@ -64,6 +66,7 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
       const rules = poolGuardRules(this.guarded);
       if (this.guardWritten !== undefined && rules.length === this.guardWritten.length && rules.every((rule, i) => rule === this.guardWritten?.[i])) return;
       this.guardWritten = undefined;
+      this.guardWrites += 1;
       await firewall.replaceChains({ [this.poolChain]: rules });
       this.guardWritten = rules;
     };
@@ -147,12 +150,15 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
 
   private async repairFirewall(firewall: Firewall, starting: boolean): Promise<void> {
     const hooks = [...FIREWALL_HOOKS, this.poolHook];
+    const writesBefore = this.guardWrites;
+    const busyBefore = this.guardRunning !== undefined;
     const observed = await firewall.read([...FIREWALL_CHAINS, this.poolChain], hooks);
+    const guardMoved = busyBefore || this.guardRunning !== undefined || this.guardWrites !== writesBefore;
     const plan = planFirewall(observed, this.rules, hooks);
     // The guard chain first (created if missing), so its jump has somewhere to go.
     // Judged against what was last written: a write under way is not a change.
     const written = this.guardWritten;
-    if (written === undefined || planFirewall(observed, { [this.poolChain]: written }, []).replace) {
+    if (!guardMoved && (written === undefined || planFirewall(observed, { [this.poolChain]: written }, []).replace)) {
       const lost = written !== undefined;
       this.guardWritten = undefined;
       await this.flushGuard();
