@@ -219,10 +219,11 @@ describe('warm pools: an instance from an idle container, its flag written at th
     const before = await redis.hlen(claimsKey);
     const deadline = Date.now() + 30_000;
     while ((await redis.hlen(claimsKey)) === before && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 2));
+    const exited = new Promise((resolve) => worker.child.once('exit', resolve));
     worker.child.kill('SIGKILL');
+    await exited;
     const settled = await Promise.all(names.map((name) => scenario.instances.get(scenario.namespace, name)));
     console.log(`# worker killed with ${String((await redis.hlen(claimsKey)) - before)} claim(s) recorded and ${String(settled.filter((instance) => instance?.status?.containerId !== undefined).length)} of ${String(names.length)} reported`);
-    await new Promise((resolve) => worker.child.once('exit', resolve));
     worker = scenario.start('worker', workerEnv);
     const running = await allRunning(names, 120_000);
     const ids = running.map((instance) => instance.status?.containerId ?? '');
