@@ -109,6 +109,12 @@ export class PoolKeeper {
   /** Host ports of creates in flight and of claims not yet finished: closed all the while. */
   private readonly heldPorts = new Map<string, readonly number[]>();
   private readonly claiming = new Set<string>();
+  /**
+   * Containers this process claimed to the end: instances' now, whatever name a
+   * listing taken before the rename still shows (such a listing must neither make
+   * them members again nor count them as abandoned claims).
+   */
+  private readonly claimedHere = new Set<string>();
   /** Names of pool containers being made: counted as creates in flight, not as members, until ready. */
   private readonly creatingNames = new Set<string>();
   private readonly failures = new Map<string, { until: number; delayMs: number }>();
@@ -230,6 +236,7 @@ export class PoolKeeper {
         this.logger.warn({ container: id, challenge: request.key }, 'A pool container was already claimed by another process; trying the next');
         continue;
       }
+      this.claimedHere.add(id);
       // Its ports open only now, with the flag in place and the instance's name on it.
       await this.updateGuard();
       this.metrics?.poolClaims.inc({ challenge: request.key, result: 'claimed' });
@@ -280,7 +287,7 @@ export class PoolKeeper {
     const seen = new Set<string>();
     for (const container of listed) {
       // Renamed: claimed, an instance's container now (the node reconciler's).
-      if (!hasPoolName(container.name) || this.claiming.has(container.id) || this.creatingNames.has(container.name)) continue;
+      if (!hasPoolName(container.name) || this.claiming.has(container.id) || this.claimedHere.has(container.id) || this.creatingNames.has(container.name)) continue;
       seen.add(container.id);
       const known = this.members.get(container.id);
       if (known !== undefined) {
@@ -294,6 +301,8 @@ export class PoolKeeper {
       if (!this.claims.isAbandonedClaim(container)) void this.probe(member);
     }
     await this.removeStrayFiles(listed);
+    const present = new Set(listed.map((container) => container.id));
+    for (const id of this.claimedHere) if (!present.has(id)) this.claimedHere.delete(id);
     // Gone behind the keeper's back (a listing begun before a member was made cannot show it).
     for (const [id, member] of [...this.members]) if (!seen.has(id) && member.knownAt < now) this.members.delete(id);
 
