@@ -421,6 +421,12 @@ cmd_up() {
 # What ctfleet's workers leave on a node on purpose (running instances stay isolated
 # after a worker exits): the instance networks and the firewall chains. Removed
 # here, with the engine the stack started, so `down` leaves nothing behind.
+# unhook_chain FROM CHAIN: every jump from FROM to CHAIN, then CHAIN itself.
+unhook_chain() {
+  while iptables -w 5 -D "$1" -j "$2" 2>/dev/null; do :; done
+  iptables -w 5 -F "$2" 2>/dev/null && iptables -w 5 -X "$2" 2>/dev/null || true
+}
+
 remove_isolation() {
   local ids; ids=$(docker network ls -q --filter label=app.kubernetes.io/managed-by=ctfleet 2>/dev/null || true)
   for id in $ids; do
@@ -428,13 +434,17 @@ remove_isolation() {
     docker network rm "$id" >/dev/null 2>&1 || true
   done
   have iptables || return 0
-  local hook
+  local hook chain
   for hook in "DOCKER-USER CTFLEET-FORWARD" "INPUT CTFLEET-INPUT"; do
-    set -- $hook
-    while iptables -w 5 -D "$1" -j "$2" 2>/dev/null; do :; done
-    iptables -w 5 -F "$2" 2>/dev/null && iptables -w 5 -X "$2" 2>/dev/null || true
+    unhook_chain $hook
   done
-  log "ctfleet's instance networks and firewall chains removed"
+  # Each worker's pool guard chain (CTFLEET-POOL-<hash of its node>), jumped to from DOCKER-USER.
+  for chain in $(iptables -w 5 -t filter -S 2>/dev/null | sed -n 's/^-N \(CTFLEET-POOL-[^ ]*\)$/\1/p'); do
+    unhook_chain DOCKER-USER "$chain"
+  done
+  # Pool containers' files directories (CTFLEET_POOL_FILES_DIR's default): their containers are gone.
+  rm -rf /var/lib/ctfleet/pool-files
+  log "ctfleet's instance networks, firewall chains and pool files removed"
 }
 
 cmd_down() {
