@@ -1,4 +1,4 @@
-import { LABELS } from '../domain/names.ts';
+import { instanceLabels } from './container-shape.ts';
 import { hasPoolName, POOL_LABEL, type ClaimRecord } from '../domain/pool.ts';
 import type { ContainerInfo, PoolClaimStore } from '../domain/ports.ts';
 
@@ -50,16 +50,7 @@ export class ClaimBook {
   /** Labels as if the container had been made for its claimant; any other container's, unchanged. */
   labelsOf(containerId: string, labels: Record<string, string>): Record<string, string> {
     const claim = labels[POOL_LABEL] === undefined ? undefined : this.claims.get(containerId);
-    if (claim === undefined) return labels;
-    return {
-      ...labels,
-      [LABELS.uid]: claim.uid,
-      [LABELS.namespace]: claim.namespace,
-      [LABELS.name]: claim.name,
-      [LABELS.team]: claim.team,
-      [LABELS.generation]: String(claim.generation),
-      [LABELS.specHash]: claim.specHash,
-    };
+    return claim === undefined ? labels : { ...labels, ...instanceLabels(claim) };
   }
 
   apply(container: ContainerInfo): ContainerInfo {

@@ -130,15 +130,10 @@ export function containerDefinition(
     image: spec.image,
     env: (spec.env ?? []).map((variable) => `${variable.name}=${variable.value ?? ''}`),
     labels: {
-      [LABELS.uid]: target.uid,
-      [LABELS.namespace]: target.namespace,
-      [LABELS.name]: target.name,
-      [LABELS.team]: spec.team,
-      [LABELS.challenge]: spec.challenge,
-      [LABELS.generation]: String(target.generation),
       // The stored spec's hash, not the effective one's: a Challenge changing does
       // not make a running container outdated (it keeps its generation).
-      [LABELS.specHash]: identity.specHash,
+      ...instanceLabels({ ...target, team: spec.team, specHash: identity.specHash }),
+      [LABELS.challenge]: spec.challenge,
       ...(identity.challengeGeneration === undefined ? {} : { [LABELS.challengeGeneration]: String(identity.challengeGeneration) }),
       [LABELS.node]: placement.node,
       [LABELS.egress]: placement.egress,
@@ -154,6 +149,22 @@ export function containerDefinition(
     dns: [...placement.network.dns],
     ...(spec.command === undefined ? {} : { command: spec.command }),
     ...(spec.args === undefined ? {} : { args: spec.args }),
+  };
+}
+
+/**
+ * The labels that make a container an instance's: its identity (uid, namespace,
+ * name), team, generation and spec hash. A container made for the instance
+ * carries them; a claimed pool container gets them from its claim record.
+ */
+export function instanceLabels(identity: { uid: string; namespace: string; name: string; team: string; generation: number; specHash: string }): Record<string, string> {
+  return {
+    [LABELS.uid]: identity.uid,
+    [LABELS.namespace]: identity.namespace,
+    [LABELS.name]: identity.name,
+    [LABELS.team]: identity.team,
+    [LABELS.generation]: String(identity.generation),
+    [LABELS.specHash]: identity.specHash,
   };
 }
 

@@ -9,6 +9,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ClaimBook } from './claim-book.ts';
 import type { ContainerOperations } from './container-ops.ts';
+import { isOwnContainer } from './node-plan.ts';
 import { planPool, type PooledChallenge, type PoolMember } from './pool-plan.ts';
 
 export interface PoolSettings {
@@ -241,7 +242,7 @@ export class PoolKeeper {
       await this.updateGuard();
       this.metrics?.poolClaims.inc({ challenge: request.key, result: 'claimed' });
       this.metrics?.poolClaimDuration.observe((this.clock.now() - started) / 1000);
-      this.publishGauges();
+      // The gauges follow in the pass the kick above asked for.
       return claimed;
     }
     this.metrics?.poolClaims.inc({ challenge: request.key, result: 'empty' });
@@ -283,7 +284,7 @@ export class PoolKeeper {
     if (now - this.nodes.at > LIVE_NODES_TTL_MS) {
       this.nodes = { count: Math.max(1, await this.liveNodes().catch(() => this.nodes.count)), at: now };
     }
-    const listed = (await this.runtime.listManaged({ pool: true })).filter((container) => this.isOurs(container));
+    const listed = (await this.runtime.listManaged({ pool: true })).filter((container) => isOwnContainer(container.labels, this.settings.node, this.settings.namespaces));
     const seen = new Set<string>();
     for (const container of listed) {
       // Renamed: claimed, an instance's container now (the node reconciler's).
@@ -422,17 +423,10 @@ export class PoolKeeper {
     await this.guard.guard(ports);
   }
 
-  /** Closes the ports of every pool container still under its pool name, as listed now (the worker's start). */
+  /** Closes the ports of every pool container still under its pool name, as listed now (the worker's start, before any pass). */
   async guardListed(): Promise<void> {
-    const listed = (await this.runtime.listManaged({ pool: true })).filter((container) => this.isOurs(container) && hasPoolName(container.name));
-    for (const container of listed) this.heldPorts.set(`listed-${container.id}`, container.hostPorts);
-    await this.updateGuard();
-    for (const container of listed) this.heldPorts.delete(`listed-${container.id}`);
-  }
-
-  private isOurs(container: ContainerInfo): boolean {
-    if (container.labels[LABELS.node] !== this.settings.node) return false;
-    return this.settings.namespaces.length === 0 || this.settings.namespaces.includes(container.labels[LABELS.namespace] ?? '');
+    const listed = (await this.runtime.listManaged({ pool: true })).filter((container) => isOwnContainer(container.labels, this.settings.node, this.settings.namespaces) && hasPoolName(container.name));
+    await this.guard?.guard(new Set(listed.flatMap((container) => container.hostPorts)));
   }
 
   private publishGauges(challenges: PooledChallenge[] = this.pooled()): void {
