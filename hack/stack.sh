@@ -44,6 +44,11 @@ DOCKER_SOCK=/var/run/docker.sock
 # The mode the running kube-apiserver was started in: plain (127.0.0.1 only) or
 # cluster (the node IP, Node authorization, ServiceAccount admission).
 APISERVER_MODE_FILE="$STATE_DIR/apiserver.mode"
+# The API server's audit log: one JSON line per write to ctfleet's resources and
+# Events (metadata only), so tests and the benchmark count the writes one instance
+# cost, by namespace and name (docs/benchmark.md). Rotated at 50 MB, one backup.
+AUDIT_DIR="$STATE_DIR/audit"
+AUDIT_LOG="$AUDIT_DIR/apiserver.log"
 CLUSTER=false
 
 use_existing_cluster() { [ "${CTFLEET_USE_EXISTING_CLUSTER:-false}" = "true" ]; }
@@ -276,12 +281,35 @@ apiserver_ready() {
     "https://$APISERVER_HOST:$APISERVER_PORT/readyz" | grep -q '^ok$'
 }
 
+# Writes (not reads, not watches) of ctfleet's resources and of Events, at
+# Metadata level: who, what, which object, when, with what result.
+write_audit_policy() {
+  mkdir -p "$AUDIT_DIR"
+  cat > "$AUDIT_DIR/policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete, deletecollection]
+    resources:
+      - group: ctfleet.io
+        resources: [challengeinstances, challengeinstances/status, challenges, challenges/status]
+      - group: ""
+        resources: [events]
+  - level: None
+POLICY
+}
+
 up_apiserver() {
   local bin; bin="$(kube_bin_dir)/kube-apiserver"
   local mode; mode=$(cluster_requested_mode)
   # A running apiserver whose etcd was just restarted needs a moment to reconnect.
   # One started in the other mode is restarted in this one.
-  if [ "$(cat "$APISERVER_MODE_FILE" 2>/dev/null || true)" = "$mode" ] && is_running kube-apiserver "$bin" && becomes_ready 20 apiserver_ready; then
+  # One started in the other mode, or without the audit log, is restarted.
+  if [ "$(cat "$APISERVER_MODE_FILE" 2>/dev/null || true)" = "$mode" ] && is_running kube-apiserver "$bin" \
+    && tr '\0' ' ' < "/proc/$(pid_of kube-apiserver)/cmdline" | grep -q -- "--audit-log-path $AUDIT_LOG " \
+    && becomes_ready 20 apiserver_ready; then
     log "kube-apiserver: running on https://$APISERVER_HOST:$APISERVER_PORT ($mode mode)"; write_kubeconfig; return 0
   fi
   stop_process kube-apiserver "$bin"
@@ -293,6 +321,7 @@ up_apiserver() {
   local mode_flags=(--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --authorization-mode RBAC --disable-admission-plugins ServiceAccount)
   if [ "$mode" = cluster ]; then mapfile -t mode_flags < <(cluster_apiserver_flags); fi
   echo "$mode" > "$APISERVER_MODE_FILE"
+  write_audit_policy
   spawn kube-apiserver "$bin" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
     "${mode_flags[@]}" --secure-port "$APISERVER_PORT" \
@@ -302,6 +331,8 @@ up_apiserver() {
     --service-account-issuer https://kubernetes.default.svc \
     --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
     --allow-privileged=true \
+    --audit-policy-file "$AUDIT_DIR/policy.yaml" --audit-log-path "$AUDIT_LOG" \
+    --audit-log-format json --audit-log-maxsize 50 --audit-log-maxbackup 1 \
     --cert-dir "$PKI/generated" --v 1 ${CTFLEET_APISERVER_FLAGS:-}
   wait_for "kube-apiserver" 90 kube-apiserver apiserver_ready
   save_ports
@@ -473,6 +504,7 @@ cmd_env() {
   printf 'export KUBECONFIG=%q\n' "$kubeconfig"
   printf 'export REDIS_URL=%q\n' "redis://${pw:+:$pw@}127.0.0.1:$REDIS_PORT/0"
   printf 'export DOCKER_HOST=%q\n' "$(docker_host)"
+  printf 'export CTFLEET_AUDIT_LOG=%q\n' "$AUDIT_LOG"
   printf 'export PATH=%q:"$PATH"\n' "$path"
 }
 

@@ -69,7 +69,11 @@ export interface PlannedEvent {
 
 export interface Plan {
   actions: Action[];
-  /** Undefined when the object is gone for good (finalizer removed): nothing to write. */
+  /**
+   * Undefined when there is nothing to write: the object is gone for good
+   * (finalizer removed), or a fresh instance's first status is held back
+   * ({@link FIRST_STATUS_GRACE_MS}).
+   */
   status: ControllerStatus | undefined;
   events: PlannedEvent[];
   requeueAfterMs: number;
@@ -82,6 +86,17 @@ export const REQUEUE = {
   /** Nothing to do: a periodic resync repairs anything missed. */
   settled: 5 * 60_000,
 } as const;
+
+/**
+ * A fresh instance's first controller status, while its start is only in flight
+ * (Scheduled, Starting), is held back this long from its creation: most starts
+ * are Running sooner, and their first status write then says Running. A fresh
+ * start thus costs three Kubernetes writes (finalizer, the worker's Ready, the
+ * controller's Running) instead of four; one still waiting at the end of the
+ * grace gets its Scheduled or Starting status then, so `kubectl get` tells the
+ * story of a queue that is backed up. The Events wait with the status.
+ */
+export const FIRST_STATUS_GRACE_MS = 3_000;
 
 /**
  * Decides what an instance needs, from the newest object and the state of the last
@@ -142,6 +157,8 @@ export function plan(
     let requeueAfterMs: number = settled ? REQUEUE.settled : REQUEUE.busy;
     // Expiry is driven by requeue-after: the pass at expiresAt removes the container.
     if (phase === 'Running' && expiresAt !== undefined) requeueAfterMs = Math.min(requeueAfterMs, Math.max(0, Date.parse(expiresAt) - now.getTime()));
+    const holdBackMs = firstStatusHoldBack(instance, phase, now);
+    if (holdBackMs > 0) return { actions, status: undefined, events: [], requeueAfterMs: Math.min(requeueAfterMs, holdBackMs) };
     return { actions, status: next, events, requeueAfterMs };
   };
 
@@ -262,6 +279,18 @@ export function plan(
   // Sticky placement: a container that exists stays on its node, where the worker
   // replaces it in place (and keeps its ports when it can).
   return enqueue('start', hasContainer ? status.node : undefined, 'Scheduled', CONTROLLER_REASONS.waitingForWorker, 'Queued a start job; waiting for a worker to take it.');
+}
+
+/**
+ * How much longer a fresh instance's in-flight status is held back (0: write it
+ * now). Only an instance the controller never wrote a status for, only phases on
+ * the way to Running, only within {@link FIRST_STATUS_GRACE_MS} of its creation.
+ */
+function firstStatusHoldBack(instance: ChallengeInstance, phase: Phase, now: Date): number {
+  if (instance.status?.phase !== undefined || (phase !== 'Scheduled' && phase !== 'Starting')) return 0;
+  const created = Date.parse(instance.metadata.creationTimestamp ?? '');
+  if (Number.isNaN(created)) return 0;
+  return Math.max(0, created + FIRST_STATUS_GRACE_MS - now.getTime());
 }
 
 /** The stable code a failed job carries; JobFailed for an unstructured failure. */

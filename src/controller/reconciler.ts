@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { ChallengeInstance, InstanceStatus } from '../domain/challenge-instance.ts';
-import { isFirstStartJob, nodeQueue, SHARED_QUEUE, type InstanceJob } from '../domain/jobs.ts';
+import { isFirstStartJob, jobIdFor, nodeQueue, SHARED_QUEUE, type InstanceJob } from '../domain/jobs.ts';
 import { FIELD_MANAGERS, FINALIZER } from '../domain/names.ts';
 import { specHash } from '../domain/spec-hash.ts';
 import { describeError } from '../health/dependency-check.ts';
@@ -58,11 +58,22 @@ export class Reconciler {
     if (instance === undefined) return { requeueAfterMs: null };
     const log = logger.child({ instance: key, uid: instance.metadata.uid, generation: instance.metadata.generation });
 
-    const known = instance.status?.lastJob;
+    const written = instance.status;
+    let known = written?.lastJob;
     let observation: JobObservation | undefined;
     if (known !== undefined) {
       const queued = await jobs.inspect(known.queue ?? SHARED_QUEUE, known.id);
       observation = { id: known.id, ...queued };
+    } else if (written?.phase === undefined && instance.metadata.finalizers?.includes(FINALIZER) === true) {
+      // A fresh instance whose first status is held back (FIRST_STATUS_GRACE_MS)
+      // has no lastJob yet: its start job is found by its deterministic id.
+      const id = jobIdFor(instance.metadata.uid, instance.metadata.generation, 'start', written?.reschedules ?? 0);
+      const queued = await jobs.inspect(SHARED_QUEUE, id);
+      if (queued.state !== 'missing') {
+        known = { id, action: 'start', queue: SHARED_QUEUE };
+        observation = { id, ...queued };
+        instance = { ...instance, status: { ...written, lastJob: known } };
+      }
     }
 
     // The spec to plan with: the instance's own, or what its Challenge makes of it.
@@ -108,11 +119,11 @@ export class Reconciler {
       if (status.lastJob !== undefined) {
         status.lastJob = { ...status.lastJob, queue: enqueued.get(status.lastJob.id) ?? known?.queue ?? SHARED_QUEUE };
       }
-      if (!isSameControllerStatus(instance.status, status)) {
+      if (!isSameControllerStatus(written, status)) {
         await api.applyStatus(instance, FIELD_MANAGERS.controller, status);
         // First Running of a fresh instance: its first start job of generation 1.
         const created = Date.parse(instance.metadata.creationTimestamp ?? '');
-        if (status.phase === 'Running' && instance.status?.phase !== 'Running' && status.lastJob !== undefined && isFirstStartJob(status.lastJob.id, instance.metadata.uid) && !Number.isNaN(created)) {
+        if (status.phase === 'Running' && written?.phase !== 'Running' && status.lastJob !== undefined && isFirstStartJob(status.lastJob.id, instance.metadata.uid) && !Number.isNaN(created)) {
           this.deps.onFirstReady?.((now().getTime() - created) / 1000);
         }
       }

@@ -17,6 +17,7 @@ import {
   type Instances,
 } from '../support/ctfleet.ts';
 import { logProblems } from '../support/logs.ts';
+import { auditedWrites, countWrites } from '../../bench/lib/apiserver-writes.ts';
 import { eventually, stackConfig, uniqueSuffix } from '../support/stack.ts';
 
 const suffix = uniqueSuffix();
@@ -113,6 +114,34 @@ describe('ChallengeInstances end to end', () => {
     const table = await kubectl(['get', 'chi', '-n', NS]);
     assert.match(table.stdout, /^NAME\s+TEAM\s+CHALLENGE\s+PHASE\s+ENDPOINT\s+NODE\s+AGE$/m);
     assert.match(table.stdout, new RegExp(`web-team-1\\s+team-1\\s+web-101\\s+Running\\s+http://127\\.0\\.0\\.1:${endpoint.port}\\s+e2e-node`));
+  });
+
+  test('a fresh start costs the API server three writes of the instance (finalizer, the worker\'s Ready, the controller\'s Running) and one Event', async () => {
+    // Timed from the instance's creation: ctfleet must be watching already.
+    await ctfleet.untilReady();
+    const since = Date.now();
+    const created = await kubectl(['create', '-f', '-'], manifest(NS, 'web-writes', webSpec('team-writes')));
+    assert.equal(created.code, 0, created.stderr);
+    const running = await instances.waitFor(NS, 'web-writes', 'to run', isRunning);
+    // The Running Event is written off the critical path; after Running the
+    // instance is settled, so nothing more is on its way.
+    await eventually('the Running event', 10_000, async () => {
+      const events = await kubectl(['get', 'events', '-n', NS, '--field-selector', 'involvedObject.name=web-writes', '-o', 'jsonpath={.items[*].reason}']);
+      return events.stdout.split(' ').includes('Running') ? true : undefined;
+    });
+    // The audit log (hack/stack.sh) names each write's object; Events are counted
+    // in the namespace, where nothing else moves during this test.
+    const writes = (await auditedWrites(NS)).filter((write) => write.at >= since - 1_000);
+    const ofInstance = writes.filter((write) => write.resource.startsWith('challengeinstances') && (write.name === 'web-writes' || write.verb === 'create'));
+    const described = JSON.stringify(countWrites(ofInstance.concat(writes.filter((write) => write.resource === 'events'))));
+    assert.deepEqual(ofInstance.filter((write) => write.verb === 'create').length, 1, `the test's own create: ${described}`);
+    const ctfleets = ofInstance.filter((write) => write.verb !== 'create');
+    assert.ok(ctfleets.length <= 3, `at most 3 writes of the instance per fresh start, saw ${ctfleets.length}: ${described}`);
+    assert.deepEqual(countWrites(ctfleets), { 'challengeinstances patch': 1, 'challengeinstances/status patch': 2 }, `the finalizer, then two status applies: ${described}`);
+    assert.equal(writes.filter((write) => write.resource === 'events' && write.verb === 'create').length, 1, `one Event (Running): ${described}`);
+    // The controller's one status write carries the job it queued, found by its id.
+    assert.equal(running.status?.lastJob?.id, `${running.metadata.uid}.1.start`);
+    assert.equal(running.status.phase, 'Running');
   });
 
   test('a spec change replaces the container and the endpoint serves the new spec', async () => {

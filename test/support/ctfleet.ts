@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import Docker from 'dockerode';
@@ -65,6 +65,16 @@ export class CtfleetProcess {
     this.child = spawn(process.execPath, [join(ROOT, 'src/main.ts'), role], { env: { ...process.env, CTFLEET_HTTP_PORT: '0', CTFLEET_API_PORT: '0', CTFLEET_ALLOWED_IMAGES: TEST_IMAGES, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout?.pipe(log);
     this.child.stderr?.pipe(log);
+  }
+
+  /** Resolves once its /readyz answers 200 (the port read from its log: tests start it on any free port). */
+  async untilReady(timeoutMs = 60_000): Promise<void> {
+    await eventually(`${this.logFile} to be ready`, timeoutMs, async () => {
+      const address = /Serving \/healthz, \/readyz and \/metrics on ([\d.]+:\d+)/.exec(readFileSync(this.logFile, 'utf8'))?.[1];
+      if (address === undefined) return undefined;
+      const response = await fetch(`http://${address}/readyz`, { signal: AbortSignal.timeout(5_000) });
+      return response.status === 200 ? true : undefined;
+    });
   }
 
   /** SIGTERM, then resolves with the exit code (null if a signal had already ended it). */

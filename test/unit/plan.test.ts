@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { DEFAULT_LIFETIME_POLICY, plan, REQUEUE, type Action, type JobObservation, type NodePolicy, type Plan } from '../../src/controller/plan.ts';
+import { DEFAULT_LIFETIME_POLICY, FIRST_STATUS_GRACE_MS, plan, REQUEUE, type Action, type JobObservation, type NodePolicy, type Plan } from '../../src/controller/plan.ts';
 import type { ChallengeInstance, InstanceStatus } from '../../src/domain/challenge-instance.ts';
 import { jobIdFor, type JobAction } from '../../src/domain/jobs.ts';
 import { readyCondition as ready, TEST_UID as UID, testInstance as instance } from '../support/fixtures.ts';
@@ -274,6 +274,55 @@ describe('plan', () => {
   test('an instance with work in flight is looked at again soon; a settled one rarely', () => {
     assert.equal(plan(instance(), undefined, NOW).requeueAfterMs, REQUEUE.busy);
     assert.equal(plan(instance({ status: running(1) }), job('start', 1, 'completed'), NOW).requeueAfterMs, REQUEUE.settled);
+  });
+
+  describe('a fresh instance\'s first status', () => {
+    const createdAt = (msAgo: number): ChallengeInstance => {
+      const fresh = instance();
+      return { ...fresh, metadata: { ...fresh.metadata, creationTimestamp: new Date(NOW.getTime() - msAgo).toISOString() } };
+    };
+    const startJob = jobIdFor(UID, 1, 'start');
+
+    test('is held back while the start is in flight within the grace: the job is queued, nothing is written, no Event, and it looks again at the grace\'s end', () => {
+      const result = plan(createdAt(1_000), undefined, NOW);
+      assert.deepEqual(result.actions, [{ type: 'Enqueue', action: 'start', jobId: startJob, generation: 1, node: undefined }]);
+      assert.equal(result.status, undefined);
+      assert.deepEqual(result.events, []);
+      assert.equal(result.requeueAfterMs, FIRST_STATUS_GRACE_MS - 1_000);
+    });
+
+    test('a held-back instance whose job is found by its id (the reconciler infers lastJob) is not queued again', () => {
+      const subject = { ...createdAt(1_500), status: { lastJob: { id: startJob, action: 'start' as const } } };
+      for (const state of ['waiting', 'active'] as const) {
+        const result = plan(subject, { id: startJob, state }, NOW);
+        assert.deepEqual(result.actions, [], state);
+        assert.equal(result.status, undefined, state);
+      }
+    });
+
+    test('is written as Scheduled or Starting once the grace is over, with its Event', () => {
+      const subject = { ...createdAt(FIRST_STATUS_GRACE_MS), status: { lastJob: { id: startJob, action: 'start' as const } } };
+      const waiting = plan(subject, { id: startJob, state: 'waiting' }, NOW);
+      assert.equal(waiting.status?.phase, 'Scheduled');
+      assert.deepEqual(waiting.events.map((event) => event.reason), ['Scheduled']);
+      assert.equal(plan(subject, { id: startJob, state: 'active' }, NOW).status?.phase, 'Starting');
+    });
+
+    test('is written at once when it says Running (one controller write for the whole start) or Failed', () => {
+      const ready = { ...createdAt(500), status: running(1) };
+      const result = plan(ready, { id: startJob, state: 'completed' }, NOW);
+      assert.equal(result.status?.phase, 'Running');
+      assert.equal(result.status.lastJob?.id, startJob);
+      assert.deepEqual(result.events.map((event) => event.reason), ['Running']);
+      const failed = plan({ ...createdAt(500), status: { lastJob: { id: startJob, action: 'start' } } }, { id: startJob, state: 'failed', failedReason: 'ImageNotAllowed: no' }, NOW);
+      assert.equal(failed.status?.phase, 'Failed');
+    });
+
+    test('is not held back once the controller has written a status, nor for an instance the controller cannot date', () => {
+      const scheduled = plan({ ...createdAt(500), status: { phase: 'Scheduled', lastJob: { id: startJob, action: 'start' } } }, { id: startJob, state: 'active' }, NOW);
+      assert.equal(scheduled.status?.phase, 'Starting');
+      assert.equal(plan(instance(), undefined, NOW).status?.phase, 'Scheduled');
+    });
   });
 
   describe('lifetimes', () => {
