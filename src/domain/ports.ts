@@ -255,6 +255,27 @@ export interface JobOutcome {
   reason?: string;
   containerId?: string;
   endpoints?: Endpoint[];
+  /** A start's stages on the worker, so the slow one is named (docs/benchmark.md). */
+  timeline?: StartTimeline;
+}
+
+/**
+ * When (ms since the epoch, the worker's clock) each stage of a start ended on the
+ * worker: the job's `processedOn` is when it was taken.
+ */
+export interface StartTimeline {
+  /** The node's pass for the instance began (after the worker's own key queue). */
+  pass: number;
+  /** The instance was read from the API server and its containers from Docker. */
+  read?: number;
+  /** The image was checked (or pulled): creating (or claiming) begins. */
+  image?: number;
+  /** The container was created and started (or claimed). */
+  started?: number;
+  /** Its ports accepted connections. */
+  ready?: number;
+  /** The worker's status write (Ready=True) was answered. */
+  reported?: number;
 }
 
 export interface PortBinding {

@@ -4,7 +4,7 @@ import { findCondition, type ChallengeInstance, type Endpoint, type InstanceSpec
 import { CtfleetError, permanent, transient } from '../domain/errors.ts';
 import { parseJob, type InstanceJob, type JobTarget } from '../domain/jobs.ts';
 import { containerName, LABELS } from '../domain/names.ts';
-import type { ChallengeSource, Clock, ContainerFile, ContainerInfo, FlagStore, ContainerExit, ContainerRuntime, InstanceApi, JobContext, JobOutcome } from '../domain/ports.ts';
+import type { ChallengeSource, Clock, ContainerFile, ContainerInfo, FlagStore, ContainerExit, ContainerRuntime, InstanceApi, JobContext, JobOutcome, StartTimeline } from '../domain/ports.ts';
 import { ALREADY_GONE, isPermanentReason, SKIP_REASONS } from '../domain/reasons.ts';
 import { specHash } from '../domain/spec-hash.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -56,7 +56,14 @@ interface Demand {
  * exited again before it was ready (`exited-again`: one more crash, which the
  * next pass plans).
  */
-type RunEnd = { outcome: 'started' | 'adopted' | 'claimed'; containerId: string; endpoints: Endpoint[] } | 'gone' | 'exited-again';
+/** The progress steps that mark a stage of a start's {@link StartTimeline}. */
+const TIMELINE_STEPS: Record<string, keyof StartTimeline> = {
+  'creating container': 'image',
+  'claiming a pool container': 'image',
+  started: 'started',
+};
+
+type RunEnd = { outcome: 'started' | 'adopted' | 'claimed'; containerId: string; endpoints: Endpoint[]; timeline: StartTimeline } | 'gone' | 'exited-again';
 
 /** Where an instance lives: enough to read it from the API server and name its container. */
 interface Target {
@@ -328,12 +335,14 @@ export class NodeReconciler {
       // A delete job needs nothing from the API server (the instance is going, and
       // the controller learns the outcome from the job): teardown spares it a read.
       const deleting = demands.some((demand) => demand.job.action === 'delete');
+      const timeline: StartTimeline = { pass: this.clock.now() };
       const [found, containers] = await Promise.all([
         deleting || target.name === '' ? undefined : this.api.get(target.namespace, target.name),
         this.ops.observe(uid, demands.length > 0 ? containerName(target.namespace, target.name) : undefined, exit?.died === true),
       ]);
       const instance = found?.metadata.uid === uid ? found : undefined;
       const now = this.clock.now();
+      timeline.read = now;
       const plan = planNode({
         node: this.settings.node,
         uid,
@@ -345,7 +354,7 @@ export class NodeReconciler {
         engineDisrupted: this.events.isDisrupted(),
         now,
       });
-      const run = await this.carryOut(plan, { uid, target, instance, demands, log });
+      const run = await this.carryOut(plan, { uid, target, instance, demands, log, timeline });
       if (plan.restart.count) this.restarts.record(restartKey(uid, instance), now);
       if (plan.restart.dueAt === undefined) this.due.delete(uid);
       else this.due.set(uid, plan.restart.dueAt);
@@ -364,12 +373,14 @@ export class NodeReconciler {
   /** Carries out a plan's actions in order; says what its Run came to, if it had one. */
   private async carryOut(
     plan: NodePlan,
-    pass: { uid: string; target: Target; instance: ChallengeInstance | undefined; demands: Demand[]; log: Logger },
+    pass: { uid: string; target: Target; instance: ChallengeInstance | undefined; demands: Demand[]; log: Logger; timeline: StartTimeline },
   ): Promise<RunEnd | undefined> {
-    const { uid, instance, demands, log } = pass;
+    const { uid, instance, demands, log, timeline } = pass;
     const where = `ChallengeInstance ${pass.target.namespace}/${pass.target.name}`;
     const jobTarget: JobTarget = { ...pass.target, uid, generation: instance?.metadata.generation ?? demands[0]?.job.target.generation ?? 0 };
     const progress = async (percent: number, step: string): Promise<void> => {
+      const stage = TIMELINE_STEPS[step];
+      if (stage !== undefined) timeline[stage] = this.clock.now();
       await Promise.all(demands.filter((demand) => demand.job.action === 'start').map((demand) => demand.context.progress(percent, step)));
     };
     let run: Awaited<ReturnType<ContainerOperations['run']>> | undefined;
@@ -413,6 +424,7 @@ export class NodeReconciler {
               progress,
               log,
             );
+            timeline.ready = this.clock.now();
           } catch (error) {
             if (!(error instanceof CtfleetError) || !isPermanentReason(error.code)) throw error;
             if (action.cause === 'restart' && (error.code === 'ContainerExited' || error.code === 'OOMKilled')) {
@@ -436,8 +448,9 @@ export class NodeReconciler {
             await this.ops.remove(run.container);
             return 'gone';
           }
+          timeline.reported = this.clock.now();
           await progress(100, 'ready');
-          end = { outcome: run.outcome, containerId: run.container.id, endpoints };
+          end = { outcome: run.outcome, containerId: run.container.id, endpoints, timeline };
           const restarted = plan.actions.some((step) => step.type === 'Run' && step.cause === 'restart');
           const did = restarted ? `Restarted the container of ${where}` : run.outcome === 'claimed' ? `Claimed pool container ${run.container.id.slice(0, 12)} for ${where}` : `Started container for ${where}`;
           log.info({ container: run.container.id, outcome: run.outcome }, did);
