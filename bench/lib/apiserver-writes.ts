@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 
 /** One write as the API server's audit log records it (hack/stack.sh writes the policy). */
 export interface AuditedWrite {
@@ -23,13 +24,16 @@ export function auditLogPath(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /**
- * The successful writes in `namespace` the audit log holds, oldest first. The log
- * is rotated at 50 MB: a caller counts writes of a window it just made.
+ * The successful writes in `namespace` the audit log holds (with its one rotated
+ * file), oldest first.
  */
 export async function auditedWrites(namespace: string, path = auditLogPath()): Promise<AuditedWrite[]> {
-  const text = await readFile(path, 'utf8');
+  // The rotated file (apiserver-<time>.log) first, then the current one.
+  const stem = basename(path, '.log');
+  const rotated = (await readdir(dirname(path))).filter((name) => name.startsWith(`${stem}-`) && name.endsWith('.log')).sort();
+  const texts = await Promise.all([...rotated.map((name) => join(dirname(path), name)), path].map((file) => readFile(file, 'utf8')));
   const writes: AuditedWrite[] = [];
-  for (const line of text.split('\n')) {
+  for (const line of texts.join('\n').split('\n')) {
     if (!line.includes(`"namespace":"${namespace}"`)) continue;
     const event = JSON.parse(line) as {
       verb: string;
