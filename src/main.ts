@@ -1,8 +1,4 @@
 #!/usr/bin/env node
-import { runRole } from './app/run.ts';
-import { runChallenges, runInstances, runQueue, runWorkers } from './cli/admin.ts';
-import { runDoctor } from './cli/doctor.ts';
-import { parseUninstallArgs, runUninstall } from './cli/uninstall.ts';
 import { parseOutputFormat, UsageError } from './cli/output.ts';
 import { ConfigError, loadConnectionConfig, loadNamespaces, loadRuntimeConfig } from './config/config.ts';
 import { describeError } from './health/dependency-check.ts';
@@ -39,29 +35,36 @@ CTFLEET_READINESS_TIMEOUT_SECONDS (see docs/configuration.md).
 
 async function main(argv: readonly string[]): Promise<number> {
   const [command, ...args] = argv;
+  // Each command loads only what it uses: a controller never loads dockerode, a
+  // `ctfleet version` nothing at all.
+  const admin = (): Promise<typeof import('./cli/admin.ts')> => import('./cli/admin.ts');
   switch (command) {
     case 'controller':
     case 'worker':
     case 'api':
     case 'all':
     {
-      const code = await runRole(command, loadRuntimeConfig(process.env));
+      const config = loadRuntimeConfig(process.env);
+      const code = await (await import('./app/run.ts')).runRole(command, config);
       // Everything is closed; a job cut short and handed back may still hold a
       // timer, and must not keep the process (and the pod) alive.
       return process.exit(code);
     }
     case 'doctor':
-      return runDoctor(loadConnectionConfig(process.env), parseOutputFormat(args));
+      return (await import('./cli/doctor.ts')).runDoctor(loadConnectionConfig(process.env), parseOutputFormat(args));
     case 'workers':
-      return runWorkers(loadConnectionConfig(process.env), parseOutputFormat(args));
+      return (await admin()).runWorkers(loadConnectionConfig(process.env), parseOutputFormat(args));
     case 'queue':
-      return runQueue(loadConnectionConfig(process.env), args, parseOutputFormat(args));
+      return (await admin()).runQueue(loadConnectionConfig(process.env), args, parseOutputFormat(args));
     case 'instances':
-      return runInstances(loadConnectionConfig(process.env), args, parseOutputFormat(args));
+      return (await admin()).runInstances(loadConnectionConfig(process.env), args, parseOutputFormat(args));
     case 'challenges':
-      return runChallenges(loadConnectionConfig(process.env), args, parseOutputFormat(args));
+      return (await admin()).runChallenges(loadConnectionConfig(process.env), args, parseOutputFormat(args));
     case 'uninstall':
+    {
+      const { parseUninstallArgs, runUninstall } = await import('./cli/uninstall.ts');
       return runUninstall(loadConnectionConfig(process.env), { ...parseUninstallArgs(args), namespaces: loadNamespaces(process.env) });
+    }
     case 'version':
     case '--version':
       process.stdout.write(`ctfleet ${VERSION}\n`);

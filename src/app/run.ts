@@ -2,7 +2,7 @@ import type { RuntimeConfig } from '../config/config.ts';
 import { createLogger } from '../observability/logger.ts';
 import { startHealthServer } from '../http/health-server.ts';
 import { Metrics } from '../observability/metrics.ts';
-import { startApi, startController, startWorker, type Component } from './components.ts';
+import type { Component } from './component.ts';
 
 export type Role = 'controller' | 'worker' | 'api' | 'all';
 
@@ -38,9 +38,12 @@ export async function runRole(role: Role, config: RuntimeConfig): Promise<number
     if (components.length < expected) return { startup: () => Promise.resolve({ name: 'startup', healthy: false, detail: 'components are starting' }) };
     return Object.fromEntries(components.flatMap((component) => Object.entries(component.readiness).map(([name, check]) => [`${component.name}.${name}`, check])));
   }, metrics, logger);
-  if (role === 'worker' || role === 'all') components.push(await startWorker(config, logger, metrics));
-  if (role === 'controller' || role === 'all') components.push(await startController(config, logger, metrics, lostLeadership));
-  if (withApi) components.push(await startApi(config, logger));
+  // Each role's composition root is loaded only when the role runs: what a role
+  // does not use (dockerode in a controller, the API's routes in a worker) never
+  // sits in its memory.
+  if (role === 'worker' || role === 'all') components.push(await (await import('./worker-root.ts')).startWorker(config, logger, metrics));
+  if (role === 'controller' || role === 'all') components.push(await (await import('./controller-root.ts')).startController(config, logger, metrics, lostLeadership));
+  if (withApi) components.push(await (await import('./api-root.ts')).startApi(config, logger));
 
   // Losing the lease ends the process with exit code 1 (as controller-runtime
   // does): the pod restarts and rejoins the election as a standby.

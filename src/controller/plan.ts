@@ -131,13 +131,22 @@ export function plan(
   const expiresAt = expiryOf(spec.ttlSeconds, status.startedAt, lifetime) ?? (expiredThisGeneration ? status.expiresAt : undefined);
 
   const decide = (
-    phase: Phase,
-    reason: string,
-    text: string,
+    nextPhase: Phase,
+    nextReason: string,
+    nextText: string,
     actions: Action[] = [],
     lastJobStatus: LastJob | undefined = known,
     nextReschedules = reschedules,
   ): Plan => {
+    // A start in flight is not worth a write of its own: a status that already
+    // says this generation's start job is queued stays as written while a worker
+    // takes and runs it (Scheduled → Starting is left out); its end is written.
+    const coalesced =
+      isStartInFlight(nextPhase, nextReason) && isStartInFlight(status.phase, status.reason) &&
+      status.observedGeneration === generation && status.lastJob?.id === lastJobStatus?.id && actions.length === 0;
+    const phase = coalesced && status.phase !== undefined ? status.phase : nextPhase;
+    const reason = coalesced ? (status.reason ?? nextReason) : nextReason;
+    const text = coalesced ? (status.message ?? nextText) : nextText;
     // A job's failure or the worker's message may quote a container's output.
     const message = boundText(text);
     const settled = actions.length === 0 && ['Running', 'Stopped', 'Failed', 'Expired'].includes(phase);
@@ -279,6 +288,11 @@ export function plan(
   // Sticky placement: a container that exists stays on its node, where the worker
   // replaces it in place (and keeps its ports when it can).
   return enqueue('start', hasContainer ? status.node : undefined, 'Scheduled', CONTROLLER_REASONS.waitingForWorker, 'Queued a start job; waiting for a worker to take it.');
+}
+
+/** Scheduled or Starting because a start job is queued or running (not a restart, not a lost node). */
+function isStartInFlight(phase: Phase | undefined, reason: string | undefined): boolean {
+  return (phase === 'Scheduled' && reason === CONTROLLER_REASONS.waitingForWorker) || (phase === 'Starting' && reason === CONTROLLER_REASONS.startingContainer);
 }
 
 /**

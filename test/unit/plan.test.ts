@@ -318,10 +318,21 @@ describe('plan', () => {
       assert.equal(failed.status?.phase, 'Failed');
     });
 
-    test('is not held back once the controller has written a status, nor for an instance the controller cannot date', () => {
-      const scheduled = plan({ ...createdAt(500), status: { phase: 'Scheduled', lastJob: { id: startJob, action: 'start' } } }, { id: startJob, state: 'active' }, NOW);
-      assert.equal(scheduled.status?.phase, 'Starting');
+    test('is not held back for an instance the controller cannot date', () => {
       assert.equal(plan(instance(), undefined, NOW).status?.phase, 'Scheduled');
+    });
+
+    test('once written as Scheduled, it stays so while a worker takes and runs the job (no write, no Event), and its end is written', () => {
+      const queued = plan({ ...createdAt(FIRST_STATUS_GRACE_MS), status: { lastJob: { id: startJob, action: 'start' } } }, { id: startJob, state: 'waiting' }, NOW);
+      assert.equal(queued.status?.phase, 'Scheduled');
+      const written = applyStatus(createdAt(FIRST_STATUS_GRACE_MS), queued);
+      const later = new Date(NOW.getTime() + 5_000);
+      const taken = plan(written, { id: startJob, state: 'active' }, later);
+      assert.deepEqual(taken.status, queued.status, 'Scheduled → Starting is left out');
+      assert.deepEqual(taken.events, []);
+      const ran = plan({ ...written, status: { ...written.status, ...running(1), conditions: [...(written.status?.conditions ?? []), ready('True', 'ContainerReady', 1)] } }, { id: startJob, state: 'completed' }, later);
+      assert.equal(ran.status?.phase, 'Running');
+      assert.deepEqual(ran.events.map((event) => event.reason), ['Running']);
     });
   });
 
