@@ -16,10 +16,9 @@
 // Each ctfleet instance is also timed to the worker's Ready=True (creation→Ready,
 // the time-to-instance targets of issue 15) and split into stages (STAGES below),
 // and the API server's audit log counts the Kubernetes writes per start.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, makeInformer, type KubernetesObject } from '@kubernetes/client-node';
@@ -27,8 +26,8 @@ import { createDockerClient } from '../src/adapters/docker/docker-client.ts';
 import { loadKubeConfig } from '../src/adapters/kubernetes/kube-config.ts';
 import { createRedisConnection } from '../src/adapters/redis/redis-connection.ts';
 import { formatTable } from '../src/cli/output.ts';
-import { PRODUCTION_NODE_FLAGS } from '../src/app/node-flags.ts';
 import { canConnect } from '../src/worker/readiness.ts';
+import { freePort, metric, metricBy, peakRssMb, startProcess, untilReady } from './lib/processes.ts';
 import { auditedWrites, type AuditedWrite } from './lib/apiserver-writes.ts';
 import { loadConnectionConfig } from '../src/config/config.ts';
 
@@ -157,41 +156,6 @@ async function baselineRound(perInstanceNetwork: boolean): Promise<{ start: Summ
   return { start, teardownMs: Date.now() - removeStart };
 }
 
-/** A port nothing listens on now, for a process's /readyz. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-/** Runs the compiled build with the V8 flags the bin and the image use, as deployed; `port` serves its /readyz. */
-function startProcess(role: 'controller' | 'worker', env: Record<string, string>, port: number): ChildProcess {
-  mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-  return spawn(process.execPath, [...PRODUCTION_NODE_FLAGS, join(ROOT, 'dist/main.js'), role], { env: { ...process.env, ...env, CTFLEET_HTTP_PORT: String(port) }, stdio: ['ignore', 'ignore', 'inherit'] });
-}
-
-/**
- * Waits until /readyz on `port` answers 200: the clock of a round starts once
- * ctfleet is ready (a worker installs its firewall rules and networks first), so
- * start-up is not counted as the first instances' latency. Returns how long it took.
- */
-async function untilReady(port: number, began: number): Promise<number> {
-  for (;;) {
-    const status = await fetch(`http://127.0.0.1:${port}/readyz`).then((response) => response.status, () => 0);
-    if (status === 200) return Date.now() - began;
-    if (Date.now() - began > 120_000) throw new Error(`ctfleet on port ${port} was not ready within 120 s (last status ${status})`);
-    await sleep(50);
-  }
-}
-
-function peakRssMb(pid: number | undefined): number {
-  if (pid === undefined) return Number.NaN;
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? Number.NaN) / 1024;
-}
-
 /**
  * Where an instance's time goes: each stage's median over the round's instances,
  * ms, from the create call's answer to the benchmark seeing phase Running. The
@@ -243,30 +207,6 @@ interface FleetResult {
   writes: WritesPerStart;
   /** The worker's Docker calls during the start, by operation (pool refills included). */
   docker: Record<string, { meanMs: number; perStart: number }>;
-}
-
-/** Reads one Prometheus sample (summed over its label sets) from a process's /metrics. */
-async function metric(port: number, name: string): Promise<number> {
-  const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((response) => response.text(), () => '');
-  let sum = Number.NaN;
-  for (const line of text.split('\n')) {
-    const match = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`).exec(line);
-    if (match !== null) sum = (Number.isNaN(sum) ? 0 : sum) + Number(match[1]);
-  }
-  return sum;
-}
-
-/** One Prometheus metric's samples from a process's /metrics, summed by the value of one label. */
-async function metricBy(port: number, name: string, label: string): Promise<Map<string, number>> {
-  const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((response) => response.text(), () => '');
-  const sums = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    const match = new RegExp(`^${name}\\{([^}]*)\\} ([0-9.e+-]+)$`).exec(line);
-    const key = match === null ? undefined : new RegExp(`${label}="([^"]*)"`).exec(match[1] ?? '')?.[1];
-    if (match === null || key === undefined) continue;
-    sums.set(key, (sums.get(key) ?? 0) + Number(match[2]));
-  }
-  return sums;
 }
 
 async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {

@@ -33,6 +33,7 @@ export class Metrics {
   readonly nodes = new Gauge({ name: 'ctfleet_nodes', help: 'Worker nodes seen by the controller, by state (live, lost).', labelNames: ['state'] as const, registers: [this.registry] });
   readonly containerRestarts = new Counter({ name: 'ctfleet_container_restarts_total', help: 'Containers that exited behind ctfleet\'s back, by decision (restart, crashloop).', labelNames: ['decision'] as const, registers: [this.registry] });
   readonly isolationRepairs = new Counter({ name: 'ctfleet_isolation_repairs_total', help: 'Instance networks and firewall rules the worker created or put back, by kind (network, rules, jump).', labelNames: ['kind'] as const, registers: [this.registry] });
+  readonly sweepDuration = new Histogram({ name: 'ctfleet_sweep_duration_seconds', help: 'Duration of the worker\'s sweeps of its node (firewall and networks repaired, containers listed, instances listed, drift planned), by result.', labelNames: ['result'] as const, buckets: OPERATION_BUCKETS, registers: [this.registry] });
   readonly driftRepairs = new Counter({ name: 'ctfleet_drift_repairs_total', help: 'Repairs the worker made on its own, found by a sweep or a Docker event, by kind (remove, stop, revive).', labelNames: ['kind'] as const, registers: [this.registry] });
 
   readonly eventsSkipped = new Counter({ name: 'ctfleet_events_skipped_total', help: 'Normal Events of instances the controller left out during bursts (more than 30 at once, then 10 a second); Warnings are never left out.', registers: [this.registry] });

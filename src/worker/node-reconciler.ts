@@ -220,6 +220,7 @@ export class NodeReconciler {
 
   /** Plans the whole node from one listing and queues a pass for every uid with something to do. */
   private async sweepOnce(): Promise<void> {
+    const end = this.metrics?.sweepDuration.startTimer();
     await this.isolation?.repair().catch((error: unknown) => {
       this.logger.error({ err: error }, 'Repairing the node\'s instance networks or firewall rules failed; the next sweep retries');
     });
@@ -240,7 +241,9 @@ export class NodeReconciler {
       const drifts = actions.filter((action) => action.type !== 'healthy').length;
       this.logger.debug({ actions: actions.map((action) => `${action.type} ${action.type === 'remove' ? action.container.name : `${action.instance.metadata.namespace}/${action.instance.metadata.name}`}`) }, 'Swept the node');
       if (drifts > 0) this.logger.info({ drifts, containers: containers.length }, `Sweep found ${drifts} drift${drifts === 1 ? '' : 's'} to repair`);
+      end?.({ result: 'success' });
     } catch (error) {
+      end?.({ result: 'error' });
       this.logger.warn({ err: error }, 'Sweep failed; next interval retries');
     }
   }
