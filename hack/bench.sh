@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the start/teardown benchmark against the local stack (started if needed).
-#   hack/bench.sh [--instances N] [--concurrency C]
+# Runs a benchmark against the local stack (started if needed).
+#   hack/bench.sh [--instances N] [--concurrency C] [--repeat R] [--pool]   start/teardown (bench/run.ts)
+#   hack/bench.sh --scale [--instances N] [--running R] …                    scale (bench/scale.ts)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -11,4 +12,5 @@ eval "$(bash hack/stack.sh env)"
 kubectl apply --server-side --force-conflicts -f manifests/crds/ >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd/challengeinstances.ctfleet.io crd/challenges.ctfleet.io >/dev/null
 npm run --silent build
+if [ "${1:-}" = --scale ]; then shift; exec node bench/scale.ts "$@"; fi
 exec node bench/run.ts "$@"
