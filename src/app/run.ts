@@ -31,19 +31,26 @@ export async function runRole(role: Role, config: RuntimeConfig): Promise<number
   // `all` includes the API only when a token source is configured.
   const withApi = role === 'api' || (role === 'all' && (config.api.tokensFile !== undefined || config.api.tokensSecret !== undefined));
   const expected = (role === 'all' ? 2 : role === 'api' ? 0 : 1) + (withApi ? 1 : 0);
-  // Health first: while a dependency is down at start, /readyz says so and
+  // Each role's composition root is loaded only when the role runs: what a role
+  // does not use (dockerode in a controller, the API's routes in a worker) never
+  // sits in its memory. Loaded before the health server listens: evaluating the
+  // modules holds the event loop for a second or two, which is start-up, not a
+  // pause of a serving process.
+  const roots = {
+    worker: role === 'worker' || role === 'all' ? await import('./worker-root.ts') : undefined,
+    controller: role === 'controller' || role === 'all' ? await import('./controller-root.ts') : undefined,
+    api: withApi ? await import('./api-root.ts') : undefined,
+  };
+  // Health next: while a dependency is down at start, /readyz says so and
   // /healthz still answers.
   const metrics = new Metrics();
   const health = await startHealthServer(config.http.host, config.http.port, () => {
     if (components.length < expected) return { startup: () => Promise.resolve({ name: 'startup', healthy: false, detail: 'components are starting' }) };
     return Object.fromEntries(components.flatMap((component) => Object.entries(component.readiness).map(([name, check]) => [`${component.name}.${name}`, check])));
   }, metrics, logger);
-  // Each role's composition root is loaded only when the role runs: what a role
-  // does not use (dockerode in a controller, the API's routes in a worker) never
-  // sits in its memory.
-  if (role === 'worker' || role === 'all') components.push(await (await import('./worker-root.ts')).startWorker(config, logger, metrics));
-  if (role === 'controller' || role === 'all') components.push(await (await import('./controller-root.ts')).startController(config, logger, metrics, lostLeadership));
-  if (withApi) components.push(await (await import('./api-root.ts')).startApi(config, logger));
+  if (roots.worker !== undefined) components.push(await roots.worker.startWorker(config, logger, metrics));
+  if (roots.controller !== undefined) components.push(await roots.controller.startController(config, logger, metrics, lostLeadership));
+  if (roots.api !== undefined) components.push(await roots.api.startApi(config, logger));
 
   // Losing the lease ends the process with exit code 1 (as controller-runtime
   // does): the pod restarts and rejoins the election as a standby.
