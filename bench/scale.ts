@@ -160,11 +160,13 @@ try {
     controllerRssMb: rssMb(controller.pid), workerRssMb: rssMb(worker.pid),
     controllerHeapMb: (await metric(controllerPort, 'ctfleet_nodejs_heap_size_used_bytes')) / 2 ** 20,
     workerHeapMb: (await metric(workerPort, 'ctfleet_nodejs_heap_size_used_bytes')) / 2 ** 20,
+    controllerHeapTotalMb: (await metric(controllerPort, 'ctfleet_nodejs_heap_size_total_bytes')) / 2 ** 20,
+    controllerExternalMb: (await metric(controllerPort, 'ctfleet_nodejs_external_memory_bytes')) / 2 ** 20,
     sweepMeanMs: ((await metric(workerPort, 'ctfleet_sweep_duration_seconds_sum')) / (await metric(workerPort, 'ctfleet_sweep_duration_seconds_count'))) * 1000,
     sweeps: await metric(workerPort, 'ctfleet_sweep_duration_seconds_count'),
   };
   const redisHeld = await redisFootprint();
-  console.log(`held: controller RSS ${fmt(held.controllerRssMb, 1)} MB (heap ${fmt(held.controllerHeapMb, 1)} MB), worker RSS ${fmt(held.workerRssMb, 1)} MB (heap ${fmt(held.workerHeapMb, 1)} MB), sweep ${fmt(held.sweepMeanMs)} ms mean over ${fmt(held.sweeps)}`);
+  console.log(`held: controller RSS ${fmt(held.controllerRssMb, 1)} MB (heap used ${fmt(held.controllerHeapMb, 1)} of ${fmt(held.controllerHeapTotalMb, 1)} MB, external ${fmt(held.controllerExternalMb, 1)} MB), worker RSS ${fmt(held.workerRssMb, 1)} MB (heap ${fmt(held.workerHeapMb, 1)} MB), sweep ${fmt(held.sweepMeanMs)} ms mean over ${fmt(held.sweeps)}`);
 
   // 4. One change at a time while holding them all.
   const changes: { toJobMs: number; toServingMs: number }[] = [];
@@ -216,8 +218,10 @@ try {
 
   // 7. Everything deleted: what Redis keeps afterwards.
   began = Date.now();
-  await api.deleteCollectionNamespacedCustomObject({ ...GROUP });
-  await untilSettled(controllerPort, {}, 1_800_000).catch(() => undefined);
+  // One by one (a deletecollection of thousands outlives the request's timeout).
+  await inBatches(Array.from({ length: N }, (_, i) => name(i)), 32, async (target) => {
+    await api.deleteNamespacedCustomObject({ ...GROUP, name: target });
+  });
   for (;;) {
     const left = (await api.listNamespacedCustomObject({ ...GROUP, limit: 1 })) as { items: unknown[] };
     if (left.items.length === 0) break;

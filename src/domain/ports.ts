@@ -33,6 +33,12 @@ export interface InstanceApi {
   get(namespace: string, name: string): Promise<ChallengeInstance | undefined>;
   /** Every ChallengeInstance of these namespaces (all when empty), read from the API server (not a cache). */
   list(namespaces?: readonly string[]): Promise<ChallengeInstance[]>;
+  /**
+   * The instances whose `status.node` is `node` (a field selector, so the API
+   * server filters); undefined when the API server cannot select on that field
+   * (before Kubernetes 1.31), for the caller to fall back on {@link list}.
+   */
+  listPlacedOn(node: string, namespaces?: readonly string[]): Promise<ChallengeInstance[] | undefined>;
   /** Adds ctfleet's finalizer; resolves with the object's new resourceVersion. */
   addFinalizer(instance: ChallengeInstance): Promise<string | undefined>;
   removeFinalizer(instance: ChallengeInstance): Promise<void>;

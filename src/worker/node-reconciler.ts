@@ -225,8 +225,9 @@ export class NodeReconciler {
       this.logger.error({ err: error }, 'Repairing the node\'s instance networks or firewall rules failed; the next sweep retries');
     });
     try {
-      const [listed, instances] = await Promise.all([this.runtime.listManaged(), this.api.list(this.settings.namespaces)]);
-      const containers = await this.instanceContainers(listed, instances);
+      const [listed, placed] = await Promise.all([this.runtime.listManaged(), this.instancesPlacedHere()]);
+      const containers = await this.instanceContainers(listed, placed);
+      const instances = await this.withOwners(placed, containers);
       const now = this.clock.now();
       const actions = planDrift({ node: this.settings.node, namespaces: this.settings.namespaces, containers, instances, isBusy: (uid) => this.demands.has(uid), now, graceMs: SWEEP_GRACE_MS });
       for (const action of actions) {
@@ -246,6 +247,37 @@ export class NodeReconciler {
       end?.({ result: 'error' });
       this.logger.warn({ err: error }, 'Sweep failed; next interval retries');
     }
+  }
+
+  /**
+   * The instances placed on this node, selected by the API server on
+   * `status.node`: a sweep costs the node's share, not every instance of the
+   * cluster. Without that selector (before Kubernetes 1.31), every instance.
+   */
+  private async instancesPlacedHere(): Promise<ChallengeInstance[]> {
+    return (await this.api.listPlacedOn(this.settings.node, this.settings.namespaces)) ?? this.api.list(this.settings.namespaces);
+  }
+
+  /**
+   * `placed` and the owners of this node's containers it left out (a start not
+   * yet reported, an instance moved to another node), each read by name: the
+   * sweep decides every container with its instance, as a full listing would.
+   */
+  private async withOwners(placed: ChallengeInstance[], containers: ContainerInfo[]): Promise<ChallengeInstance[]> {
+    const known = new Set(placed.map((instance) => instance.metadata.uid));
+    const owners = new Map<string, { namespace: string; name: string }>();
+    for (const container of containers) {
+      if (!isOwnContainer(container.labels, this.settings.node, this.settings.namespaces)) continue;
+      const uid = container.labels[LABELS.uid];
+      const namespace = container.labels[LABELS.namespace];
+      const name = container.labels[LABELS.name];
+      if (uid !== undefined && namespace !== undefined && name !== undefined && !known.has(uid)) owners.set(uid, { namespace, name });
+    }
+    const found = await Promise.all([...owners].map(async ([uid, { namespace, name }]) => {
+      const instance = await this.api.get(namespace, name);
+      return instance?.metadata.uid === uid ? instance : undefined;
+    }));
+    return [...placed, ...found.filter((instance) => instance !== undefined)];
   }
 
   /**

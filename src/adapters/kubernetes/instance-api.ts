@@ -1,6 +1,6 @@
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import type { ChallengeInstance, InstanceStatus } from '../../domain/challenge-instance.ts';
-import { isNotFound } from '../../domain/errors.ts';
+import { CtfleetError, isNotFound } from '../../domain/errors.ts';
 import { FINALIZER, GROUP, KIND, PLURAL, VERSION } from '../../domain/names.ts';
 import type { InstanceApi, InstanceEvent } from '../../domain/ports.ts';
 import { makePooledApiClient } from './api-client.ts';
@@ -29,14 +29,25 @@ export class KubeInstanceApi implements InstanceApi {
     }
   }
 
-  async list(namespaces: readonly string[] = []): Promise<ChallengeInstance[]> {
+  async list(namespaces: readonly string[] = [], fieldSelector?: string): Promise<ChallengeInstance[]> {
     try {
+      const selector = fieldSelector === undefined ? {} : { fieldSelector };
       const lists = namespaces.length === 0
-        ? [await this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })]
-        : await Promise.all(namespaces.map((namespace) => this.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL })));
+        ? [await this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, ...selector })]
+        : await Promise.all(namespaces.map((namespace) => this.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL, ...selector })));
       return lists.flatMap((raw) => ((raw as { items?: unknown[] }).items ?? []).map(toInstance));
     } catch (error) {
-      throw translateKubeError(error, 'list ChallengeInstances');
+      throw translateKubeError(error, `list ChallengeInstances${fieldSelector === undefined ? '' : ` (${fieldSelector})`}`);
+    }
+  }
+
+  async listPlacedOn(node: string, namespaces: readonly string[] = []): Promise<ChallengeInstance[] | undefined> {
+    try {
+      return await this.list(namespaces, `status.node=${node}`);
+    } catch (error) {
+      // "field label not supported": a CRD without selectableFields, or an API server before 1.31.
+      if (error instanceof CtfleetError && error.code === 'Invalid' && /field label not supported/i.test(error.message)) return undefined;
+      throw error;
     }
   }
 
