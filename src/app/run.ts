@@ -1,5 +1,6 @@
 import type { RuntimeConfig } from '../config/config.ts';
 import { createLogger } from '../observability/logger.ts';
+import { identifyAs } from '../adapters/kubernetes/api-client.ts';
 import { startHealthServer } from '../http/health-server.ts';
 import { Metrics } from '../observability/metrics.ts';
 import type { Component } from './component.ts';
@@ -15,6 +16,7 @@ const SHUTDOWN_SLACK_MS = 5_000;
  */
 export async function runRole(role: Role, config: RuntimeConfig): Promise<number> {
   const logger = createLogger(role, config.logLevel);
+  identifyAs(role);
   const components: Component[] = [];
   let lostLeadership: () => void = () => undefined;
   const stopped = new Promise<string>((resolve) => {

@@ -27,6 +27,9 @@ export interface ReconcilerDeps {
   events?: EventBudget;
 }
 
+/** How long a status write may take to come back through the informer before the cache is trusted again. */
+const ECHO_WAIT_MS = 10_000;
+
 /** BullMQ runs lower numbers first; a spec priority of 1000 becomes 1, 0 becomes 1001. */
 export function queuePriority(action: Action & { type: 'Enqueue' }, instance: ChallengeInstance): number {
   return action.action === 'start' ? 1001 - instance.spec.priority : 1;
@@ -38,6 +41,13 @@ export function queuePriority(action: Action & { type: 'Enqueue' }, instance: Ch
  */
 export class Reconciler {
   private readonly deps: ReconcilerDeps;
+  /**
+   * The controller's last status write per key, until the informer brings it
+   * back: a pass that runs before the echo (woken by the job's completion, say)
+   * plans from what was written, not from the older cached object, and neither
+   * writes it again nor records its Event twice.
+   */
+  private readonly ownWrites = new Map<string, { uid: string; status: InstanceStatus; at: number }>();
 
   constructor(deps: ReconcilerDeps) {
     this.deps = deps;
@@ -51,13 +61,30 @@ export class Reconciler {
     return { planned: { ...instance, spec: { ...resolution.spec, ...(ref === undefined ? {} : { challengeRef: ref }) } } };
   }
 
+  /** The cached instance with the controller's own newer write laid over it (see {@link ownWrites}). */
+  private withOwnWrite(key: string, instance: ChallengeInstance): ChallengeInstance {
+    const own = this.ownWrites.get(key);
+    if (own === undefined) return instance;
+    const echoed = isSameControllerStatus(instance.status, own.status);
+    if (own.uid !== instance.metadata.uid || echoed || this.deps.now().getTime() - own.at > ECHO_WAIT_MS) {
+      this.ownWrites.delete(key);
+      return instance;
+    }
+    const workers = (instance.status?.conditions ?? []).filter((condition) => condition.type === 'Ready');
+    return { ...instance, status: { ...instance.status, ...own.status, conditions: [...workers, ...(own.status.conditions ?? []).filter((condition) => condition.type !== 'Ready')] } };
+  }
+
   async reconcile(key: string): Promise<WorkResult> {
     const { cache, api, jobs, logger, now, lifetime, nodes } = this.deps;
     let instance = cache.get(key);
     // Gone from the cache: deleted for good (its finalizer was already released).
-    if (instance === undefined) return { requeueAfterMs: null };
+    if (instance === undefined) {
+      this.ownWrites.delete(key);
+      return { requeueAfterMs: null };
+    }
     const log = logger.child({ instance: key, uid: instance.metadata.uid, generation: instance.metadata.generation });
 
+    instance = this.withOwnWrite(key, instance);
     const written = instance.status;
     let known = written?.lastJob;
     let observation: JobObservation | undefined;
@@ -121,6 +148,7 @@ export class Reconciler {
       }
       if (!isSameControllerStatus(written, status)) {
         await api.applyStatus(instance, FIELD_MANAGERS.controller, status);
+        this.ownWrites.set(key, { uid: instance.metadata.uid, status, at: now().getTime() });
         // First Running of a fresh instance: its first start job of generation 1.
         const created = Date.parse(instance.metadata.creationTimestamp ?? '');
         if (status.phase === 'Running' && written?.phase !== 'Running' && status.lastJob !== undefined && isFirstStartJob(status.lastJob.id, instance.metadata.uid) && !Number.isNaN(created)) {

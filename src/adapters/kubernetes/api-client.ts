@@ -4,8 +4,17 @@ import {
   type KubeConfig,
   type RequestContext,
 } from '@kubernetes/client-node';
+import { VERSION } from '../../version.ts';
 
 type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
+
+/** What this process calls itself to the API server: audit logs and request metrics name it. */
+let userAgent = `ctfleet/${VERSION}`;
+
+/** Names the process's role in the User-Agent of every request (`ctfleet/<version> (controller)`). */
+export function identifyAs(role: string): void {
+  userAgent = `ctfleet/${VERSION} (${role})`;
+}
 
 /**
  * Like `kubeConfig.makeApiClient`, but every request of the process shares one
@@ -27,6 +36,7 @@ export function makePooledApiClient<T>(kubeConfig: KubeConfig, ApiClass: new (co
     getName: () => 'ctfleet-pooled',
     applySecurityAuthentication: async (context: RequestContext): Promise<void> => {
       await kubeConfig.applySecurityAuthentication(context);
+      context.setHeaderParam('User-Agent', userAgent);
       const created = context.getDispatcher();
       if (shared === undefined) shared = created;
       else if (created !== undefined && created !== shared) {
