@@ -187,6 +187,9 @@ interface WritesPerStart {
   events: number;
   /** finalizer + status: what the target (≤ 3) counts. */
   instance: number;
+  /** The status writes by writer (the User-Agent names ctfleet's role). */
+  controllerStatus: number;
+  workerStatus: number;
 }
 
 interface FleetResult {
@@ -318,7 +321,9 @@ async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {
     const stagesOf = new Map<string, Partial<Record<StageName, number>>>();
     for (const job of jobs) {
       const ofInstance = audited.filter((write) => write.name === job.name && write.resource.startsWith('challengeinstances'));
-      const statusWrites = ofInstance.filter((write) => write.resource === 'challengeinstances/status').map((write) => write.at);
+      const statusWrites = ofInstance.filter((write) => write.resource === 'challengeinstances/status');
+      // ctfleet names its role in its User-Agent: `ctfleet/<version> (worker)`.
+      const by = (role: string): number[] => statusWrites.filter((write) => write.userAgent.endsWith(`(${role})`)).map((write) => write.at);
       stagesOf.set(job.name, {
         created: createdAnswered.get(job.name),
         finalizer: ofInstance.find((write) => write.resource === 'challengeinstances' && write.verb === 'patch')?.at,
@@ -327,10 +332,10 @@ async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {
         ...job.timeline,
         // The worker's status write as the API server finished it (the worker's own
         // mark comes after its Redis write too): the first status write once ready.
-        reported: statusWrites.find((at) => at >= (job.timeline.ready ?? Number.POSITIVE_INFINITY)) ?? job.timeline.reported,
+        reported: by('worker').find((at) => at >= (job.timeline.ready ?? Number.POSITIVE_INFINITY)) ?? job.timeline.reported,
         readySeen: readySeen.get(job.name),
         // The controller's write that made it Running: the last status write before the watch saw it.
-        runningWritten: statusWrites.filter((at) => at <= (ready.get(job.name) ?? 0)).at(-1),
+        runningWritten: by('controller').filter((at) => at <= (ready.get(job.name) ?? 0)).at(-1),
         runningSeen: ready.get(job.name),
       });
     }
@@ -341,7 +346,11 @@ async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {
     const count = (keep: (write: AuditedWrite) => boolean): number => startWrites.filter(keep).length / N;
     const finalizer = count((write) => write.resource === 'challengeinstances' && write.verb === 'patch');
     const status = count((write) => write.resource === 'challengeinstances/status');
-    const writes: WritesPerStart = { finalizer, status, events: count((write) => write.resource === 'events' && write.verb === 'create'), instance: finalizer + status };
+    const writes: WritesPerStart = {
+      finalizer, status, events: count((write) => write.resource === 'events' && write.verb === 'create'), instance: finalizer + status,
+      controllerStatus: count((write) => write.resource === 'challengeinstances/status' && write.userAgent.endsWith('(controller)')),
+      workerStatus: count((write) => write.resource === 'challengeinstances/status' && write.userAgent.endsWith('(worker)')),
+    };
     // The worker's Docker calls until every instance ran (its own histogram): mean ms and calls per start.
     const [dockerSums, dockerCounts] = await Promise.all([metricBy(workerPort, 'ctfleet_docker_operation_duration_seconds_sum', 'operation'), metricBy(workerPort, 'ctfleet_docker_operation_duration_seconds_count', 'operation')]);
     const dockerCalls: Record<string, { meanMs: number; perStart: number }> = {};
@@ -442,7 +451,7 @@ for (let round = 1; round <= R; round += 1) {
   console.log(formatTable(['stage (median ms)', ...sides.map(([label]) => label), 'what'], STAGES.map(([from, to, what]) => [`${from} → ${to}`, ...sides.map(([, side]) => fmt(side.stages[`${from}→${to}`] ?? Number.NaN)), what])));
   for (const [label, side] of sides) {
     console.log(`${label}: the worker's Docker calls (mean ms × calls per start): ${Object.entries(side.docker).map(([operation, { meanMs, perStart }]) => `${operation} ${fmt(meanMs)} × ${fmt(perStart, 2)}`).join(', ')}`);
-    console.log(`${label}: Kubernetes writes per start ${fmt(side.writes.instance, 2)} of the instance (finalizer ${fmt(side.writes.finalizer, 2)}, status ${fmt(side.writes.status, 2)}) and ${fmt(side.writes.events, 2)} Events${side.claimMeanMs === undefined ? '' : `; claim ${fmt(side.claimMeanMs, 1)} ms mean`}`);
+    console.log(`${label}: Kubernetes writes per start ${fmt(side.writes.instance, 2)} of the instance (finalizer ${fmt(side.writes.finalizer, 2)}, status ${fmt(side.writes.status, 2)}: controller ${fmt(side.writes.controllerStatus, 2)}, worker ${fmt(side.writes.workerStatus, 2)}) and ${fmt(side.writes.events, 2)} Events${side.claimMeanMs === undefined ? '' : `; claim ${fmt(side.claimMeanMs, 1)} ms mean`}`);
   }
   if (warm !== undefined) console.log(`pooled: start throughput ×${fmt(ratios.pooledThroughput ?? Number.NaN, 2)} raw dockerode's; peak RSS controller ${fmt(warm.rssMb.controller ?? Number.NaN, 1)} MB, worker ${fmt(warm.rssMb.worker ?? Number.NaN, 1)} MB`);
 }
