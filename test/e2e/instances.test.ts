@@ -149,6 +149,9 @@ describe('ChallengeInstances end to end', () => {
     // The controller's one status write carries the job it queued, found by its id.
     assert.equal(running.status?.lastJob?.id, `${running.metadata.uid}.1.start`);
     assert.equal(running.status.phase, 'Running');
+    // The tests after this one count this namespace's containers.
+    await kubectl(['delete', 'chi', 'web-writes', '-n', NS, '--wait=true', '--timeout=60s']);
+    await instances.waitForGone(NS, 'web-writes');
   });
 
   test('a spec change replaces the container and the endpoint serves the new spec', async () => {

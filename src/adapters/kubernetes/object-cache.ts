@@ -34,6 +34,33 @@ function trim(raw: KubernetesObject): void {
   }
 }
 
+type ListResult = { items: KubernetesObject[]; metadata: { resourceVersion: string; continue?: string } };
+
+/** Objects per page of a (re)list. */
+const LIST_PAGE = 500;
+
+/**
+ * A list read in pages, each page's objects trimmed as it comes: the largest
+ * response held at once is one page, not every object with its managedFields.
+ * The pages are one consistent snapshot (the API server's continue tokens), so
+ * the watch resumes from the last page's resourceVersion.
+ */
+async function pagedList(fetchPage: (page: { limit: number; _continue?: string }) => Promise<ListResult>): Promise<ListResult> {
+  const items: KubernetesObject[] = [];
+  let next: string | undefined;
+  let resourceVersion: string;
+  do {
+    const page = await fetchPage({ limit: LIST_PAGE, ...(next === undefined ? {} : { _continue: next }) });
+    for (const item of page.items) {
+      trim(item);
+      items.push(item);
+    }
+    resourceVersion = page.metadata.resourceVersion;
+    next = page.metadata.continue === undefined || page.metadata.continue === '' ? undefined : page.metadata.continue;
+  } while (next !== undefined);
+  return { items, metadata: { resourceVersion } };
+}
+
 /**
  * Informers over one of ctfleet's resources in the watched namespaces (one
  * informer over the whole cluster when no namespaces are given), keyed
@@ -59,11 +86,10 @@ export class KubeObjectCache<T> {
     const plural = resource.plural;
     const api = makePooledApiClient(kubeConfig, CustomObjectsApi);
     this.logger = logger;
-    type ListResult = { items: KubernetesObject[]; metadata: { resourceVersion: string } };
     if (namespaces.length === 0) {
       this.informers.set(
         ALL,
-        makeInformer<KubernetesObject>(kubeConfig, `/apis/${GROUP}/${VERSION}/${plural}`, async () => (await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural })) as ListResult),
+        makeInformer<KubernetesObject>(kubeConfig, `/apis/${GROUP}/${VERSION}/${plural}`, () => pagedList(async (page) => (await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural, ...page })) as ListResult)),
       );
     }
     for (const namespace of namespaces) {
@@ -72,7 +98,7 @@ export class KubeObjectCache<T> {
         makeInformer<KubernetesObject>(
           kubeConfig,
           `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${plural}`,
-          async () => (await api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural })) as ListResult,
+          () => pagedList(async (page) => (await api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, ...page })) as ListResult),
         ),
       );
     }
