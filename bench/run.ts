@@ -398,6 +398,8 @@ async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {
 
 const fmt = (value: number, digits = 0): string => (Number.isFinite(value) ? value.toFixed(digits) : '-');
 const median = (values: number[]): number => {
+  // No values (a stage no instance reached) is no figure, not 0.
+  if (values.length === 0) return Number.NaN;
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? (sorted[mid] ?? Number.NaN) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
