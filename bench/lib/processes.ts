@@ -2,21 +2,14 @@
 // compiled build as deployed, wait for /readyz, read /metrics and peak memory.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { PRODUCTION_NODE_FLAGS } from '../../src/app/node-flags.ts';
 
+/** A port nothing listens on now, for a process's /readyz (the tests' helper). */
+export { freePort } from '../../test/support/stack.ts';
+
 const ROOT = new URL('../..', import.meta.url).pathname;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A port nothing listens on now, for a process's /readyz. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** Runs the compiled build with the V8 flags the bin and the image use, as deployed; `port` serves its /readyz. */
 export function startProcess(role: 'controller' | 'worker', env: Record<string, string>, port: number): ChildProcess {
@@ -38,18 +31,21 @@ export async function untilReady(port: number, began: number): Promise<number> {
   }
 }
 
-export function peakRssMb(pid: number | undefined): number {
+/** A line of the process's /proc status (VmHWM: peak resident memory, VmRSS: now), MB. */
+function memoryMb(pid: number | undefined, field: 'VmHWM' | 'VmRSS'): number {
   if (pid === undefined) return Number.NaN;
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? Number.NaN) / 1024;
+  return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? Number.NaN) / 1024;
 }
 
+/** Peak resident memory (VmHWM), MB. */
+export function peakRssMb(pid: number | undefined): number {
+  return memoryMb(pid, 'VmHWM');
+}
 
 /** Resident memory now (VmRSS), MB. */
 export function rssMb(pid: number | undefined): number {
-  if (pid === undefined) return Number.NaN;
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? Number.NaN) / 1024;
+  return memoryMb(pid, 'VmRSS');
 }
 
 /** Stops a process and waits for its exit. */
