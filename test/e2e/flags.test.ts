@@ -94,7 +94,17 @@ describe('per-team flags, from the container and nowhere else', () => {
     start();
   });
 
-  after(() => scenario.cleanup());
+  after(async () => {
+    await scenario.cleanup();
+    // After the cleanup: its ctfleet writes delete jobs under the prefix too.
+    const redis = new Redis(stackConfig().redis.url);
+    try {
+      const keys = await redis.keys(`${scenario.env.CTFLEET_REDIS_PREFIX ?? ''}*`);
+      if (keys.length > 0) await redis.del(...keys);
+    } finally {
+      redis.disconnect();
+    }
+  });
 
   test('two teams of one challenge get different flags, in their containers', async () => {
     flags.set('team-a', await flagIn('web-team-a'));
