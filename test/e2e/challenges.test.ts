@@ -35,6 +35,10 @@ function instanceOf(name: string, team: string, challengeName: string, extra: Re
   return challengeInstanceManifest(NS, name, team, challengeName, extra);
 }
 
+function ok(result: { code: number; stderr: string }): void {
+  assert.equal(result.code, 0, result.stderr);
+}
+
 async function apply(...objects: string[]): Promise<void> {
   const applied = await kubectl(['apply', '-f', '-'], objects.join('\n'));
   assert.equal(applied.code, 0, applied.stderr);
@@ -112,6 +116,41 @@ describe('instances of a Challenge', () => {
     assert.equal(kept?.status?.containerId, before?.status?.containerId, 'the same container still runs');
     assert.deepEqual((kept?.status as { challenge?: unknown }).challenge, { name: 'web-101', generation: 1 });
     assert.match(await fetchText(kept?.status?.endpoints?.[0]?.url ?? ''), /hello from the organisers/);
+  });
+
+  test('after a Challenge change, a stopped and started instance runs its own container again on the old generation; a re-created container gets the new one; an untouched instance keeps the old', async () => {
+    // web-101 is at generation 2 (the test before); team-1 and team-2 run generation 1.
+    const before1 = await instances.waitFor(NS, 'web-101-team-1', 'to run', isRunning, 60_000);
+    const before2 = await instances.waitFor(NS, 'web-101-team-2', 'to run', isRunning, 60_000);
+    const generationOf = (instance: RawInstance | undefined): unknown => (instance?.status as { challenge?: unknown } | undefined)?.challenge;
+    const labelOf = async (name: string): Promise<string | undefined> =>
+      (await containersOf(docker, NS)).find((container) => container.Labels['ctfleet.io/name'] === name)?.Labels['ctfleet.io/challenge-generation'];
+
+    // Stopped, then Running: the same container (its spec hash did not change) starts again, as it was made.
+    ok(await kubectl(['patch', 'chi', 'web-101-team-1', '-n', NS, '--type=merge', '-p', '{"spec":{"desiredState":"Stopped"}}']));
+    const stopped = await instances.waitFor(NS, 'web-101-team-1', 'to stop', (instance) => instance.status?.phase === 'Stopped' && instance.status.observedGeneration === instance.metadata.generation, 60_000);
+    const inspected = await docker.getContainer(before1.status?.containerId ?? '').inspect();
+    assert.equal(inspected.State.Running, false, 'the container is stopped, not removed');
+    assert.equal(stopped.status?.containerId, before1.status?.containerId);
+    ok(await kubectl(['patch', 'chi', 'web-101-team-1', '-n', NS, '--type=merge', '-p', '{"spec":{"desiredState":"Running"}}']));
+    const restarted = await instances.waitFor(NS, 'web-101-team-1', 'to run again', isRunning, 60_000);
+    assert.equal(restarted.status?.containerId, before1.status?.containerId, 'the same container runs again');
+    assert.deepEqual(generationOf(restarted), { name: 'web-101', generation: 1 });
+    assert.equal(await labelOf('web-101-team-1'), '1');
+    assert.match(await fetchText(restarted.status?.endpoints?.[0]?.url ?? ''), /hello from the organisers/);
+
+    // A container made afresh (here: the old one removed behind ctfleet's back) is made from the Challenge as it is now.
+    await docker.getContainer(before1.status?.containerId ?? '').remove({ force: true });
+    const recreated = await instances.waitFor(NS, 'web-101-team-1', 'to run in a new container', (instance) => isRunning(instance) && instance.status?.containerId !== before1.status?.containerId, 60_000);
+    assert.deepEqual(generationOf(recreated), { name: 'web-101', generation: 2 });
+    assert.equal(await labelOf('web-101-team-1'), '2');
+    assert.match(await fetchText(recreated.status?.endpoints?.[0]?.url ?? ''), /hello, version two/);
+
+    const untouched = await instances.get(NS, 'web-101-team-2');
+    assert.equal(untouched?.status?.containerId, before2.status?.containerId, 'team-2 keeps its container');
+    assert.deepEqual(generationOf(untouched), { name: 'web-101', generation: 1 });
+    assert.equal(await labelOf('web-101-team-2'), '1');
+    assert.match(await fetchText(untouched?.status?.endpoints?.[0]?.url ?? ''), /hello from the organisers/);
   });
 
   test('an instance of a Challenge that does not exist fails ChallengeNotFound, and runs once the Challenge is created', async () => {
