@@ -85,6 +85,13 @@ describe('instances of a Challenge', () => {
     await ctfleet.stop();
     for (const container of await containersOf(docker, NS)) await docker.getContainer(container.Id).remove({ force: true });
     await kubectl(['delete', 'namespace', NS, '--wait=false']);
+    const redis = new Redis(stackConfig().redis.url);
+    try {
+      const keys = await redis.keys(`${PREFIX}*`);
+      if (keys.length > 0) await redis.del(...keys);
+    } finally {
+      redis.disconnect();
+    }
   });
 
   test("instances of a Challenge run its container, with the team's own endpoint, and say which generation they run", async () => {
@@ -153,6 +160,37 @@ describe('instances of a Challenge', () => {
     assert.match(await fetchText(untouched?.status?.endpoints?.[0]?.url ?? ''), /hello from the organisers/);
   });
 
+  test("a Challenge's image outside the deployment's allow-list fails its instance ImageNotAllowed, and nothing is created", async () => {
+    // Docker knows the locally built ctfleet-test/busybox:1 by this name too; the allow-list (ctfleet-test/*) matches the image as written.
+    await apply(challenge('elsewhere', 'not allowed', { image: 'docker.io/ctfleet-test/busybox:1' }), instanceOf('elsewhere-team-1', 'team-1', 'elsewhere'));
+    const failed = await instances.waitFor(NS, 'elsewhere-team-1', 'to fail ImageNotAllowed', failedWith('ImageNotAllowed'), 60_000);
+    assert.match(failed.status?.message ?? '', /spec\.image: docker\.io\/ctfleet-test\/busybox:1 is not on this deployment's image allow-list \(CTFLEET_ALLOWED_IMAGES: ctfleet-test\/\*\)/);
+    assert.deepEqual((await containersOf(docker, NS)).filter((container) => container.Labels['ctfleet.io/name'] === 'elsewhere-team-1'), [], 'nothing was created');
+  });
+
+  test("a Challenge asking for more than the deployment's maxima fails its instances InvalidSpec, naming the field and the setting", async () => {
+    // The deployment's defaults: CTFLEET_MAX_MEMORY 2Gi, CTFLEET_MAX_PIDS 4096, no extra capabilities.
+    await apply(
+      challenge('hungry', 'too much memory', { resources: { cpu: '250m', memory: '4Gi', pids: 64 } }),
+      challenge('forky', 'too many processes', { resources: { cpu: '250m', memory: '64Mi', pids: 8192 } }),
+      challenge('capable', 'a capability too many', { security: { capabilities: { add: ['SYS_NICE'] } } }),
+      instanceOf('hungry-team-1', 'team-1', 'hungry'),
+      instanceOf('forky-team-1', 'team-1', 'forky'),
+      instanceOf('capable-team-1', 'team-1', 'capable'),
+    );
+    const expected: [string, RegExp][] = [
+      ['hungry-team-1', /spec\.resources\.memory: 4Gi is above this deployment's maximum of 2Gi \(CTFLEET_MAX_MEMORY\)/],
+      ['forky-team-1', /spec\.resources\.pids: 8192 is above this deployment's maximum of 4096 \(CTFLEET_MAX_PIDS\)/],
+      ['capable-team-1', /spec\.security\.capabilities\.add: SYS_NICE is not on this deployment's list of capabilities a spec may add \(CTFLEET_ALLOWED_EXTRA_CAPABILITIES is empty: none\)/],
+    ];
+    for (const [name, message] of expected) {
+      const failed = await instances.waitFor(NS, name, 'to fail InvalidSpec', failedWith('InvalidSpec'), 60_000);
+      assert.match(failed.status?.message ?? '', message, name);
+    }
+    const made = (await containersOf(docker, NS)).filter((container) => expected.some(([name]) => container.Labels['ctfleet.io/name'] === name));
+    assert.deepEqual(made, [], 'no container was created for them');
+  });
+
   test('an instance of a Challenge that does not exist fails ChallengeNotFound, and runs once the Challenge is created', async () => {
     await apply(instanceOf('later-team-1', 'team-1', 'later'));
     const failed = await instances.waitFor(NS, 'later-team-1', 'to fail ChallengeNotFound', failedWith('ChallengeNotFound'), 30_000);
@@ -218,6 +256,9 @@ describe('instances of a Challenge', () => {
         else if (type === 'string') everywhere.push((await redis.get(key)) ?? '');
         else if (type === 'list') everywhere.push(JSON.stringify(await redis.lrange(key, 0, -1)));
         else if (type === 'zset') everywhere.push(JSON.stringify(await redis.zrange(key, '0', '-1')));
+        else if (type === 'set') everywhere.push(JSON.stringify(await redis.smembers(key)));
+        else if (type === 'stream') everywhere.push(JSON.stringify(await redis.xrange(key, '-', '+')));
+        else if (type !== 'none') assert.fail(`Redis key ${key} of type ${type} was not read`);
       }
     } finally {
       redis.disconnect();
