@@ -19,7 +19,8 @@ import { eventually, stackConfig, uniqueSuffix } from '../support/stack.ts';
 // their instances, in a fresh namespace of this test's own instead of ctf-demo,
 // with the flag key Secret the demo makes, against a ctfleet set up like the
 // demo's (the test images' allow-list, endpoints on 127.0.0.1). Every sample
-// instance runs, and its endpoint answers as the sample says it will.
+// instance runs, and its endpoint answers as the sample says it will. And the
+// README's example of the same form is one the API server accepts.
 
 const run = promisify(execFile);
 const SAMPLES = join(ROOT, 'manifests/samples');
@@ -159,6 +160,19 @@ describe('manifests/samples, applied as the demo applies them', () => {
       return counts['web-101']?.running === 2 && counts['echo-200']?.running === 1 ? counts : undefined;
     });
     assert.deepEqual(counted, { 'echo-200': { total: 1, running: 1 }, 'web-101': { total: 2, running: 2 } });
+  });
+
+  test("the README's example (Using ctfleet: a Challenge, an instance of it, and the direct form) is accepted by the API server as written", async () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Using ctfleet'), readme.indexOf('\n## ', readme.indexOf('## Using ctfleet') + 5));
+    const [main, direct] = [...section.matchAll(/```yaml\n([\s\S]*?)```/g)].map((match) => match[1] ?? '');
+    assert.match(main ?? '', /kind: Challenge\b[\s\S]*kind: ChallengeInstance[\s\S]*challengeRef: \{ name: web-101 \}/, 'the primary example is a Challenge and an instance of it');
+    assert.match(direct ?? '', /^spec: \{.*image: /m, 'the direct form is shown too');
+    // In this test's namespace, on the server, without keeping anything (the samples use the same names).
+    const objects = `${(main ?? '').replaceAll(`namespace: ${SAMPLE_NAMESPACE}`, `namespace: ${NS}`)}---\napiVersion: ctfleet.io/v1alpha1\nkind: ChallengeInstance\nmetadata: { name: readme-direct, namespace: ${NS} }\n${direct ?? ''}`;
+    const result = await kubectl(['apply', '--dry-run=server', '-f', '-'], objects);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.match(/\(server dry run\)$/gm)?.length, 3, result.stdout);
   });
 
   test('the log is clean', async () => {
