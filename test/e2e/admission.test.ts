@@ -149,10 +149,16 @@ describe('tenant namespaces: the chart\'s ValidatingAdmissionPolicy', () => {
     });
 
     test('an update that moves the instance to another team or challenge, or back to the direct form, is refused; stopping it and a new ttl are admitted', async () => {
-      // The same instance in the organiser namespace takes every one of these updates.
       for (const namespace of [tenant, organiser]) ok(await create(namespace, 'web-101-team-8', fromChallenge('team-8')), `create in ${namespace}`);
+      // The team is the CRD's own rule, in every namespace: the schema refuses before the policy looks.
+      const teamMessage = /spec\.team: Invalid value: "team-9": spec\.team is immutable/;
+      for (const namespace of [tenant, organiser]) {
+        const moved = await patch(namespace, 'web-101-team-8', { spec: { team: 'team-9' } });
+        assert.notEqual(moved.code, 0, `the team changed in ${namespace}`);
+        assert.match(moved.stderr, teamMessage);
+      }
+      // The same instance in the organiser namespace takes every one of these updates.
       const updates: [string, Record<string, unknown>, RegExp][] = [
-        ['team', { team: 'team-9' }, refusal('team', 'an instance stays with the team it was created for; delete it and create one for the other team')],
         ['challengeRef', { challengeRef: { name: 'pwn-300' } }, refusal('challengeRef', 'an instance keeps the Challenge it was created for; delete it and create a new one')],
         ['the direct form', { challengeRef: null, challenge: 'web-101', image: 'ctfleet-test/web:1', ports: [{ name: 'http', containerPort: 8080 }] }, refusal('image', 'an instance takes its image from spec\\.challengeRef')],
       ];
@@ -179,9 +185,12 @@ describe('tenant namespaces: the chart\'s ValidatingAdmissionPolicy', () => {
     ok(await create(teamNamespace, 'web-101-team-9', fromChallenge('team-9')), "the namespace's own team is admitted");
   });
 
-  test('in a namespace without the label, the direct form is admitted and may change', async () => {
+  test('in a namespace without the label, the direct form is admitted and may change (but for its team, which never does)', async () => {
     ok(await create(organiser, 'web-101-team-7', direct('team-7', { imagePullPolicy: 'Never', resources: { memory: '64Mi' }, network: { egress: 'Internet' } })), 'create the direct form');
-    ok(await patch(organiser, 'web-101-team-7', { spec: { team: 'team-9', env: [{ name: 'GREETING', value: 'bye' }] } }), 'change team and env');
+    ok(await patch(organiser, 'web-101-team-7', { spec: { env: [{ name: 'GREETING', value: 'bye' }], image: 'ctfleet-test/web:2' } }), 'change env and image');
+    const moved = await patch(organiser, 'web-101-team-7', { spec: { team: 'team-9' } });
+    assert.notEqual(moved.code, 0, 'the team changed');
+    assert.match(moved.stderr, /spec\.team is immutable/);
   });
 
   test('an instance from before its namespace was labelled cannot change any of those fields, but can be stopped, lose its finalizer and go', async () => {

@@ -182,6 +182,22 @@ describe('the Challenge CRD and the challengeRef form on the API server', () => 
       });
     }
 
+    test('spec.team is set once: the API server refuses to move an instance, direct or of a Challenge, to another team', async () => {
+      // Its container, labels and a per-team flag are the team's: another team gets an instance of its own.
+      for (const [name, spec] of [['team-once-ref', refSpec('team-1')], ['team-once-direct', webSpec('team-1')]] as const) {
+        const created = await kubectl(['apply', '-f', '-'], manifest(NS, name, spec));
+        assert.equal(created.code, 0, created.stderr);
+        const moved = await kubectl(['patch', 'challengeinstance', name, '-n', NS, '--type=merge', '-p', JSON.stringify({ spec: { team: 'team-2' } })]);
+        assert.notEqual(moved.code, 0, `${name}: refused`);
+        assert.match(moved.stderr, /spec\.team: Invalid value: "team-2": spec\.team is immutable: a container and its per-team flag belong to one team; create another instance for another team/);
+        const kept = await getJson('challengeinstance', name);
+        assert.equal(kept.spec.team, 'team-1', `${name}: the team is unchanged`);
+        // Other fields still change.
+        const stopped = await kubectl(['patch', 'challengeinstance', name, '-n', NS, '--type=merge', '-p', JSON.stringify({ spec: { desiredState: 'Stopped' } })]);
+        assert.equal(stopped.code, 0, stopped.stderr);
+      }
+    });
+
     test('the API server refuses a Challenge whose name is not a DNS label, as instances could not name it', async () => {
       const result = await kubectl(['apply', '--dry-run=server', '-f', '-'], challengeManifest('web.101', challengeSpec()));
       assert.notEqual(result.code, 0);
