@@ -32,5 +32,5 @@ USER 65532:65532
 # 8080: /healthz, /readyz, /metrics (CTFLEET_HTTP_PORT); 8081: the platform API and dashboard (CTFLEET_API_PORT).
 EXPOSE 8080 8081
 # V8 flags: src/app/node-flags.ts (the image test keeps both in step).
-ENTRYPOINT ["node", "--max-semi-space-size=1", "/app/src/main.ts"]
+ENTRYPOINT ["node", "--max-semi-space-size=1", "--optimize-for-size", "/app/src/main.ts"]
 CMD ["all"]

@@ -8,7 +8,10 @@
 //     every container is gone. Peak RSS is each process's VmHWM.
 // (b) baseline: dockerode creates and starts the same N containers directly, C at a
 //     time, with the same image, port mapping, limits and readiness check (a TCP
-//     connect to the container), then removes them, C at a time.
+//     connect to the container), then removes them, C at a time. Twice more when
+//     fresh: each container on a network of its own (N ≤ 100), and the very
+//     container ctfleet's worker makes (its network, hardening, init, log rotation:
+//     what ctfleet adds over that is orchestration alone).
 // (c) with --pool, ctfleet again with a warm pool (docs/pools.md): a Challenge that
 //     keeps N idle containers and delivers a per-team flag as a file; once the
 //     worker reports N idle, N instances of it are created at once and timed the
@@ -22,14 +25,19 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, makeInformer, type KubernetesObject } from '@kubernetes/client-node';
+import { DockerRuntime } from '../src/adapters/docker/container-runtime.ts';
 import { createDockerClient } from '../src/adapters/docker/docker-client.ts';
+import { DockerNetworks } from '../src/adapters/docker/network-runtime.ts';
 import { loadKubeConfig } from '../src/adapters/kubernetes/kube-config.ts';
 import { createRedisConnection } from '../src/adapters/redis/redis-connection.ts';
 import { formatTable } from '../src/cli/output.ts';
-import { canConnect } from '../src/worker/readiness.ts';
+import { canConnect, probeDelayMs } from '../src/worker/readiness.ts';
 import { freePort, metric, metricBy, peakRssMb, startProcess, untilReady } from './lib/processes.ts';
 import { auditedWrites, type AuditedWrite } from './lib/apiserver-writes.ts';
-import { loadConnectionConfig } from '../src/config/config.ts';
+import { loadConnectionConfig, loadRuntimeConfig } from '../src/config/config.ts';
+import type { HardeningProfile } from '../src/domain/hardening.ts';
+import { containerDefinition } from '../src/worker/container-shape.ts';
+import { instanceNetworks } from '../src/worker/isolation-plan.ts';
 
 const { values } = parseArgs({ options: { instances: { type: 'string', default: '50' }, concurrency: { type: 'string', default: '16' }, repeat: { type: 'string', default: '1' }, pool: { type: 'boolean', default: false } } });
 const POOLED = values.pool;
@@ -94,14 +102,36 @@ async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<voi
 }
 
 /**
- * dockerode alone. `perInstanceNetwork`: each container on a bridge network of
- * its own (explicit /28 subnet, inter-container traffic off), created before it
- * and removed after it: the design ctfleet measured against one shared bridge
- * per egress class (docs/security.md).
+ * How the baseline makes its containers with dockerode alone:
+ * - `plain`: on Docker's default bridge, limits only (the seeds' design);
+ * - `network-per-container`: each on a bridge network of its own (explicit /28,
+ *   inter-container traffic off), created before it and removed after it: the
+ *   design ctfleet measured against one shared bridge per egress class
+ *   (docs/security.md);
+ * - `ctfleet-shape`: the very container ctfleet's worker makes (its definition,
+ *   src/worker/container-shape.ts, created through the same Docker adapter): the
+ *   node's instance network, the hardening, ulimits, log rotation and init. What
+ *   ctfleet adds over this is orchestration; what this adds over `plain` is
+ *   Docker's own work for isolation.
  */
-async function baseline(perInstanceNetwork = false): Promise<{ start: Summary; teardownMs: number }> {
+/** The settings both ctfleet's processes run with in a round (the baseline's ctfleet-shape reads the worker's from them too). */
+function workerEnv(portRange: string): Record<string, string> {
+  return {
+    CTFLEET_NODE_NAME: 'bench-node',
+    CTFLEET_BIND_ADDRESS: '127.0.0.1',
+    CTFLEET_PORT_RANGE: portRange,
+    CTFLEET_WORKER_CONCURRENCY: String(C),
+    CTFLEET_CONTROLLER_CONCURRENCY: String(C),
+    CTFLEET_LOG_LEVEL: 'warn',
+    CTFLEET_ALLOWED_IMAGES: IMAGE,
+  };
+}
+
+type BaselineKind = 'plain' | 'network-per-container' | 'ctfleet-shape';
+
+async function baseline(kind: BaselineKind = 'plain'): Promise<{ start: Summary; teardownMs: number }> {
   try {
-    return await baselineRound(perInstanceNetwork);
+    return await baselineRound(kind);
   } finally {
     // Whatever a failed round left: its containers, then its networks.
     const left = await docker.listContainers({ all: true, filters: { label: [`ctfleet.io/bench=${run}`] } });
@@ -111,40 +141,63 @@ async function baseline(perInstanceNetwork = false): Promise<{ start: Summary; t
   }
 }
 
-async function baselineRound(perInstanceNetwork: boolean): Promise<{ start: Summary; teardownMs: number }> {
+/** The worker's settings for the benchmark's environment: its hardening and its instance network of the default egress. */
+async function workerShape(): Promise<{ hardening: HardeningProfile; network: string }> {
+  const { worker } = loadRuntimeConfig({ ...process.env, ...workerEnv(PORTS.fresh) });
+  const network = instanceNetworks(worker.isolation)[worker.isolation.defaultEgress];
+  // The network the worker itself makes and adopts (same name, same settings).
+  const networks = new DockerNetworks(docker);
+  if (!(await networks.listManagedNetworks()).some((existing) => existing.name === network.name)) await networks.createNetwork(network);
+  return { hardening: worker.hardening, network: network.name };
+}
+
+async function baselineRound(kind: BaselineKind): Promise<{ start: Summary; teardownMs: number }> {
   const ids: { container: string; network?: string }[] = [];
   const latencies: number[] = [];
+  const tag = { plain: 'base', 'network-per-container': 'net', 'ctfleet-shape': 'shape' }[kind];
+  const shape = kind === 'ctfleet-shape' ? await workerShape() : undefined;
+  const runtime = new DockerRuntime(docker);
   const began = Date.now();
-  const tag = perInstanceNetwork ? 'net' : 'base';
   await pool(
     Array.from({ length: N }, (_, i) => i),
     C,
     async (i) => {
       const t0 = Date.now();
+      const name = `ctfleet-bench-${tag}-${run}-${i}`;
       let network: string | undefined;
-      if (perInstanceNetwork) {
-        const created = await docker.createNetwork({
-          Name: `ctfleet-bench-${tag}-${run}-${i}`,
-          Driver: 'bridge',
-          IPAM: { Driver: 'default', Config: [{ Subnet: `10.199.${Math.floor(i / 16)}.${(i % 16) * 16}/28` }] },
-          Options: { 'com.docker.network.bridge.enable_icc': 'false' },
+      let id: string;
+      if (shape !== undefined) {
+        const spec = { team: `team-${i}`, challenge: 'web-101', image: IMAGE, imagePullPolicy: 'Never', ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }], env: [{ name: 'GREETING', value: `bench-${i}` }], resources: { cpu: '250m', memory: '64Mi', pids: 64 }, desiredState: 'Running', priority: 0 } as const;
+        const target = { namespace: NS, name: `shape-${i}`, uid: `${run}-${i}`, generation: 1 };
+        const definition = containerDefinition(target, { ...spec, ports: [...spec.ports], env: [...spec.env] }, { node: 'bench-node', bindAddress: '127.0.0.1', hostPorts: [PORTS.baseline + i], network: { name: shape.network, dns: [] }, egress: 'None' }, shape.hardening, { specHash: 'bench' });
+        id = (await runtime.createAndStart({ ...definition, name, labels: { ...definition.labels, 'ctfleet.io/bench': run } })).id;
+      } else {
+        if (kind === 'network-per-container') {
+          const created = await docker.createNetwork({
+            Name: name,
+            Driver: 'bridge',
+            IPAM: { Driver: 'default', Config: [{ Subnet: `10.199.${Math.floor(i / 16)}.${(i % 16) * 16}/28` }] },
+            Options: { 'com.docker.network.bridge.enable_icc': 'false' },
+            Labels: { 'ctfleet.io/bench': run },
+          });
+          network = created.id;
+        }
+        const container = await docker.createContainer({
+          name,
+          Image: IMAGE,
+          Env: [`GREETING=baseline-${i}`],
+          ExposedPorts: { '8080/tcp': {} },
           Labels: { 'ctfleet.io/bench': run },
+          HostConfig: { PortBindings: { '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: String(PORTS.baseline + i) }] }, ...LIMITS, ...(network === undefined ? {} : { NetworkMode: network }) },
         });
-        network = created.id;
+        await container.start();
+        id = container.id;
       }
-      const container = await docker.createContainer({
-        name: `ctfleet-bench-${tag}-${run}-${i}`,
-        Image: IMAGE,
-        Env: [`GREETING=baseline-${i}`],
-        ExposedPorts: { '8080/tcp': {} },
-        Labels: { 'ctfleet.io/bench': run },
-        HostConfig: { PortBindings: { '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: String(PORTS.baseline + i) }] }, ...LIMITS, ...(network === undefined ? {} : { NetworkMode: network }) },
-      });
-      await container.start();
-      const ip = Object.values((await container.inspect()).NetworkSettings.Networks)[0]?.IPAddress ?? '127.0.0.1';
-      while (!(await canConnect(ip, 8080, 500))) await sleep(150);
+      const ip = Object.values((await docker.getContainer(id).inspect()).NetworkSettings.Networks)[0]?.IPAddress ?? '127.0.0.1';
+      // The worker's own probe schedule (src/worker/readiness.ts): both sides wait alike for a server to listen.
+      for (let attempt = 0; !(await canConnect(ip, 8080, 500)); attempt += 1) await sleep(probeDelayMs(attempt));
       latencies.push(Date.now() - t0);
-      ids.push({ container: container.id, ...(network === undefined ? {} : { network }) });
+      ids.push({ container: id, ...(network === undefined ? {} : { network }) });
     },
   );
   const start = summarise(latencies, Date.now() - began);
@@ -217,15 +270,9 @@ async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {
   const ns = pooled ? `${NS}-pool` : NS;
   const prefix = pooled ? PREFIX.replace('}', '-pool}') : PREFIX;
   const env: Record<string, string> = {
+    ...workerEnv(pooled ? PORTS.pooled : PORTS.fresh),
     CTFLEET_REDIS_PREFIX: prefix,
     CTFLEET_NAMESPACES: ns,
-    CTFLEET_NODE_NAME: 'bench-node',
-    CTFLEET_BIND_ADDRESS: '127.0.0.1',
-    CTFLEET_PORT_RANGE: pooled ? PORTS.pooled : PORTS.fresh,
-    CTFLEET_WORKER_CONCURRENCY: String(C),
-    CTFLEET_CONTROLLER_CONCURRENCY: String(C),
-    CTFLEET_LOG_LEVEL: 'warn',
-    CTFLEET_ALLOWED_IMAGES: IMAGE,
     ...(pooled ? { CTFLEET_FLAG_KEY_SECRET: `${ns}/flag-key`, CTFLEET_POOL_REFILL_CONCURRENCY: '4' } : {}),
   };
   const core = kubeConfig.makeApiClient(CoreV1Api);
@@ -409,9 +456,11 @@ interface Round {
   baseline: Awaited<ReturnType<typeof baseline>>;
   /** Absent in --pool runs, which time the pooled mode instead. */
   perInstanceNetwork?: Awaited<ReturnType<typeof baseline>>;
+  /** dockerode making ctfleet's own container (absent in --pool runs). */
+  ctfleetShape?: Awaited<ReturnType<typeof baseline>>;
   ctfleet: FleetResult;
   pooled?: FleetResult;
-  ratios: { startThroughput: number; teardownThroughput: number; p50AddedLatencyMs: number; pooledThroughput?: number };
+  ratios: { startThroughput: number; teardownThroughput: number; p50AddedLatencyMs: number; pooledThroughput?: number; startThroughputVsShape?: number };
 }
 
 console.log(`ctfleet benchmark: ${N} instances of ${IMAGE}, concurrency ${C}, ${R} round(s)${POOLED ? ', with a warm pool' : ''}, ${new Date().toISOString()}`);
@@ -425,7 +474,10 @@ for (let round = 1; round <= R; round += 1) {
   console.log(`baseline (dockerode): start p50 ${fmt(base.start.p50)} ms, p99 ${fmt(base.start.p99)} ms, ${fmt(base.start.perSecond, 2)} started/s; teardown ${fmt(base.teardownMs / 1000, 2)} s`);
   // A network per container is the design ctfleet did not take (issue 11): shown
   // at the bursts it was measured at, not at hundreds (its creates dominate).
-  const networked = POOLED || N > 100 ? undefined : await baseline(true);
+  const networked = POOLED || N > 100 ? undefined : await baseline('network-per-container');
+  // The same container as ctfleet's, made directly: what is left is ctfleet's orchestration.
+  const shaped = POOLED ? undefined : await baseline('ctfleet-shape');
+  if (shaped !== undefined) console.log(`dockerode, ctfleet's container: start p50 ${fmt(shaped.start.p50)} ms, p99 ${fmt(shaped.start.p99)} ms, ${fmt(shaped.start.perSecond, 2)} started/s; teardown ${fmt(shaped.teardownMs / 1000, 2)} s`);
   const fleet = await ctfleet('fresh');
   const warm = POOLED ? await ctfleet('pooled') : undefined;
   const ratios = {
@@ -433,8 +485,9 @@ for (let round = 1; round <= R; round += 1) {
     teardownThroughput: base.teardownMs / fleet.teardownMs,
     p50AddedLatencyMs: fleet.start.p50 - base.start.p50,
     ...(warm?.serving === undefined ? {} : { pooledThroughput: warm.serving.perSecond / base.start.perSecond }),
+    ...(shaped === undefined ? {} : { startThroughputVsShape: fleet.start.perSecond / shaped.start.perSecond }),
   };
-  rounds.push({ baseline: base, ...(networked === undefined ? {} : { perInstanceNetwork: networked }), ctfleet: fleet, ...(warm === undefined ? {} : { pooled: warm }), ratios });
+  rounds.push({ baseline: base, ...(networked === undefined ? {} : { perInstanceNetwork: networked }), ...(shaped === undefined ? {} : { ctfleetShape: shaped }), ctfleet: fleet, ...(warm === undefined ? {} : { pooled: warm }), ratios });
   const row = (label: string, result: { start: Summary; teardownMs: number }): string[] =>
     [label, fmt(result.start.p50), fmt(result.start.p95), fmt(result.start.p99), fmt(result.start.max), fmt(result.start.perSecond, 2), fmt(result.teardownMs / 1000, 2), fmt((N / result.teardownMs) * 1000, 2)];
   console.log();
@@ -445,6 +498,7 @@ for (let round = 1; round <= R; round += 1) {
       [
         row('baseline (dockerode)', base),
         ...(networked === undefined ? [] : [row('dockerode, network per container', networked)]),
+        ...(shaped === undefined ? [] : [row("dockerode, ctfleet's container", shaped)]),
         row('ctfleet, to phase Running', fleet),
         row('  the same, to Ready (serving)', { start: fleet.serving, teardownMs: fleet.teardownMs }),
         ...(warm === undefined ? [] : [row(`ctfleet, pooled (${warm.claimed ?? 0}/${N} claimed), to Running`, warm), row('  the same, to Ready (serving)', { start: warm.serving, teardownMs: warm.teardownMs })]),
@@ -452,6 +506,7 @@ for (let round = 1; round <= R; round += 1) {
     ),
   );
   if (networked !== undefined) console.log(`a network per container costs dockerode: start throughput ×${fmt(networked.start.perSecond / base.start.perSecond, 2)}, teardown ×${fmt(base.teardownMs / networked.teardownMs, 2)}`);
+  if (shaped !== undefined) console.log(`ctfleet's container costs dockerode: start throughput ×${fmt(shaped.start.perSecond / base.start.perSecond, 2)}, p50 +${fmt(shaped.start.p50 - base.start.p50)} ms; ctfleet against it: start ratio ${fmt(ratios.startThroughputVsShape ?? Number.NaN, 2)}`);
   console.log(`ratios: start ${fmt(ratios.startThroughput, 2)}, teardown ${fmt(ratios.teardownThroughput, 2)}; p50 added ${fmt(ratios.p50AddedLatencyMs)} ms; peak RSS controller ${fmt(fleet.rssMb.controller ?? Number.NaN, 1)} MB, worker ${fmt(fleet.rssMb.worker ?? Number.NaN, 1)} MB`);
   const sides = warm === undefined ? [['fresh', fleet] as const] : [['fresh', fleet] as const, ['pooled', warm] as const];
   console.log(formatTable(['stage (median ms)', ...sides.map(([label]) => label), 'what'], STAGES.map(([from, to, what]) => [`${from} → ${to}`, ...sides.map(([, side]) => fmt(side.stages[`${from}→${to}`] ?? Number.NaN)), what])));
@@ -466,12 +521,15 @@ for (let round = 1; round <= R; round += 1) {
 const pooledLatencies = (pick: (round: Round) => Summary | undefined): number[] => rounds.flatMap((round) => pick(round)?.latencies ?? []).sort((a, b) => a - b);
 const rawAll = pooledLatencies((round) => round.baseline.start);
 const readyAll = pooledLatencies((round) => round.ctfleet.serving);
+const shapeAll = pooledLatencies((round) => round.ctfleetShape?.start);
 const summary = {
   startThroughput: median(rounds.map((r) => r.ratios.startThroughput)),
+  startThroughputVsShape: median(rounds.map((r) => r.ratios.startThroughputVsShape ?? Number.NaN).filter(Number.isFinite)),
   teardownThroughput: median(rounds.map((r) => r.ratios.teardownThroughput)),
   p50AddedLatencyMs: median(rounds.map((r) => r.ratios.p50AddedLatencyMs)),
   timeToReady: {
     raw: { p50: percentile(rawAll, 50), p95: percentile(rawAll, 95), p99: percentile(rawAll, 99) },
+    rawShape: { p50: percentile(shapeAll, 50), p95: percentile(shapeAll, 95), p99: percentile(shapeAll, 99) },
     ctfleet: { p50: percentile(readyAll, 50), p95: percentile(readyAll, 95), p99: percentile(readyAll, 99) },
   },
   writesPerStart: median(rounds.map((r) => r.ctfleet.writes.instance)),
@@ -492,7 +550,7 @@ const summary = {
     : {}),
 };
 const verdict = (ok: boolean): string => (ok ? 'met' : 'NOT met');
-const { raw: rawReady, ctfleet: fleetReady } = summary.timeToReady;
+const { raw: rawReady, rawShape, ctfleet: fleetReady } = summary.timeToReady;
 console.log();
 console.log(`summary over ${R} round(s): medians of the ratios, highest peak RSS; creation→Ready over all ${readyAll.length} instances`);
 console.log(`start throughput ratio ctfleet/baseline   ${fmt(summary.startThroughput, 2)}  (target ≥ 0.9: ${verdict(summary.startThroughput >= 0.9)})`);
@@ -501,6 +559,13 @@ console.log(`p50 added latency over baseline (Running) ${fmt(summary.p50AddedLat
 console.log(`creation→Ready p50 ctfleet / raw          ${fmt(fleetReady.p50)} / ${fmt(rawReady.p50)} ms  (target ≤ raw + 100 ms: ${verdict(fleetReady.p50 <= rawReady.p50 + 100)})`);
 console.log(`creation→Ready p95 ctfleet / raw          ${fmt(fleetReady.p95)} / ${fmt(rawReady.p95)} ms  (target ≤ raw + 250 ms: ${verdict(fleetReady.p95 <= rawReady.p95 + 250)})`);
 console.log(`creation→Ready p99 ctfleet / raw          ${fmt(fleetReady.p99)} / ${fmt(rawReady.p99)} ms  (burst target ≤ 3 × raw: ${verdict(fleetReady.p99 <= 3 * rawReady.p99)})`);
+if (shapeAll.length > 0) {
+  console.log(`against dockerode making ctfleet's own container (same network and hardening): ctfleet's orchestration alone`);
+  console.log(`  start throughput ratio                  ${fmt(summary.startThroughputVsShape, 2)}  (target ≥ 0.9: ${verdict(summary.startThroughputVsShape >= 0.9)})`);
+  console.log(`  creation→Ready p50 ctfleet / raw        ${fmt(fleetReady.p50)} / ${fmt(rawShape.p50)} ms  (target ≤ raw + 100 ms: ${verdict(fleetReady.p50 <= rawShape.p50 + 100)})`);
+  console.log(`  creation→Ready p95 ctfleet / raw        ${fmt(fleetReady.p95)} / ${fmt(rawShape.p95)} ms  (target ≤ raw + 250 ms: ${verdict(fleetReady.p95 <= rawShape.p95 + 250)})`);
+  console.log(`  creation→Ready p99 ctfleet / raw        ${fmt(fleetReady.p99)} / ${fmt(rawShape.p99)} ms  (burst target ≤ 3 × raw: ${verdict(fleetReady.p99 <= 3 * rawShape.p99)})`);
+}
 console.log(`Kubernetes writes of the instance / start ${fmt(summary.writesPerStart, 2)}  (target ≤ 3: ${verdict(summary.writesPerStart <= 3)})`);
 for (const [name, mb] of Object.entries(summary.peakRssMb)) {
   console.log(`peak RSS ctfleet ${name.padEnd(10)}               ${fmt(mb, 1)} MB  (target ≤ 150 MB: ${verdict(mb <= 150)})`);

@@ -251,7 +251,8 @@ export interface ObservedStateStore {
 /** The slice of a queued job its handler uses. */
 export interface JobContext {
   id: string;
-  progress(percent: number, step: string): Promise<void>;
+  /** Records a step for the job's watchers; returns at once (written in order, before the job ends). */
+  progress(percent: number, step: string): void;
 }
 
 /** What a job achieved: its BullMQ return value, read by the CLI and the dashboard. */

@@ -17,7 +17,7 @@ import { containerDefinition, poolContainerDefinition, probeHost } from './conta
 import type { ClaimBook } from './claim-book.ts';
 import { oomKilledPhrase } from './node-plan.ts';
 import type { PortAllocator } from './port-allocator.ts';
-import { canConnect } from './readiness.ts';
+import { canConnect, probeDelayMs } from './readiness.ts';
 
 export interface ContainerSettings {
   node: string;
@@ -77,13 +77,12 @@ export interface PoolMemberRequest {
   beforeCreate: (hostPorts: readonly number[]) => Promise<void>;
 }
 
-/** Job progress, as `{percent, step}`. */
-export type Progress = (percent: number, step: string) => Promise<void>;
+/** Job progress, as `{percent, step}`: recorded in the background (see {@link JobContext}). */
+export type Progress = (percent: number, step: string) => void;
 
 const PORT_LISTING_TTL_MS = 10_000;
 /** A container's output quoted in a failure: its last words, leaving room in the message for what happened. */
 const MAX_OUTPUT_BYTES = 768;
-const READINESS_POLL_MS = 150;
 const DEFAULT_REFUSAL_SETTLE_MS = 10_000;
 
 /**
@@ -219,9 +218,9 @@ export class ContainerOperations {
     const { target, spec } = request;
     const hash = request.specHash ?? specHash(spec);
     this.checkImage(spec.image);
-    await progress(20, 'pulling image');
+    progress(20, 'pulling image');
     await this.runtime.ensureImage(spec.image, spec.imagePullPolicy);
-    await progress(40, 'creating container');
+    progress(40, 'creating container');
     let preferred = request.preferredPorts;
     let result = request.existing === undefined ? undefined : await this.reuse(request.existing, target.uid, hash, log);
     if (result === undefined && request.existing !== undefined) preferred = request.existing.hostPorts;
@@ -241,8 +240,8 @@ export class ContainerOperations {
         }
       }
     }
-    await progress(60, 'started');
-    await progress(70, 'waiting for readiness');
+    progress(60, 'started');
+    progress(70, 'waiting for readiness');
     await this.waitUntilReady(result.container, spec);
     return result;
   }
@@ -374,7 +373,7 @@ export class ContainerOperations {
     const timeoutMs = spec.readiness?.timeoutSeconds === undefined ? this.settings.readinessTimeoutMs : spec.readiness.timeoutSeconds * 1000;
     const deadline = this.clock.now() + timeoutMs;
     const pending = spec.ports.filter((port) => port.protocol === 'TCP');
-    for (;;) {
+    for (let attempt = 0; ; attempt += 1) {
       const inspected = await this.runtime.find(container.id);
       if (inspected === undefined || !inspected.running) {
         // The container's output enters ctfleet here, bounded and stripped of
@@ -409,7 +408,7 @@ export class ContainerOperations {
           `Port${pending.length > 1 ? 's' : ''} ${pending.map((port) => port.containerPort).join(', ')} did not accept connections within ${Math.round(timeoutMs / 1000)} s.`,
         );
       }
-      await new Promise((resolve) => setTimeout(resolve, READINESS_POLL_MS));
+      await new Promise((resolve) => setTimeout(resolve, probeDelayMs(attempt)));
     }
   }
 }

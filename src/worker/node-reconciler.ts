@@ -427,10 +427,10 @@ export class NodeReconciler {
     const { uid, instance, demands, log, timeline } = pass;
     const where = `ChallengeInstance ${pass.target.namespace}/${pass.target.name}`;
     const jobTarget: JobTarget = { ...pass.target, uid, generation: instance?.metadata.generation ?? demands[0]?.job.target.generation ?? 0 };
-    const progress = async (percent: number, step: string): Promise<void> => {
+    const progress = (percent: number, step: string): void => {
       const stage = TIMELINE_STEPS[step];
       if (stage !== undefined) timeline[stage] = this.clock.now();
-      await Promise.all(demands.filter((demand) => demand.job.action === 'start').map((demand) => demand.context.progress(percent, step)));
+      for (const demand of demands) if (demand.job.action === 'start') demand.context.progress(percent, step);
     };
     let run: Awaited<ReturnType<ContainerOperations['run']>> | undefined;
     // The spec the container is made from: the instance's own, or its Challenge's.
@@ -498,7 +498,7 @@ export class NodeReconciler {
             return 'gone';
           }
           timeline.reported = this.clock.now();
-          await progress(100, 'ready');
+          progress(100, 'ready');
           end = { outcome: run.outcome, containerId: run.container.id, endpoints, timeline };
           const restarted = plan.actions.some((step) => step.type === 'Run' && step.cause === 'restart');
           const did = restarted ? `Restarted the container of ${where}` : run.outcome === 'claimed' ? `Claimed pool container ${run.container.id.slice(0, 12)} for ${where}` : `Started container for ${where}`;
@@ -536,9 +536,9 @@ export class NodeReconciler {
    * instead, when this node has one of the Challenge's generation; undefined:
    * none (or not pooled), start one as usual.
    */
-  private async claimFromPool(made: Made, action: Extract<NodePlan['actions'][number], { type: 'Run' }>, instance: ChallengeInstance, progress: (percent: number, step: string) => Promise<void>): Promise<{ outcome: 'claimed'; container: ContainerInfo } | undefined> {
+  private async claimFromPool(made: Made, action: Extract<NodePlan['actions'][number], { type: 'Run' }>, instance: ChallengeInstance, progress: (percent: number, step: string) => void): Promise<{ outcome: 'claimed'; container: ContainerInfo } | undefined> {
     if (this.pool === undefined || made.pooled === undefined || made.challengeGeneration === undefined || action.existing !== undefined || action.cause !== 'job') return undefined;
-    await progress(40, 'claiming a pool container');
+    progress(40, 'claiming a pool container');
     const { namespace, name, uid } = instance.metadata;
     const record = { uid, namespace, name, team: made.spec.team, generation: action.generation, specHash: specHash(action.spec), claimedAt: this.clock.now() };
     const container = await this.pool.claim({ key: made.pooled, generation: made.challengeGeneration, record, files: made.files });

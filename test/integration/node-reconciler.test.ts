@@ -87,7 +87,6 @@ function context(id: string, steps: string[] = []): JobContext {
     id,
     progress: (percent, step) => {
       steps.push(`${percent} ${step}`);
-      return Promise.resolve();
     },
   };
 }

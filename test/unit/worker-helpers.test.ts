@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { PortAllocator } from '../../src/worker/port-allocator.ts';
 import { parsePortRange } from '../../src/domain/port-range.ts';
+import { probeDelayMs } from '../../src/worker/readiness.ts';
 import { parseQuantity, toBytes, toNanoCpus } from '../../src/domain/quantities.ts';
 
 function sequence(...values: number[]): () => number {
@@ -71,5 +72,18 @@ describe('PortAllocator.commit', () => {
     assert.equal(allocator.allocate(1, new Set()), undefined, 'a start that listed containers before the create still cannot take the port');
     await new Promise((resolve) => setTimeout(resolve, 40));
     assert.deepEqual(allocator.allocate(1, new Set()), [31000]);
+  });
+});
+
+describe('probeDelayMs', () => {
+  test('probes close together at first, then every 150 ms', () => {
+    assert.deepEqual(Array.from({ length: 7 }, (_, attempt) => probeDelayMs(attempt)), [10, 20, 40, 80, 150, 150, 150]);
+  });
+
+  test('the first four waits add up to one steady interval; every later wait is that interval', () => {
+    // 10 + 20 + 40 + 80 = 150 ms for the first four waits; after that, 150 ms steps.
+    const waits = Array.from({ length: 100 }, (_, attempt) => probeDelayMs(attempt));
+    assert.equal(waits.slice(4).every((wait) => wait === 150), true);
+    assert.equal(waits.slice(0, 4).reduce((sum, wait) => sum + wait, 0), 150);
   });
 });

@@ -48,15 +48,23 @@ export class BullWorkerPool {
       async (job: Job, token?: string) => {
         const key = `${queue}/${job.id ?? ''}`;
         this.active.set(key, { job, token });
+        // Progress is written behind the job's back, in order: a start waits for no
+        // Redis round trip per step, and a refused write (Redis away, the lock lost)
+        // costs the step's display, never the start. All land before the job ends.
+        let written: Promise<void> = Promise.resolve();
         const context: JobContext = {
           id: job.id ?? '',
-          progress: async (percent, step) => {
-            await job.updateProgress({ percent, step });
+          progress: (percent, step) => {
+            written = written.then(
+              () => job.updateProgress({ percent, step }),
+            ).catch((error: unknown) => {
+              this.logger.debug({ err: error, job: job.id, queue }, `Recording progress "${step}" failed`);
+            });
           },
         };
         const began = performance.now();
         try {
-          const outcome = await handler(job.data, context);
+          const outcome = await handler(job.data, context).finally(() => written);
           this.observe(job.name, outcome.outcome, (performance.now() - began) / 1000);
           return outcome;
         } catch (error) {
