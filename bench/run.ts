@@ -321,6 +321,14 @@ async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {
     informer.on('update', observe);
     await informer.start();
     const [controllerReadyMs, workerReadyMs] = await Promise.all([untilReady(controllerPort, launched), untilReady(workerPort, launched)]);
+    // A worker's start-up ends with a sweep (Docker's events connecting start one:
+    // listings, the firewall's check, the node's instances): a round whose first
+    // instance lands on it times start-up, not a start, as /readyz alone once did.
+    for (;;) {
+      if ((await metric(workerPort, 'ctfleet_sweep_duration_seconds_count')) >= 1) break;
+      if (Date.now() - launched > 120_000) throw new Error('the worker finished no sweep within 120 s of its launch');
+      await sleep(20);
+    }
     let poolFillMs: number | undefined;
     if (pooled) {
       for (;;) {
@@ -331,7 +339,7 @@ async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {
       poolFillMs = Date.now() - launched;
       console.log(`ctfleet ready ${controllerReadyMs} ms (controller) and ${workerReadyMs} ms (worker) after launch; its pool of ${N} filled ${poolFillMs} ms after launch; the round's clock starts now`);
     } else {
-      console.log(`ctfleet ready ${controllerReadyMs} ms (controller) and ${workerReadyMs} ms (worker) after launch; the round's clock starts now`);
+      console.log(`ctfleet ready ${controllerReadyMs} ms (controller) and ${workerReadyMs} ms (worker) after launch, the worker's first sweep done ${Date.now() - launched} ms after it; the round's clock starts now`);
     }
 
     const names = Array.from({ length: N }, (_, i) => `bench-${i}`);

@@ -68,6 +68,19 @@ const TIMELINE_STEPS: Record<string, keyof StartTimeline> = {
 
 type RunEnd = { outcome: 'started' | 'adopted' | 'claimed'; containerId: string; endpoints: Endpoint[]; timeline: StartTimeline } | 'gone' | 'exited-again';
 
+/** Refusals of a spec's fields: for an instance of a Challenge, those fields are the Challenge's. */
+const FIELD_REFUSALS: ReadonlySet<string> = new Set(['InvalidSpec', 'ImageNotAllowed']);
+
+/**
+ * A refusal naming `spec.…` of an instance that names a Challenge says whose
+ * spec it is: the instance cannot set those fields, its Challenge does.
+ */
+function inChallenge(error: CtfleetError, instance: ChallengeInstance): CtfleetError {
+  const ref = instance.spec.challengeRef;
+  if (ref === undefined || !FIELD_REFUSALS.has(error.code) || !error.message.startsWith('spec.')) return error;
+  return permanent(error.code, `Challenge ${ref.name}: ${error.message}`, error);
+}
+
 /** Where an instance lives: enough to read it from the API server and name its container. */
 interface Target {
   namespace: string;
@@ -474,8 +487,9 @@ export class NodeReconciler {
               log,
             );
             timeline.ready = this.clock.now();
-          } catch (error) {
-            if (!(error instanceof CtfleetError) || !isPermanentReason(error.code)) throw error;
+          } catch (thrown) {
+            if (!(thrown instanceof CtfleetError) || !isPermanentReason(thrown.code)) throw thrown;
+            const error = inChallenge(thrown, instance);
             if (action.cause === 'restart' && (error.code === 'ContainerExited' || error.code === 'OOMKilled')) {
               log.info({ err: error }, `The restarted container of ${where} exited again before it was ready`);
               this.exits.set(uid, { containerId: '', died: true, oomKilled: error.code === 'OOMKilled' });

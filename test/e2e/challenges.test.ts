@@ -164,7 +164,8 @@ describe('instances of a Challenge', () => {
     // Docker knows the locally built ctfleet-test/busybox:1 by this name too; the allow-list (ctfleet-test/*) matches the image as written.
     await apply(challenge('elsewhere', 'not allowed', { image: 'docker.io/ctfleet-test/busybox:1' }), instanceOf('elsewhere-team-1', 'team-1', 'elsewhere'));
     const failed = await instances.waitFor(NS, 'elsewhere-team-1', 'to fail ImageNotAllowed', failedWith('ImageNotAllowed'), 60_000);
-    assert.match(failed.status?.message ?? '', /spec\.image: docker\.io\/ctfleet-test\/busybox:1 is not on this deployment's image allow-list \(CTFLEET_ALLOWED_IMAGES: ctfleet-test\/\*\)/);
+    // The field is the Challenge's, and the message says so: the instance cannot set it.
+    assert.match(failed.status?.message ?? '', /Challenge \S+: spec\.image: docker\.io\/ctfleet-test\/busybox:1 is not on this deployment's image allow-list \(CTFLEET_ALLOWED_IMAGES: ctfleet-test\/\*\)/);
     assert.deepEqual((await containersOf(docker, NS)).filter((container) => container.Labels['ctfleet.io/name'] === 'elsewhere-team-1'), [], 'nothing was created');
   });
 
@@ -179,7 +180,7 @@ describe('instances of a Challenge', () => {
       instanceOf('capable-team-1', 'team-1', 'capable'),
     );
     const expected: [string, RegExp][] = [
-      ['hungry-team-1', /spec\.resources\.memory: 4Gi is above this deployment's maximum of 2Gi \(CTFLEET_MAX_MEMORY\)/],
+      ['hungry-team-1', /Challenge \S+: spec\.resources\.memory: 4Gi is above this deployment's maximum of 2Gi \(CTFLEET_MAX_MEMORY\)/],
       ['forky-team-1', /spec\.resources\.pids: 8192 is above this deployment's maximum of 4096 \(CTFLEET_MAX_PIDS\)/],
       ['capable-team-1', /spec\.security\.capabilities\.add: SYS_NICE is not on this deployment's list of capabilities a spec may add \(CTFLEET_ALLOWED_EXTRA_CAPABILITIES is empty: none\)/],
     ];
