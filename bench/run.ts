@@ -36,6 +36,7 @@ import { freePort, metric, metricBy, peakRssMb, startProcess, untilReady } from 
 import { auditedWrites, type AuditedWrite } from './lib/apiserver-writes.ts';
 import { loadConnectionConfig, loadRuntimeConfig } from '../src/config/config.ts';
 import type { HardeningProfile } from '../src/domain/hardening.ts';
+import type { Egress } from '../src/domain/isolation.ts';
 import { containerDefinition } from '../src/worker/container-shape.ts';
 import { instanceNetworks } from '../src/worker/isolation-plan.ts';
 
@@ -142,13 +143,13 @@ async function baseline(kind: BaselineKind = 'plain'): Promise<{ start: Summary;
 }
 
 /** The worker's settings for the benchmark's environment: its hardening and its instance network of the default egress. */
-async function workerShape(): Promise<{ hardening: HardeningProfile; network: string }> {
+async function workerShape(): Promise<{ hardening: HardeningProfile; network: string; egress: Egress }> {
   const { worker } = loadRuntimeConfig({ ...process.env, ...workerEnv(PORTS.fresh) });
   const network = instanceNetworks(worker.isolation)[worker.isolation.defaultEgress];
   // The network the worker itself makes and adopts (same name, same settings).
   const networks = new DockerNetworks(docker);
   if (!(await networks.listManagedNetworks()).some((existing) => existing.name === network.name)) await networks.createNetwork(network);
-  return { hardening: worker.hardening, network: network.name };
+  return { hardening: worker.hardening, network: network.name, egress: worker.isolation.defaultEgress };
 }
 
 async function baselineRound(kind: BaselineKind): Promise<{ start: Summary; teardownMs: number }> {
@@ -169,7 +170,7 @@ async function baselineRound(kind: BaselineKind): Promise<{ start: Summary; tear
       if (shape !== undefined) {
         const spec = { team: `team-${i}`, challenge: 'web-101', image: IMAGE, imagePullPolicy: 'Never', ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }], env: [{ name: 'GREETING', value: `bench-${i}` }], resources: { cpu: '250m', memory: '64Mi', pids: 64 }, desiredState: 'Running', priority: 0 } as const;
         const target = { namespace: NS, name: `shape-${i}`, uid: `${run}-${i}`, generation: 1 };
-        const definition = containerDefinition(target, { ...spec, ports: [...spec.ports], env: [...spec.env] }, { node: 'bench-node', bindAddress: '127.0.0.1', hostPorts: [PORTS.baseline + i], network: { name: shape.network, dns: [] }, egress: 'None' }, shape.hardening, { specHash: 'bench' });
+        const definition = containerDefinition(target, { ...spec, ports: [...spec.ports], env: [...spec.env] }, { node: 'bench-node', bindAddress: '127.0.0.1', hostPorts: [PORTS.baseline + i], network: { name: shape.network, dns: [] }, egress: shape.egress }, shape.hardening, { specHash: 'bench' });
         id = (await runtime.createAndStart({ ...definition, name, labels: { ...definition.labels, 'ctfleet.io/bench': run } })).id;
       } else {
         if (kind === 'network-per-container') {

@@ -1,4 +1,4 @@
-import { resolveInstanceSpec } from '../domain/challenge.ts';
+import { CHALLENGE_OWNED_FIELDS, resolveInstanceSpec } from '../domain/challenge.ts';
 import { deliverFlag, flagOf } from '../domain/flag-delivery.ts';
 import { findCondition, type ChallengeInstance, type Endpoint, type InstanceSpec } from '../domain/challenge-instance.ts';
 import { CtfleetError, permanent, transient } from '../domain/errors.ts';
@@ -68,16 +68,20 @@ const TIMELINE_STEPS: Record<string, keyof StartTimeline> = {
 
 type RunEnd = { outcome: 'started' | 'adopted' | 'claimed'; containerId: string; endpoints: Endpoint[]; timeline: StartTimeline } | 'gone' | 'exited-again';
 
-/** Refusals of a spec's fields: for an instance of a Challenge, those fields are the Challenge's. */
+/** Refusals that name a spec's field. */
 const FIELD_REFUSALS: ReadonlySet<string> = new Set(['InvalidSpec', 'ImageNotAllowed']);
+/** The fields of an instance of a Challenge that come from the Challenge (the instance cannot set them). */
+const FROM_CHALLENGE: ReadonlySet<string> = new Set([...CHALLENGE_OWNED_FIELDS, 'flag', 'readiness']);
 
 /**
- * A refusal naming `spec.…` of an instance that names a Challenge says whose
- * spec it is: the instance cannot set those fields, its Challenge does.
+ * Names the Challenge in a refusal of one of its fields (`spec.resources.memory: …`
+ * of an instance of a Challenge: the instance cannot set it, its Challenge does).
+ * A refusal of the instance's own fields (`spec.ttlSeconds`) is left as it is.
  */
-function inChallenge(error: CtfleetError, instance: ChallengeInstance): CtfleetError {
+export function attributeToChallenge(error: CtfleetError, instance: ChallengeInstance): CtfleetError {
   const ref = instance.spec.challengeRef;
-  if (ref === undefined || !FIELD_REFUSALS.has(error.code) || !error.message.startsWith('spec.')) return error;
+  const field = /^spec\.(\w+)/.exec(error.message)?.[1];
+  if (ref === undefined || !FIELD_REFUSALS.has(error.code) || field === undefined || !FROM_CHALLENGE.has(field)) return error;
   return permanent(error.code, `Challenge ${ref.name}: ${error.message}`, error);
 }
 
@@ -489,7 +493,7 @@ export class NodeReconciler {
             timeline.ready = this.clock.now();
           } catch (thrown) {
             if (!(thrown instanceof CtfleetError) || !isPermanentReason(thrown.code)) throw thrown;
-            const error = inChallenge(thrown, instance);
+            const error = attributeToChallenge(thrown, instance);
             if (action.cause === 'restart' && (error.code === 'ContainerExited' || error.code === 'OOMKilled')) {
               log.info({ err: error }, `The restarted container of ${where} exited again before it was ready`);
               this.exits.set(uid, { containerId: '', died: true, oomKilled: error.code === 'OOMKilled' });

@@ -210,6 +210,12 @@ describe('per-team flags, from the container and nowhere else', () => {
     assert.ok(texts.some(([where, text]) => where === 'dashboard' && text.includes('team-a')));
     assert.ok(texts.some(([where, text]) => where === 'metrics' && text.includes('ctfleet_jobs_total')));
     assert.ok(texts.some(([where, text]) => where === 'bull-board completed starts' && text.includes('"jobs"')));
+    // Each page searched answered about what it was asked for (a 404 or an empty page holds no flag either).
+    const said = (where: string): string => texts.find(([name]) => name === where)?.[1] ?? '';
+    assert.match(said('bull-board completed node jobs'), /"jobs"/, 'the node queue page lists jobs');
+    for (const [where, name] of [['GET /v1/instances/team-a/web', 'web'], ['GET /v1/instances/team-a/box', 'box'], ['GET /v1/instances/team-a/static', 'static']] as const) {
+      assert.match(said(where), new RegExp(`"team":"team-a"[^]*"challenge":"${name}"|"challenge":"${name}"[^]*"team":"team-a"`), `${where} answers about team-a's ${name}`);
+    }
     assert.equal(others.size, 2, 'the PerInstance and Static flags were read from their containers');
     for (const flag of [...flags.values(), ...others.values()]) {
       const part = /^CTF\{(.*)\}$/.exec(flag)?.[1] ?? flag;

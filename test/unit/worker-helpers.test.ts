@@ -3,6 +3,9 @@ import { describe, test } from 'node:test';
 import { PortAllocator } from '../../src/worker/port-allocator.ts';
 import { parsePortRange } from '../../src/domain/port-range.ts';
 import { probeDelayMs } from '../../src/worker/readiness.ts';
+import { attributeToChallenge } from '../../src/worker/node-reconciler.ts';
+import { permanent } from '../../src/domain/errors.ts';
+import type { ChallengeInstance } from '../../src/domain/challenge-instance.ts';
 import { parseQuantity, toBytes, toNanoCpus } from '../../src/domain/quantities.ts';
 
 function sequence(...values: number[]): () => number {
@@ -85,5 +88,28 @@ describe('probeDelayMs', () => {
     const waits = Array.from({ length: 100 }, (_, attempt) => probeDelayMs(attempt));
     assert.equal(waits.slice(4).every((wait) => wait === 150), true);
     assert.equal(waits.slice(0, 4).reduce((sum, wait) => sum + wait, 0), 150);
+  });
+});
+
+describe('attributeToChallenge', () => {
+  const instance = (challengeRef?: { name: string }): ChallengeInstance => ({
+    metadata: { namespace: 'ctf', name: 'web-101-team-7', uid: 'u', generation: 1 },
+    spec: { team: 'team-7', challenge: 'web-101', image: 'web:1', imagePullPolicy: 'IfNotPresent', ports: [], desiredState: 'Running', priority: 0, ...(challengeRef === undefined ? {} : { challengeRef }) },
+  });
+
+  test("a refusal of a field the Challenge gives names the Challenge", () => {
+    const error = attributeToChallenge(permanent('InvalidSpec', 'spec.resources.memory: 4Gi is above the maximum'), instance({ name: 'web-101' }));
+    assert.equal(error.message, 'Challenge web-101: spec.resources.memory: 4Gi is above the maximum');
+    assert.equal(error.code, 'InvalidSpec');
+    assert.equal(attributeToChallenge(permanent('ImageNotAllowed', 'spec.image: x is not allowed'), instance({ name: 'web-101' })).message, 'Challenge web-101: spec.image: x is not allowed');
+  });
+
+  test("the instance's own fields, direct instances and other failures are left as they are", () => {
+    const own = permanent('InvalidSpec', "spec.ttlSeconds 9000 is above Challenge ctf/web-101's lifetime.maxSeconds");
+    assert.equal(attributeToChallenge(own, instance({ name: 'web-101' })), own);
+    const direct = permanent('InvalidSpec', 'spec.resources.memory: 4Gi is above the maximum');
+    assert.equal(attributeToChallenge(direct, instance()), direct);
+    const exited = permanent('ContainerExited', 'spec.image exited');
+    assert.equal(attributeToChallenge(exited, instance({ name: 'web-101' })), exited);
   });
 });
