@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type Docker from 'dockerode';
 import { createDockerClient } from '../../src/adapters/docker/docker-client.ts';
-import { challengeInstanceManifest, challengeManifest, containersOf, CtfleetProcess, fetchText, isRunning, kubectl, prepareNamespace, type Instances, type RawInstance } from '../support/ctfleet.ts';
+import { challengeInstanceManifest, challengeManifest, containersOf, CtfleetProcess, deleteInstancesAndChallenges, fetchText, type Instances, isRunning, kubectl, prepareNamespace, type RawInstance } from '../support/ctfleet.ts';
 import { logProblems } from '../support/logs.ts';
 import { eventually, stackConfig, uniqueSuffix } from '../support/stack.ts';
 
@@ -92,8 +92,7 @@ describe('the life of a Challenge', () => {
   after(async () => {
     // Instances first, then Challenges while the controller still runs to release
     // them: stopped first, it would leave the namespace Terminating on their finalizer.
-    await kubectl(['delete', 'challengeinstances', '--all', '-n', NS, '--wait=true', '--timeout=60s']);
-    await kubectl(['delete', 'challenges', '--all', '-n', NS, '--wait=true', '--timeout=60s']);
+    await deleteInstancesAndChallenges(NS);
     await ctfleet.stop();
     for (const container of await containersOf(docker, NS)) await docker.getContainer(container.Id).remove({ force: true });
     await kubectl(['delete', 'namespace', NS, '--wait=false']);
@@ -186,8 +185,7 @@ describe('the life of a Challenge', () => {
   });
 
   test('the log is clean', async () => {
-    await kubectl(['delete', 'challengeinstances', '--all', '-n', NS, '--wait=true', '--timeout=60s']);
-    await kubectl(['delete', 'challenges', '--all', '-n', NS, '--wait=true', '--timeout=60s']);
+    await deleteInstancesAndChallenges(NS);
     await ctfleet.stop();
     const { lines, problems } = logProblems(ctfleet.logFile);
     assert.ok(lines > 0);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type Docker from 'dockerode';
 import { createDockerClient } from '../../src/adapters/docker/docker-client.ts';
-import { challengeInstanceManifest, challengeManifest, containersOf, CtfleetProcess, fetchText, isRunning, kubectl, prepareNamespace, type Instances, type RawInstance } from '../support/ctfleet.ts';
+import { challengeInstanceManifest, challengeManifest, containersOf, CtfleetProcess, deleteInstancesAndChallenges, deleteRedisKeys, fetchText, type Instances, isRunning, kubectl, prepareNamespace, type RawInstance } from '../support/ctfleet.ts';
 import { logProblems } from '../support/logs.ts';
 import { eventually, stackConfig, uniqueSuffix } from '../support/stack.ts';
 import { execFile } from 'node:child_process';
@@ -80,18 +80,11 @@ describe('instances of a Challenge', () => {
   after(async () => {
     // Challenges while the controller runs: it releases their finalizer
     // (ctfleet.io/instances) once their instances are gone.
-    await kubectl(['delete', 'challengeinstances', '--all', '-n', NS, '--wait=true', '--timeout=60s']);
-    await kubectl(['delete', 'challenges', '--all', '-n', NS, '--wait=true', '--timeout=60s']);
+    await deleteInstancesAndChallenges(NS);
     await ctfleet.stop();
     for (const container of await containersOf(docker, NS)) await docker.getContainer(container.Id).remove({ force: true });
     await kubectl(['delete', 'namespace', NS, '--wait=false']);
-    const redis = new Redis(stackConfig().redis.url);
-    try {
-      const keys = await redis.keys(`${PREFIX}*`);
-      if (keys.length > 0) await redis.del(...keys);
-    } finally {
-      redis.disconnect();
-    }
+    await deleteRedisKeys(PREFIX);
   });
 
   test("instances of a Challenge run its container, with the team's own endpoint, and say which generation they run", async () => {
@@ -284,8 +277,7 @@ describe('instances of a Challenge', () => {
   });
 
   test('the log is clean', async () => {
-    await kubectl(['delete', 'challengeinstances', '--all', '-n', NS, '--wait=true', '--timeout=60s']);
-    await kubectl(['delete', 'challenges', '--all', '-n', NS, '--wait=true', '--timeout=60s']);
+    await deleteInstancesAndChallenges(NS);
     await ctfleet.stop();
     const { lines, problems } = logProblems(ctfleet.logFile);
     assert.ok(lines > 0);

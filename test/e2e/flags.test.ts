@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
-import { kubectl, isRunning, type RawInstance } from '../support/ctfleet.ts';
+import { deleteRedisKeys, isRunning, kubectl, type RawInstance } from '../support/ctfleet.ts';
 import { Scenario } from '../support/scenario.ts';
 import { eventually, freePort, stackConfig } from '../support/stack.ts';
 
@@ -97,13 +97,7 @@ describe('per-team flags, from the container and nowhere else', () => {
   after(async () => {
     await scenario.cleanup();
     // After the cleanup: its ctfleet writes delete jobs under the prefix too.
-    const redis = new Redis(stackConfig().redis.url);
-    try {
-      const keys = await redis.keys(`${scenario.env.CTFLEET_REDIS_PREFIX ?? ''}*`);
-      if (keys.length > 0) await redis.del(...keys);
-    } finally {
-      redis.disconnect();
-    }
+    await deleteRedisKeys(scenario.env.CTFLEET_REDIS_PREFIX ?? '');
   });
 
   test('two teams of one challenge get different flags, in their containers', async () => {

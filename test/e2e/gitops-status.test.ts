@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import type Docker from 'dockerode';
 import { createDockerClient } from '../../src/adapters/docker/docker-client.ts';
-import { challengeInstanceManifest, challengeManifest, containersOf, CtfleetProcess, isRunning, kubectl, manifest, prepareNamespace, ROOT, webSpec, type Instances } from '../support/ctfleet.ts';
+import { challengeInstanceManifest, challengeManifest, containersOf, CtfleetProcess, deleteInstancesAndChallenges, type Instances, isRunning, kubectl, manifest, prepareNamespace, ROOT, webSpec } from '../support/ctfleet.ts';
 import { logProblems } from '../support/logs.ts';
 import { eventually, stackConfig, uniqueSuffix } from '../support/stack.ts';
 
@@ -162,8 +162,7 @@ describe('GitOps status (kstatus) and kubectl wait', () => {
   });
 
   test('the log is clean', async () => {
-    await kubectl(['delete', 'challengeinstances', '--all', '-n', NS, '--wait=true', '--timeout=60s']);
-    await kubectl(['delete', 'challenges', '--all', '-n', NS, '--wait=true', '--timeout=60s']);
+    await deleteInstancesAndChallenges(NS);
     await ctfleet.stop();
     const { lines, problems } = logProblems(ctfleet.logFile);
     assert.ok(lines > 0);

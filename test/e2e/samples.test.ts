@@ -8,10 +8,9 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { CoreV1Api } from '@kubernetes/client-node';
 import type Docker from 'dockerode';
-import { Redis } from 'ioredis';
 import { createDockerClient } from '../../src/adapters/docker/docker-client.ts';
 import { perTeamFlagPart } from '../../src/domain/flags.ts';
-import { containersOf, CtfleetProcess, fetchText, isRunning, kubectl, prepareNamespace, ROOT, type Instances, type RawInstance } from '../support/ctfleet.ts';
+import { containersOf, CtfleetProcess, deleteInstancesAndChallenges, deleteRedisKeys, fetchText, type Instances, isRunning, kubectl, prepareNamespace, type RawInstance, ROOT } from '../support/ctfleet.ts';
 import { logProblems } from '../support/logs.ts';
 import { eventually, stackConfig, uniqueSuffix } from '../support/stack.ts';
 
@@ -92,18 +91,11 @@ describe('manifests/samples, applied as the demo applies them', () => {
   });
 
   after(async () => {
-    await kubectl(['delete', 'challengeinstances', '--all', '-n', NS, '--wait=true', '--timeout=60s']);
-    await kubectl(['delete', 'challenges', '--all', '-n', NS, '--wait=true', '--timeout=60s']);
+    await deleteInstancesAndChallenges(NS);
     await ctfleet.stop();
     for (const container of await containersOf(docker, NS)) await docker.getContainer(container.Id).remove({ force: true });
     await kubectl(['delete', 'namespace', NS, '--wait=false']);
-    const redis = new Redis(stackConfig().redis.url);
-    try {
-      const keys = await redis.keys(`${PREFIX}*`);
-      if (keys.length > 0) await redis.del(...keys);
-    } finally {
-      redis.disconnect();
-    }
+    await deleteRedisKeys(PREFIX);
   });
 
   test('the samples apply: two Challenges and three instances of them', async () => {
@@ -176,8 +168,7 @@ describe('manifests/samples, applied as the demo applies them', () => {
   });
 
   test('the log is clean', async () => {
-    await kubectl(['delete', 'challengeinstances', '--all', '-n', NS, '--wait=true', '--timeout=60s']);
-    await kubectl(['delete', 'challenges', '--all', '-n', NS, '--wait=true', '--timeout=60s']);
+    await deleteInstancesAndChallenges(NS);
     await ctfleet.stop();
     const { lines, problems } = logProblems(ctfleet.logFile);
     assert.ok(lines > 0);

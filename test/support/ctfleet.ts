@@ -3,6 +3,7 @@ import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import Docker from 'dockerode';
+import { Redis } from 'ioredis';
 import { loadKubeConfig } from '../../src/adapters/kubernetes/kube-config.ts';
 import { eventually, stackConfig } from './stack.ts';
 
@@ -199,4 +200,21 @@ export async function fetchText(url: string): Promise<string> {
     const response = await fetch(url);
     return response.ok ? response.text() : undefined;
   });
+}
+
+/** Deletes a namespace's instances, then its Challenges, and waits: a running controller releases their finalizers. */
+export async function deleteInstancesAndChallenges(namespace: string): Promise<void> {
+  await kubectl(['delete', 'challengeinstances', '--all', '-n', namespace, '--wait=true', '--timeout=60s']);
+  await kubectl(['delete', 'challenges', '--all', '-n', namespace, '--wait=true', '--timeout=60s']);
+}
+
+/** Deletes every Redis key under a test's prefix (its queues, jobs and observed state). */
+export async function deleteRedisKeys(prefix: string): Promise<void> {
+  const redis = new Redis(stackConfig().redis.url);
+  try {
+    const keys = await redis.keys(`${prefix}*`);
+    if (keys.length > 0) await redis.del(...keys);
+  } finally {
+    redis.disconnect();
+  }
 }
