@@ -34,6 +34,7 @@ import { formatTable } from '../src/cli/output.ts';
 import { canConnect, probeDelayMs } from '../src/worker/readiness.ts';
 import { freePort, metric, metricBy, peakRssMb, startProcess, untilReady } from './lib/processes.ts';
 import { auditedWrites, type AuditedWrite } from './lib/apiserver-writes.ts';
+import { cpuSnapshot, cpuUsed, formatCpu, type CpuUse } from './lib/cpu.ts';
 import { loadConnectionConfig, loadRuntimeConfig } from '../src/config/config.ts';
 import type { HardeningProfile } from '../src/domain/hardening.ts';
 import type { Egress } from '../src/domain/isolation.ts';
@@ -130,7 +131,7 @@ function workerEnv(portRange: string): Record<string, string> {
 
 type BaselineKind = 'plain' | 'network-per-container' | 'ctfleet-shape';
 
-async function baseline(kind: BaselineKind = 'plain'): Promise<{ start: Summary; teardownMs: number }> {
+async function baseline(kind: BaselineKind = 'plain'): Promise<{ start: Summary; teardownMs: number; cpu: CpuUse }> {
   try {
     return await baselineRound(kind);
   } finally {
@@ -152,12 +153,13 @@ async function workerShape(): Promise<{ hardening: HardeningProfile; network: st
   return { hardening: worker.hardening, network: network.name, egress: worker.isolation.defaultEgress };
 }
 
-async function baselineRound(kind: BaselineKind): Promise<{ start: Summary; teardownMs: number }> {
+async function baselineRound(kind: BaselineKind): Promise<{ start: Summary; teardownMs: number; cpu: CpuUse }> {
   const ids: { container: string; network?: string }[] = [];
   const latencies: number[] = [];
   const tag = { plain: 'base', 'network-per-container': 'net', 'ctfleet-shape': 'shape' }[kind];
   const shape = kind === 'ctfleet-shape' ? await workerShape() : undefined;
   const runtime = new DockerRuntime(docker);
+  const cpuBefore = cpuSnapshot(new Map([[process.pid, 'benchmark']]));
   const began = Date.now();
   await pool(
     Array.from({ length: N }, (_, i) => i),
@@ -202,12 +204,13 @@ async function baselineRound(kind: BaselineKind): Promise<{ start: Summary; tear
     },
   );
   const start = summarise(latencies, Date.now() - began);
+  const cpu = cpuUsed(cpuBefore, cpuSnapshot(new Map([[process.pid, 'benchmark']])));
   const removeStart = Date.now();
   await pool(ids, C, async ({ container, network }) => {
     await docker.getContainer(container).remove({ force: true });
     if (network !== undefined) await docker.getNetwork(network).remove();
   });
-  return { start, teardownMs: Date.now() - removeStart };
+  return { start, teardownMs: Date.now() - removeStart, cpu };
 }
 
 /**
@@ -264,6 +267,8 @@ interface FleetResult {
   writes: WritesPerStart;
   /** The worker's Docker calls during the start, by operation (pool refills included). */
   docker: Record<string, { meanMs: number; perStart: number }>;
+  /** The machine's CPU from the first create to the last instance Running, by process. */
+  cpu: CpuUse;
 }
 
 /**
@@ -381,6 +386,8 @@ async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {
     const names = Array.from({ length: N }, (_, i) => `bench-${i}`);
     // The worker's Docker calls from here on: its start-up and the warm-up are not the round's.
     const [dockerSumsBefore, dockerCountsBefore] = await Promise.all([metricBy(workerPort, 'ctfleet_docker_operation_duration_seconds_sum', 'operation'), metricBy(workerPort, 'ctfleet_docker_operation_duration_seconds_count', 'operation')]);
+    const roles = new Map([[process.pid, 'benchmark'], [controller.pid ?? -1, 'ctfleet controller'], [worker.pid ?? -1, 'ctfleet worker']]);
+    const cpuBefore = cpuSnapshot(roles);
     const began = Date.now();
     await Promise.all(
       names.map(async (name, i) => {
@@ -401,6 +408,7 @@ async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {
     const deadline = Date.now() + limitMs;
     while (ready.size < N && Date.now() < deadline) await sleep(5);
     if (ready.size < N) throw new Error(`only ${ready.size} of ${N} instances became ready within ${limitMs / 1000} s`);
+    const cpu = cpuUsed(cpuBefore, cpuSnapshot(roles));
     const latencies = names.map((name) => (ready.get(name) ?? Number.NaN) - (created.get(name) ?? Number.NaN));
     const start = summarise(latencies, Math.max(...ready.values()) - began);
     if (new Set(containers.values()).size !== N) throw new Error(`${N} instances ran in only ${new Set(containers.values()).size} distinct containers`);
@@ -473,7 +481,7 @@ async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {
     const teardownMs = Date.now() - teardownBegan;
     const rssMb = { controller: peakRssMb(controller.pid), worker: peakRssMb(worker.pid) };
     await informer.stop();
-    return { start, teardownMs, rssMb, serving, stages, writes, docker: dockerCalls, ...(claimed === undefined ? {} : { claimed, claimMeanMs }), ...(poolFillMs === undefined ? {} : { poolFillMs }) };
+    return { start, teardownMs, rssMb, serving, stages, writes, docker: dockerCalls, cpu, ...(claimed === undefined ? {} : { claimed, claimMeanMs }), ...(poolFillMs === undefined ? {} : { poolFillMs }) };
   } finally {
     for (const child of processes) child.kill('SIGTERM');
     await Promise.all(processes.map((child) => new Promise<void>((resolve) => {
@@ -555,6 +563,10 @@ for (let round = 1; round <= R; round += 1) {
       ],
     ),
   );
+  console.log(`CPU, baseline (dockerode): ${formatCpu(base.cpu, N)}`);
+  if (shaped !== undefined) console.log(`CPU, dockerode making ctfleet's container: ${formatCpu(shaped.cpu, N)}`);
+  console.log(`CPU, ctfleet to Running: ${formatCpu(fleet.cpu, N)}`);
+  if (warm !== undefined) console.log(`CPU, ctfleet pooled to Running: ${formatCpu(warm.cpu, N)}`);
   if (networked !== undefined) console.log(`a network per container costs dockerode: start throughput ×${fmt(networked.start.perSecond / base.start.perSecond, 2)}, teardown ×${fmt(base.teardownMs / networked.teardownMs, 2)}`);
   if (shaped !== undefined) console.log(`ctfleet's container costs dockerode: start throughput ×${fmt(shaped.start.perSecond / base.start.perSecond, 2)}, p50 +${fmt(shaped.start.p50 - base.start.p50)} ms; ctfleet against it: start ratio ${fmt(ratios.startThroughputVsShape ?? Number.NaN, 2)}`);
   console.log(`ratios: start ${fmt(ratios.startThroughput, 2)}, teardown ${fmt(ratios.teardownThroughput, 2)}; p50 added ${fmt(ratios.p50AddedLatencyMs)} ms; peak RSS controller ${fmt(fleet.rssMb.controller ?? Number.NaN, 1)} MB, worker ${fmt(fleet.rssMb.worker ?? Number.NaN, 1)} MB`);

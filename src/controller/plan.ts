@@ -213,7 +213,7 @@ export function plan(
     return enqueue('delete', status.node, 'Terminating', CONTROLLER_REASONS.removingContainer, `Removing the container on node ${status.node ?? 'unknown'}.`);
   }
 
-  // ---- finalizer first: nothing runs until cleanup is guaranteed
+  // ---- finalizer first: the reconciler sends it with the first job (see reconciler.ts)
   if (!hasFinalizer) {
     return { actions: [{ type: 'AddFinalizer' }], status: undefined, events: [], requeueAfterMs: REQUEUE.busy };
   }

@@ -107,15 +107,19 @@ export class Reconciler {
     // Jobs still carry the hash of the stored spec, which is what the worker checks.
     const resolved = this.resolve(instance);
     let result = plan(resolved.planned, observation, now(), lifetime, nodes, resolved.problem);
-    // Finalizer first, then go on in the same pass with the object as it now is:
-    // waiting for the informer to echo the change back would cost a round trip.
+    // A fresh instance: its finalizer and its first job go out together, planned as
+    // if the finalizer were there (waiting for the patch, or for the informer to echo
+    // it, cost a round trip before the job). A deletion that wins the race leaves no
+    // container behind: the worker skips a job whose instance is gone, removes a
+    // container whose Ready write finds it gone, and its sweep removes a container
+    // whose instance no longer exists. A refused patch fails the pass, which runs
+    // again and enqueues the same job id, which the queue adds only once.
+    let finalizerAdded: Promise<string | undefined> | undefined;
     if (result.actions.some((action) => action.type === 'AddFinalizer')) {
-      const resourceVersion = await api.addFinalizer(instance);
-      log.debug('Added finalizer');
-      instance = {
-        ...instance,
-        metadata: { ...instance.metadata, finalizers: [...(instance.metadata.finalizers ?? []), FINALIZER], ...(resourceVersion === undefined ? {} : { resourceVersion }) },
-      };
+      finalizerAdded = api.addFinalizer(instance);
+      // Its rejection is the pass's, awaited below; until then it is not unhandled.
+      finalizerAdded.catch(() => undefined);
+      instance = { ...instance, metadata: { ...instance.metadata, finalizers: [...(instance.metadata.finalizers ?? []), FINALIZER] } };
       result = plan({ ...resolved.planned, metadata: instance.metadata }, observation, now(), lifetime, nodes, resolved.problem);
     }
     const enqueued = new Map<string, string>();
@@ -139,6 +143,11 @@ export class Reconciler {
           break;
         }
       }
+    }
+    if (finalizerAdded !== undefined) {
+      const resourceVersion = await finalizerAdded;
+      log.debug('Added finalizer');
+      if (resourceVersion !== undefined) instance = { ...instance, metadata: { ...instance.metadata, resourceVersion } };
     }
 
     if (result.status !== undefined) {

@@ -1,0 +1,85 @@
+// Where a round's CPU goes: every process's user + system time from /proc, grouped
+// by what it is (dockerd, the API server, ctfleet's controller, …), between two
+// snapshots. On a 2-core machine every component takes CPU from dockerd, so a
+// start's cost is the sum over all of them, not its own process's alone.
+import { readdirSync, readFileSync } from 'node:fs';
+
+const TICKS_PER_SECOND = 100; // USER_HZ on Linux
+
+interface ProcessTime {
+  group: string;
+  ticks: number;
+}
+
+export interface CpuSnapshot {
+  at: number;
+  /** The machine's busy ticks (all cores, idle and iowait excluded). */
+  busyTicks: number;
+  byPid: Map<number, ProcessTime>;
+}
+
+/** What a process is, by its command name (or its pid, for ctfleet's own node processes). */
+function groupOf(comm: string, pid: number, named: ReadonlyMap<number, string>): string {
+  const role = named.get(pid);
+  if (role !== undefined) return role;
+  if (comm.startsWith('containerd-shim')) return 'containerd-shim';
+  if (['dockerd', 'containerd', 'kube-apiserver', 'etcd', 'redis-server', 'runc', 'iptables', 'docker-proxy'].includes(comm)) return comm;
+  if (comm === 'node' || comm === 'MainThread') return 'other node';
+  return 'other';
+}
+
+/** User + system ticks of every process now; the children a process reaped count as its own (dockerd's iptables). */
+export function cpuSnapshot(named: ReadonlyMap<number, string> = new Map()): CpuSnapshot {
+  const byPid = new Map<number, ProcessTime>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // it exited while listed
+    }
+    // `pid (comm) state …`: comm may hold spaces and parentheses; the last ')' ends it.
+    const close = stat.lastIndexOf(')');
+    const comm = stat.slice(stat.indexOf('(') + 1, close);
+    const fields = stat.slice(close + 2).split(' ');
+    // Fields 14–17 of stat (utime, stime, cutime, cstime) are 12–15 here.
+    const ticks = [11, 12, 13, 14].reduce((sum, index) => sum + Number(fields[index] ?? 0), 0);
+    const pid = Number(entry);
+    byPid.set(pid, { group: groupOf(comm, pid, named), ticks });
+  }
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]?.trim().split(/\s+/).slice(1).map(Number) ?? [];
+  // user nice system idle iowait irq softirq steal
+  const busyTicks = cpu.reduce((sum, value, index) => (index === 3 || index === 4 ? sum : sum + value), 0);
+  return { at: Date.now(), busyTicks, byPid };
+}
+
+export interface CpuUse {
+  wallSeconds: number;
+  /** CPU seconds the machine was busy (all cores). */
+  busySeconds: number;
+  /** CPU seconds by group; `unaccounted` is what processes that exited in between used (containers' shims, runc, the containers themselves). */
+  byGroup: Record<string, number>;
+}
+
+/** CPU seconds used between two snapshots, by group. */
+export function cpuUsed(before: CpuSnapshot, after: CpuSnapshot): CpuUse {
+  const byGroup: Record<string, number> = {};
+  let accounted = 0;
+  for (const [pid, now] of after.byPid) {
+    const then = before.byPid.get(pid);
+    const seconds = (now.ticks - (then?.ticks ?? 0)) / TICKS_PER_SECOND;
+    if (seconds <= 0) continue;
+    byGroup[now.group] = (byGroup[now.group] ?? 0) + seconds;
+    accounted += seconds;
+  }
+  const busySeconds = (after.busyTicks - before.busyTicks) / TICKS_PER_SECOND;
+  byGroup.unaccounted = Math.max(0, busySeconds - accounted);
+  return { wallSeconds: (after.at - before.at) / 1000, busySeconds, byGroup };
+}
+
+/** One line: the groups by CPU seconds, largest first. */
+export function formatCpu(use: CpuUse, starts: number): string {
+  const groups = Object.entries(use.byGroup).filter(([, seconds]) => seconds >= 0.05).sort(([, a], [, b]) => b - a);
+  return `${use.busySeconds.toFixed(1)} CPU s busy in ${use.wallSeconds.toFixed(1)} s (${((use.busySeconds * 1000) / starts).toFixed(0)} ms a start): ${groups.map(([group, seconds]) => `${group} ${seconds.toFixed(1)}`).join(', ')}`;
+}
