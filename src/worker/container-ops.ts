@@ -101,7 +101,8 @@ export class ContainerOperations {
   private readonly networks: InstanceNetworks;
   private readonly claims: ClaimBook | undefined;
   private readonly poolFiles: PoolFiles | undefined;
-  private portListing: { at: number; ports: Set<number> } | undefined;
+  /** The last listing of host ports in use (`at`: when it began), shared by every caller while it runs. */
+  private portListing: { at: number; ports: Promise<Set<number>> } | undefined;
   /** Containers the engine refused to start, and when it first refused. */
   private readonly refusedStarts = new Map<string, number>();
 
@@ -222,7 +223,7 @@ export class ContainerOperations {
     await this.runtime.ensureImage(spec.image, spec.imagePullPolicy);
     progress(40, 'creating container');
     let preferred = request.preferredPorts;
-    let result = request.existing === undefined ? undefined : await this.reuse(request.existing, target.uid, hash, log);
+    let result = request.existing === undefined ? undefined : await this.reuse(request.existing, target.uid, hash, log, request.challengeGeneration);
     if (result === undefined && request.existing !== undefined) preferred = request.existing.hostPorts;
     if (result === undefined) {
       try {
@@ -233,7 +234,7 @@ export class ContainerOperations {
         // engine, or an instance of the same name with another uid).
         const inspected = await this.runtime.find(containerName(target.namespace, target.name));
         const found = inspected === undefined ? undefined : this.withClaim(inspected);
-        result = found === undefined ? undefined : await this.reuse(found, target.uid, hash, log);
+        result = found === undefined ? undefined : await this.reuse(found, target.uid, hash, log, request.challengeGeneration);
         if (result === undefined) {
           const ours = found !== undefined && found.labels[LABELS.uid] === target.uid;
           result = { outcome: 'started', container: await this.createFor(request, ours ? found.hostPorts : []) };
@@ -249,12 +250,23 @@ export class ContainerOperations {
   /**
    * Keeps a container that is this instance's and of this spec (starting it if it
    * stopped); removes any other. Undefined: make a new one.
+   *
+   * A running container keeps the Challenge generation it was made from; a stopped
+   * one made from an older generation than `challengeGeneration` is not started
+   * again but replaced (on its host ports): a restart runs the Challenge as it is
+   * now, the one its readiness and ports are checked against.
    */
-  private async reuse(container: ContainerInfo, uid: string, hash: string, log: Logger): Promise<RunResult | undefined> {
+  private async reuse(container: ContainerInfo, uid: string, hash: string, log: Logger, challengeGeneration?: number): Promise<RunResult | undefined> {
     if (container.labels[LABELS.uid] === uid && container.labels[LABELS.specHash] === hash) {
       if (container.running) return { outcome: 'adopted', container };
-      // startAgain false: the engine would not start it, and it was removed.
-      if (await this.startAgain(container.id, log)) return { outcome: 'started', container };
+      const madeFrom = container.labels[LABELS.challengeGeneration];
+      if (challengeGeneration === undefined || madeFrom === undefined || madeFrom === String(challengeGeneration)) {
+        // startAgain false: the engine would not start it, and it was removed.
+        if (await this.startAgain(container.id, log)) return { outcome: 'started', container };
+        return undefined;
+      }
+      await this.remove(container);
+      log.info({ container: container.id }, `Replaced stopped container ${container.name}: made from Challenge generation ${madeFrom}, which is now ${String(challengeGeneration)}`);
       return undefined;
     }
     await this.remove(container);
@@ -352,14 +364,21 @@ export class ContainerOperations {
    * Host ports of this node's ctfleet containers, listed at most every 10 s.
    * Ports of containers created since are covered by the allocator's commit
    * grace period (60 s), so a stale listing never hands out a used port.
+   * Concurrent starts share one listing: each made its own once the last one
+   * aged out, 0.68 listings per start in a burst of 500, each ~0.5 s of
+   * dockerd's time with 500 containers (docs/benchmark.md).
    */
   private async portsInUse(): Promise<Set<number>> {
     const now = this.clock.now();
     if (this.portListing === undefined || now - this.portListing.at > PORT_LISTING_TTL_MS) {
-      const containers = await this.runtime.listManaged();
-      this.portListing = { at: now, ports: new Set(containers.flatMap((container) => container.hostPorts)) };
+      const listing = { at: now, ports: this.runtime.listManaged().then((containers) => new Set(containers.flatMap((container) => container.hostPorts))) };
+      // A failed listing is not kept: the next start lists again.
+      listing.ports.catch(() => {
+        if (this.portListing === listing) this.portListing = undefined;
+      });
+      this.portListing = listing;
     }
-    return new Set(this.portListing.ports);
+    return new Set(await this.portListing.ports);
   }
 
   /**

@@ -118,7 +118,7 @@ describe('instances of a Challenge', () => {
     assert.match(await fetchText(kept?.status?.endpoints?.[0]?.url ?? ''), /hello from the organisers/);
   });
 
-  test('after a Challenge change, a stopped and started instance runs its own container again on the old generation; a re-created container gets the new one; an untouched instance keeps the old', async () => {
+  test('after a Challenge change, a stopped and started instance runs the new generation in a new container on its old port; an untouched instance keeps the old; a re-created container gets the new one', async () => {
     // web-101 is at generation 2 (the test before); team-1 and team-2 run generation 1.
     const before1 = await instances.waitFor(NS, 'web-101-team-1', 'to run', isRunning, 60_000);
     const before2 = await instances.waitFor(NS, 'web-101-team-2', 'to run', isRunning, 60_000);
@@ -126,31 +126,33 @@ describe('instances of a Challenge', () => {
     const labelOf = async (name: string): Promise<string | undefined> =>
       (await containersOf(docker, NS)).find((container) => container.Labels['ctfleet.io/name'] === name)?.Labels['ctfleet.io/challenge-generation'];
 
-    // Stopped, then Running: the same container (its spec hash did not change) starts again, as it was made.
+    // Stopped: the container is kept. Running again: it was made from generation 1,
+    // so it is replaced by one of generation 2, on the same host port.
     ok(await kubectl(['patch', 'chi', 'web-101-team-1', '-n', NS, '--type=merge', '-p', '{"spec":{"desiredState":"Stopped"}}']));
     const stopped = await instances.waitFor(NS, 'web-101-team-1', 'to stop', (instance) => instance.status?.phase === 'Stopped' && instance.status.observedGeneration === instance.metadata.generation, 60_000);
     const inspected = await docker.getContainer(before1.status?.containerId ?? '').inspect();
     assert.equal(inspected.State.Running, false, 'the container is stopped, not removed');
     assert.equal(stopped.status?.containerId, before1.status?.containerId);
     ok(await kubectl(['patch', 'chi', 'web-101-team-1', '-n', NS, '--type=merge', '-p', '{"spec":{"desiredState":"Running"}}']));
-    const restarted = await instances.waitFor(NS, 'web-101-team-1', 'to run again', isRunning, 60_000);
-    assert.equal(restarted.status?.containerId, before1.status?.containerId, 'the same container runs again');
-    assert.deepEqual(generationOf(restarted), { name: 'web-101', generation: 1 });
-    assert.equal(await labelOf('web-101-team-1'), '1');
-    assert.match(await fetchText(restarted.status?.endpoints?.[0]?.url ?? ''), /hello from the organisers/);
-
-    // A container made afresh (here: the old one removed behind ctfleet's back) is made from the Challenge as it is now.
-    await docker.getContainer(before1.status?.containerId ?? '').remove({ force: true });
-    const recreated = await instances.waitFor(NS, 'web-101-team-1', 'to run in a new container', (instance) => isRunning(instance) && instance.status?.containerId !== before1.status?.containerId, 60_000);
-    assert.deepEqual(generationOf(recreated), { name: 'web-101', generation: 2 });
+    const restarted = await instances.waitFor(NS, 'web-101-team-1', 'to run again', (instance) => isRunning(instance) && instance.status?.containerId !== before1.status?.containerId, 60_000);
+    assert.deepEqual(generationOf(restarted), { name: 'web-101', generation: 2 });
     assert.equal(await labelOf('web-101-team-1'), '2');
-    assert.match(await fetchText(recreated.status?.endpoints?.[0]?.url ?? ''), /hello, version two/);
+    assert.equal(restarted.status?.endpoints?.[0]?.url, before1.status?.endpoints?.[0]?.url, 'the new container keeps the old one\'s host port');
+    assert.match(await fetchText(restarted.status?.endpoints?.[0]?.url ?? ''), /hello, version two/);
+    await assert.rejects(docker.getContainer(before1.status?.containerId ?? '').inspect(), 'the old container is removed');
 
     const untouched = await instances.get(NS, 'web-101-team-2');
     assert.equal(untouched?.status?.containerId, before2.status?.containerId, 'team-2 keeps its container');
     assert.deepEqual(generationOf(untouched), { name: 'web-101', generation: 1 });
     assert.equal(await labelOf('web-101-team-2'), '1');
     assert.match(await fetchText(untouched?.status?.endpoints?.[0]?.url ?? ''), /hello from the organisers/);
+
+    // A container made afresh (here: the old one removed behind ctfleet's back) is made from the Challenge as it is now.
+    await docker.getContainer(before2.status?.containerId ?? '').remove({ force: true });
+    const recreated = await instances.waitFor(NS, 'web-101-team-2', 'to run in a new container', (instance) => isRunning(instance) && instance.status?.containerId !== before2.status?.containerId, 60_000);
+    assert.deepEqual(generationOf(recreated), { name: 'web-101', generation: 2 });
+    assert.equal(await labelOf('web-101-team-2'), '2');
+    assert.match(await fetchText(recreated.status?.endpoints?.[0]?.url ?? ''), /hello, version two/);
   });
 
   test("a Challenge's image outside the deployment's allow-list fails its instance ImageNotAllowed, and nothing is created", async () => {
