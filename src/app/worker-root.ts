@@ -42,6 +42,8 @@ const RECONCILER_CLOSE_GRACE_MS = 1_000;
 
 /** How often a worker looks at its warm pools when nothing woke it. */
 const POOL_INTERVAL_MS = 2_000;
+/** The oldest running count a heartbeat may carry. */
+const HEARTBEAT_LISTING_MAX_AGE_MS = 30_000;
 
 /**
  * Reads the node's pool claims back before anything looks at a container (a
@@ -158,11 +160,13 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
   const startedAt = new Date().toISOString();
   // The heartbeat's count of running containers: listed at every beat while a
   // listing is cheap, and at most 1 % of the engine's time once it is not (Docker
-  // walks every container to list them: ~0.5 s at 500, every 5 s was 10 % of it).
+  // walks every container to list them: ~0.5 s at 500, every 5 s was 10 % of it),
+  // yet at least every 30 s: a listing that fails fails the beat, which is how an
+  // engine that went away shows in the node's liveness.
   let counted = { at: Number.NEGATIVE_INFINITY, tookMs: 0, running: 0 };
   const runningHere = async (): Promise<number> => {
     const began = clock.now();
-    if (began - counted.at < counted.tookMs * 100) return counted.running;
+    if (began - counted.at < Math.min(counted.tookMs * 100, HEARTBEAT_LISTING_MAX_AGE_MS)) return counted.running;
     const running = (await runtime.listManaged()).filter((container) => container.running && container.labels[POOL_LABEL] === undefined && (container.labels[LABELS.node] ?? settings.node) === settings.node).length;
     counted = { at: began, tookMs: clock.now() - began, running };
     return running;

@@ -54,6 +54,12 @@ export interface RunRequest {
   challengeGeneration?: number | undefined;
   /** Files to write into the container before it starts (a flag with File delivery). */
   files?: ContainerFile[];
+  /**
+   * A start asked for (a start job, not a crash restart or an engine's return): a
+   * stopped container made from an older Challenge generation than
+   * `challengeGeneration` is replaced rather than started again.
+   */
+  renewGeneration?: boolean;
 }
 
 export interface RunResult {
@@ -223,7 +229,7 @@ export class ContainerOperations {
     await this.runtime.ensureImage(spec.image, spec.imagePullPolicy);
     progress(40, 'creating container');
     let preferred = request.preferredPorts;
-    let result = request.existing === undefined ? undefined : await this.reuse(request.existing, target.uid, hash, log, request.challengeGeneration);
+    let result = request.existing === undefined ? undefined : await this.reuse(request.existing, target.uid, hash, log, request.renewGeneration === true ? request.challengeGeneration : undefined);
     if (result === undefined && request.existing !== undefined) preferred = request.existing.hostPorts;
     if (result === undefined) {
       try {
@@ -234,7 +240,7 @@ export class ContainerOperations {
         // engine, or an instance of the same name with another uid).
         const inspected = await this.runtime.find(containerName(target.namespace, target.name));
         const found = inspected === undefined ? undefined : this.withClaim(inspected);
-        result = found === undefined ? undefined : await this.reuse(found, target.uid, hash, log, request.challengeGeneration);
+        result = found === undefined ? undefined : await this.reuse(found, target.uid, hash, log, request.renewGeneration === true ? request.challengeGeneration : undefined);
         if (result === undefined) {
           const ours = found !== undefined && found.labels[LABELS.uid] === target.uid;
           result = { outcome: 'started', container: await this.createFor(request, ours ? found.hostPorts : []) };
@@ -252,9 +258,10 @@ export class ContainerOperations {
    * stopped); removes any other. Undefined: make a new one.
    *
    * A running container keeps the Challenge generation it was made from; a stopped
-   * one made from an older generation than `challengeGeneration` is not started
-   * again but replaced (on its host ports): a restart runs the Challenge as it is
-   * now, the one its readiness and ports are checked against.
+   * one made from an older generation than `challengeGeneration` (given for a start
+   * asked for) is not started again but replaced (on its host ports): the start runs
+   * the Challenge as it is now, the one its readiness and ports are checked
+   * against. Crash restarts and an engine's return start the same container.
    */
   private async reuse(container: ContainerInfo, uid: string, hash: string, log: Logger, challengeGeneration?: number): Promise<RunResult | undefined> {
     if (container.labels[LABELS.uid] === uid && container.labels[LABELS.specHash] === hash) {

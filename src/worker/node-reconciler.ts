@@ -486,6 +486,7 @@ export class NodeReconciler {
                 files: made.files,
                 existing: action.existing,
                 preferredPorts: action.preferredPorts,
+                renewGeneration: action.cause === 'job',
               },
               progress,
               log,
