@@ -159,7 +159,8 @@ async function baselineRound(kind: BaselineKind): Promise<{ start: Summary; tear
   const tag = { plain: 'base', 'network-per-container': 'net', 'ctfleet-shape': 'shape' }[kind];
   const shape = kind === 'ctfleet-shape' ? await workerShape() : undefined;
   const runtime = new DockerRuntime(docker);
-  const cpuBefore = cpuSnapshot(new Map([[process.pid, 'benchmark']]));
+  const roles = new Map([[process.pid, 'benchmark']]);
+  const cpuBefore = cpuSnapshot(roles);
   const began = Date.now();
   await pool(
     Array.from({ length: N }, (_, i) => i),
@@ -204,7 +205,7 @@ async function baselineRound(kind: BaselineKind): Promise<{ start: Summary; tear
     },
   );
   const start = summarise(latencies, Date.now() - began);
-  const cpu = cpuUsed(cpuBefore, cpuSnapshot(new Map([[process.pid, 'benchmark']])));
+  const cpu = cpuUsed(cpuBefore, cpuSnapshot(roles));
   const removeStart = Date.now();
   await pool(ids, C, async ({ container, network }) => {
     await docker.getContainer(container).remove({ force: true });

@@ -229,7 +229,9 @@ export class ContainerOperations {
     await this.runtime.ensureImage(spec.image, spec.imagePullPolicy);
     progress(40, 'creating container');
     let preferred = request.preferredPorts;
-    let result = request.existing === undefined ? undefined : await this.reuse(request.existing, target.uid, hash, log, request.renewGeneration === true ? request.challengeGeneration : undefined);
+    // A stopped container of another Challenge generation than this is replaced, not started again.
+    const renewTo = request.renewGeneration === true ? request.challengeGeneration : undefined;
+    let result = request.existing === undefined ? undefined : await this.reuse(request.existing, target.uid, hash, log, renewTo);
     if (result === undefined && request.existing !== undefined) preferred = request.existing.hostPorts;
     if (result === undefined) {
       try {
@@ -240,7 +242,7 @@ export class ContainerOperations {
         // engine, or an instance of the same name with another uid).
         const inspected = await this.runtime.find(containerName(target.namespace, target.name));
         const found = inspected === undefined ? undefined : this.withClaim(inspected);
-        result = found === undefined ? undefined : await this.reuse(found, target.uid, hash, log, request.renewGeneration === true ? request.challengeGeneration : undefined);
+        result = found === undefined ? undefined : await this.reuse(found, target.uid, hash, log, renewTo);
         if (result === undefined) {
           const ours = found !== undefined && found.labels[LABELS.uid] === target.uid;
           result = { outcome: 'started', container: await this.createFor(request, ours ? found.hostPorts : []) };
