@@ -59,7 +59,7 @@ pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
 
 # pid_matches PID BINARY: PID is alive and runs BINARY.
 pid_matches() {
-  [ -n "$1" ] && [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' < "/proc/$1/cmdline" | grep -q -- "$2"
+  [ -n "$1" ] && [ -r "/proc/$1/cmdline" ] && grep -q -- "$2" <<<"$(tr '\0' ' ' < "/proc/$1/cmdline")"
 }
 
 # adopt NAME BINARY: finds a process of this stack (its command line or working
@@ -69,7 +69,7 @@ adopt() {
   local pid
   for pid in $(pgrep -f -- "$2" || true); do
     [ "$pid" != "$$" ] || continue
-    if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$STATE_DIR/" \
+    if grep -qF -- "$STATE_DIR/" <<<"$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null)" \
       || [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$STATE_DIR/$1" ]; then
       mkdir -p "$PIDS"
       echo "$pid" > "$PIDS/$1.pid"
@@ -258,7 +258,7 @@ write_kubeconfig() {
   write_kubeconfig_file "$KUBECONFIG_FILE" "https://$APISERVER_HOST:$APISERVER_PORT" ctfleet-local ctfleet-admin "token: $(cat "$PKI/token")"
 }
 
-etcd_healthy() { curl -sf --max-time 2 "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
+etcd_healthy() { grep -q '"health":"true"' <<<"$(curl -sf --max-time 2 "http://127.0.0.1:$ETCD_PORT/health")"; }
 
 up_etcd() {
   local bin; bin="$(etcd_bin_dir)/etcd"
@@ -277,8 +277,8 @@ up_etcd() {
 }
 
 apiserver_ready() {
-  curl -sf --max-time 2 --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(cat "$PKI/token")" \
-    "https://$APISERVER_HOST:$APISERVER_PORT/readyz" | grep -q '^ok$'
+  grep -q '^ok$' <<<"$(curl -sf --max-time 2 --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(cat "$PKI/token")" \
+    "https://$APISERVER_HOST:$APISERVER_PORT/readyz")"
 }
 
 # Writes (not reads, not watches) of ctfleet's resources and of Events, at
@@ -308,7 +308,7 @@ up_apiserver() {
   # One started in the other mode is restarted in this one.
   # One started in the other mode, or without the audit log, is restarted.
   if [ "$(cat "$APISERVER_MODE_FILE" 2>/dev/null || true)" = "$mode" ] && is_running kube-apiserver "$bin" \
-    && tr '\0' ' ' < "/proc/$(pid_of kube-apiserver)/cmdline" | grep -q -- "--audit-log-path $AUDIT_LOG " \
+    && grep -q -- "--audit-log-path $AUDIT_LOG " <<<"$(tr '\0' ' ' < "/proc/$(pid_of kube-apiserver)/cmdline")" \
     && becomes_ready 20 apiserver_ready; then
     log "kube-apiserver: running on https://$APISERVER_HOST:$APISERVER_PORT ($mode mode)"; write_kubeconfig; return 0
   fi

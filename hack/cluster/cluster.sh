@@ -98,7 +98,7 @@ ensure_node_interface() {
       || die "could not create the interface $NODE_IF (neither a dummy nor a bridge): is this root on Linux with iproute2?"
     STARTED_NOW+=(node-interface)
   fi
-  ip addr show dev "$NODE_IF" | grep -q "inet $NODE_IP/32" || ip addr add "$NODE_IP/32" dev "$NODE_IF" \
+  grep -q "inet $NODE_IP/32" <<<"$(ip addr show dev "$NODE_IF")" || ip addr add "$NODE_IP/32" dev "$NODE_IF" \
     || die "could not give $NODE_IF the address $NODE_IP/32."
   ip link set "$NODE_IF" up || die "could not bring $NODE_IF up."
 }
@@ -171,7 +171,7 @@ sign_cert() {
 # the kubernetes Service, whose endpoint is that address). A certificate made by an
 # older stack lacks it: re-signed with the same CA, so kubeconfigs stay valid.
 ensure_cluster_pki() {
-  if ! openssl x509 -in "$PKI/apiserver.crt" -noout -ext subjectAltName 2>/dev/null | grep -q "IP Address:$NODE_IP"; then
+  if ! grep -q "IP Address:$NODE_IP" <<<"$(openssl x509 -in "$PKI/apiserver.crt" -noout -ext subjectAltName 2>/dev/null)"; then
     log "re-signing the apiserver's serving certificate with the node IP $NODE_IP"
     sign_cert apiserver "/CN=kube-apiserver" "subjectAltName=IP:127.0.0.1,IP:$NODE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.0.0.1
 extendedKeyUsage=serverAuth"
@@ -254,7 +254,7 @@ import_image() {
   id=$(docker image inspect "$ref" --format '{{.Id}}' 2>/dev/null) || die "image $ref is not in Docker: its build failed above."
   stamp="$CLUSTER_DIR/images/$(echo "$ref" | tr '/:' '__').id"
   local name=$ref; [[ "$name" == */* ]] || name="docker.io/library/$name"
-  if [ "$(cat "$stamp" 2>/dev/null || true)" = "$id" ] && ctr_cluster images ls -q "name==$name" | grep -q .; then return 0; fi
+  if [ "$(cat "$stamp" 2>/dev/null || true)" = "$id" ] && grep -q . <<<"$(ctr_cluster images ls -q "name==$name")"; then return 0; fi
   mkdir -p "$CLUSTER_DIR/images"
   docker save "$ref" | ctr_cluster images import - >"$LOGS/ctr-import.log" 2>&1 \
     || die "importing $ref into the cluster's containerd failed; see $LOGS/ctr-import.log."
@@ -398,7 +398,7 @@ save_kubelet_sysctls() {
   done > "$CLUSTER_DIR/sysctl.kubelet.saved"
 }
 
-kubelet_healthy() { curl -sf --max-time 2 http://127.0.0.1:10248/healthz | grep -q ok; }
+kubelet_healthy() { grep -q ok <<<"$(curl -sf --max-time 2 http://127.0.0.1:10248/healthz)"; }
 node_ready() { [ "$(kubectl_cluster get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]; }
 
 up_kubelet() {
@@ -607,7 +607,7 @@ down_cluster() {
   local ns
   for ns in /var/run/netns/cni-*; do
     [ -e "$ns" ] || continue
-    if ! ip netns pids "$(basename "$ns")" 2>/dev/null | grep -q .; then umount "$ns" 2>/dev/null || true; rm -f "$ns"; fi
+    if ! grep -q . <<<"$(ip netns pids "$(basename "$ns")" 2>/dev/null)"; then umount "$ns" 2>/dev/null || true; rm -f "$ns"; fi
   done 2>/dev/null
   local veth
   for veth in $(ip -o link show master "$CNI_BRIDGE" 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }'); do ip link del "$veth" 2>/dev/null || true; done

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { containersOf, isRunning, kubectl, webSpec, type RawInstance } from '../support/ctfleet.ts';
-import { stackOwns, stopPart } from '../support/faults.ts';
+import { outage, stackOwns } from '../support/faults.ts';
 import { Scenario } from '../support/scenario.ts';
 import { eventually, freePort, readiness } from '../support/stack.ts';
 
@@ -74,10 +74,7 @@ describe('fault injection', { concurrency: 1 }, () => {
       await scenario.apply(names('r', 20), (name) => webSpec(name));
       await Promise.all(names('r', 20).map((name) => scenario.instances.waitFor(scenario.namespace, name, 'to run', isRunning, 90_000)));
       await scenario.apply(names('r', 10, 20), (name) => slowSpec(name));
-      const restart = await stopPart('redis');
-      const stoppedAt = Date.now();
-      await reportsNotReady(port, 'worker.redis');
-      await restart();
+      const stoppedAt = await outage('redis', 'SIGKILL', () => reportsNotReady(port, 'worker.redis'));
       await scenario.converged('Redis restarted empty', stoppedAt, 120_000);
       await reportsReady(port);
       assert.ok(alive(ctfleet), 'ctfleet kept running through the Redis outage');
@@ -114,10 +111,7 @@ describe('fault injection', { concurrency: 1 }, () => {
       const ctfleet = scenario.start('all', { CTFLEET_HTTP_PORT: String(port) });
       await scenario.apply(names('d', 10), (name) => webSpec(name));
       await Promise.all(names('d', 10).map((name) => scenario.instances.waitFor(scenario.namespace, name, 'to run', isRunning, 90_000)));
-      const restart = await stopPart('dockerd', 'SIGTERM');
-      const stoppedAt = Date.now();
-      await reportsNotReady(port, 'worker.docker');
-      await restart();
+      const stoppedAt = await outage('dockerd', 'SIGTERM', () => reportsNotReady(port, 'worker.docker'));
       await scenario.converged('Docker engine restarted', stoppedAt, 180_000);
       assert.ok(alive(ctfleet), 'ctfleet kept running while Docker was down');
     });
@@ -138,10 +132,7 @@ describe('fault injection', { concurrency: 1 }, () => {
       await scenario.apply(names('a', 10, 10), (name) => slowSpec(name));
       const deleted = await kubectl(['delete', 'challengeinstances', '-n', scenario.namespace, '--wait=false', ...names('a', 5)]);
       assert.equal(deleted.code, 0, deleted.stderr);
-      const restart = await stopPart('kube-apiserver');
-      const stoppedAt = Date.now();
-      await reportsNotReady(port, 'controller.kubernetes');
-      await restart();
+      const stoppedAt = await outage('kube-apiserver', 'SIGKILL', () => reportsNotReady(port, 'controller.kubernetes'));
       await scenario.converged('kube-apiserver restarted', stoppedAt, 180_000);
       const left = (await statuses(scenario)).map((instance) => instance.metadata.name).sort();
       assert.deepEqual(left, names('a', 15, 5).sort());

@@ -43,15 +43,36 @@ export function stackOwns(part: StackPart): boolean {
  * Stops one part of the local stack with `signal`, waits for it to exit, and
  * resolves with a function that brings it back through `hack/stack.sh up`
  * (which starts only what is down). Redis runs without persistence, so a
- * restarted Redis is empty: every key is lost.
+ * restarted Redis is empty: every key is lost. A failed `up` fails the caller
+ * with its output, after a second `up` has tried to leave the stack whole for
+ * the tests that follow.
  */
-export async function stopPart(part: StackPart, signal: NodeJS.Signals = 'SIGKILL'): Promise<() => Promise<void>> {
+async function stopPart(part: StackPart, signal: NodeJS.Signals = 'SIGKILL'): Promise<() => Promise<void>> {
   const pid = pidOf(part);
   if (pid === undefined) throw new Error(`the stack has no pid for ${part}`);
   process.kill(pid, signal);
   await eventually(`${part} (pid ${pid}) to exit`, 60_000, () => Promise.resolve(alive(pid) ? undefined : true));
   return async () => {
-    const result = await run('bash', [join(ROOT, 'hack/stack.sh'), 'up'], 300_000);
-    if (result.code !== 0) throw new Error(`hack/stack.sh up failed after stopping ${part}:\n${result.output}`);
+    const up = (): Promise<{ code: number; output: string }> => run('bash', [join(ROOT, 'hack/stack.sh'), 'up'], 300_000);
+    const result = await up();
+    if (result.code === 0) return;
+    const again = await up();
+    throw new Error(`hack/stack.sh up failed after stopping ${part} (a second up ${again.code === 0 ? 'brought it back' : 'failed too'}):\n${result.output}`);
   };
+}
+
+/**
+ * An outage of one part: stops it, runs `whileDown`, and brings it back whether
+ * or not `whileDown` passed, so a failed check never leaves the stack without
+ * the part for the tests that follow. Resolves with the moment it was stopped.
+ */
+export async function outage(part: StackPart, signal: NodeJS.Signals, whileDown: () => Promise<void>): Promise<number> {
+  const restart = await stopPart(part, signal);
+  const stoppedAt = Date.now();
+  try {
+    await whileDown();
+  } finally {
+    await restart();
+  }
+  return stoppedAt;
 }
