@@ -1,5 +1,5 @@
 // ctfleet start/teardown benchmark against a plain-dockerode baseline.
-//   node bench/run.ts [--instances N] [--concurrency C] [--repeat R] [--pool]
+//   node bench/run.ts [--instances N] [--concurrency C] [--repeat R] [--pool] [--none-network ctfleet|engine-default]
 // Needs the local stack in the environment (hack/bench.sh sets it up).
 //
 // (a) ctfleet: `ctfleet controller` and `ctfleet worker` run as two processes. N
@@ -37,11 +37,11 @@ import { auditedWrites, type AuditedWrite } from './lib/apiserver-writes.ts';
 import { cpuSnapshot, cpuUsed, formatCpu, type CpuUse } from './lib/cpu.ts';
 import { loadConnectionConfig, loadRuntimeConfig } from '../src/config/config.ts';
 import type { HardeningProfile } from '../src/domain/hardening.ts';
-import type { Egress } from '../src/domain/isolation.ts';
+import { ENGINE_DEFAULT_NETWORK, NONE_NETWORK_VALUES, type Egress, type NoneNetwork } from '../src/domain/isolation.ts';
 import { containerDefinition } from '../src/worker/container-shape.ts';
 import { instanceNetworks } from '../src/worker/isolation-plan.ts';
 
-const { values } = parseArgs({ options: { instances: { type: 'string', default: '50' }, concurrency: { type: 'string', default: '16' }, repeat: { type: 'string', default: '1' }, pool: { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { instances: { type: 'string', default: '50' }, concurrency: { type: 'string', default: '16' }, repeat: { type: 'string', default: '1' }, pool: { type: 'boolean', default: false }, 'none-network': { type: 'string', default: 'ctfleet' } } });
 const POOLED = values.pool;
 const N = Number(values.instances);
 const C = Number(values.concurrency);
@@ -49,6 +49,10 @@ const R = Number(values.repeat);
 if (!Number.isInteger(R) || R < 1 || R > 20) throw new Error('--repeat: must be an integer from 1 to 20');
 if (!Number.isInteger(N) || N < 1 || N > 1000) throw new Error('--instances: must be an integer from 1 to 1000');
 if (!Number.isInteger(C) || C < 1 || C > 256) throw new Error('--concurrency: must be an integer from 1 to 256');
+const noneNetwork = values['none-network'];
+if (!(NONE_NETWORK_VALUES as readonly string[]).includes(noneNetwork)) throw new Error(`--none-network: must be ${NONE_NETWORK_VALUES.join(' or ')}`);
+/** Where ctfleet's worker and the ctfleet-shape baseline put None instances (CTFLEET_NONE_NETWORK). */
+const NONE_NETWORK = noneNetwork as NoneNetwork;
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const IMAGE = 'ctfleet-test/web:1';
@@ -126,6 +130,7 @@ function workerEnv(portRange: string): Record<string, string> {
     CTFLEET_CONTROLLER_CONCURRENCY: String(C),
     CTFLEET_LOG_LEVEL: 'warn',
     CTFLEET_ALLOWED_IMAGES: IMAGE,
+    CTFLEET_NONE_NETWORK: NONE_NETWORK,
   };
 }
 
@@ -146,6 +151,9 @@ async function baseline(kind: BaselineKind = 'plain'): Promise<{ start: Summary;
 /** The worker's settings for the benchmark's environment: its hardening and its instance network of the default egress. */
 async function workerShape(): Promise<{ hardening: HardeningProfile; network: string; egress: Egress }> {
   const { worker } = loadRuntimeConfig({ ...process.env, ...workerEnv(PORTS.fresh) });
+  if (worker.isolation.defaultEgress === 'None' && worker.isolation.noneNetwork === 'engine-default') {
+    return { hardening: worker.hardening, network: ENGINE_DEFAULT_NETWORK, egress: 'None' };
+  }
   const network = instanceNetworks(worker.isolation)[worker.isolation.defaultEgress];
   // The network the worker itself makes and adopts (same name, same settings).
   const networks = new DockerNetworks(docker);
@@ -522,7 +530,7 @@ interface Round {
   ratios: { startThroughput: number; teardownThroughput: number; p50AddedLatencyMs: number; pooledThroughput?: number; startThroughputVsShape?: number };
 }
 
-console.log(`ctfleet benchmark: ${N} instances of ${IMAGE}, concurrency ${C}, ${R} round(s)${POOLED ? ', with a warm pool' : ''}, ${new Date().toISOString()}`);
+console.log(`ctfleet benchmark: ${N} instances of ${IMAGE}, concurrency ${C}, ${R} round(s)${POOLED ? ', with a warm pool' : ''}, None instances on ${NONE_NETWORK === 'engine-default' ? "the engine's default bridge" : "ctfleet's own bridge"} (CTFLEET_NONE_NETWORK=${NONE_NETWORK}), ${new Date().toISOString()}`);
 const rounds: Round[] = [];
 for (let round = 1; round <= R; round += 1) {
   run = `${Date.now().toString(36)}r${round}`;
@@ -641,7 +649,7 @@ if (summary.pooled !== undefined) {
   console.log(`pooled start throughput / raw dockerode   ×${fmt(throughputVsRaw, 2)}  (target ≥ ×5: ${verdict(throughputVsRaw >= 5)})`);
 }
 const file = join(ROOT, 'bench/results', `start-teardown-${POOLED ? 'pool-' : ''}${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-writeFileSync(file, `${JSON.stringify({ instances: N, concurrency: C, image: IMAGE, pooled: POOLED, rounds, summary }, null, 2)}\n`);
+writeFileSync(file, `${JSON.stringify({ instances: N, concurrency: C, image: IMAGE, pooled: POOLED, noneNetwork: NONE_NETWORK, rounds, summary }, null, 2)}\n`);
 console.log(`\nwrote ${file}`);
 // Docker's keep-alive agent would hold the process open.
 process.exit(0);

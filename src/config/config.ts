@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { DNS_LABEL } from '../domain/names.ts';
 import { DANGEROUS_CAPABILITIES, DEFAULT_HARDENING, KNOWN_CAPABILITIES, type HardeningProfile } from '../domain/hardening.ts';
-import { DEFAULT_ISOLATION, EGRESS_VALUES, parseCidr, type IsolationPolicy } from '../domain/isolation.ts';
+import { DEFAULT_ISOLATION, EGRESS_VALUES, NONE_NETWORK_VALUES, parseCidr, type IsolationPolicy } from '../domain/isolation.ts';
 import { parsePortRange, type PortRange } from '../domain/port-range.ts';
 import { parseQuantity } from '../domain/quantities.ts';
 import type { LogLevel } from '../observability/logger.ts';
@@ -261,11 +261,18 @@ const runtimeSchema = z.object({
     .pipe(z.array(z.ipv4('must list IPv4 addresses of resolvers, comma-separated, e.g. 10.0.0.2'))),
   CTFLEET_DEFAULT_EGRESS: z.enum(EGRESS_VALUES, 'must be Internet or None').default(DEFAULT_ISOLATION.defaultEgress),
   CTFLEET_FIREWALL: z.enum(['on', 'off'], 'must be on or off (off leaves instances able to reach the node and private ranges)').default('on'),
+  CTFLEET_NONE_NETWORK: z
+    .enum(NONE_NETWORK_VALUES, 'must be ctfleet (a bridge the worker makes) or engine-default (the Docker engine\'s default bridge, firewalled as a None network: nothing on it reaches anything new)')
+    .default(DEFAULT_ISOLATION.noneNetwork),
 }).superRefine((value, ctx) => {
   // The API and /healthz, /readyz, /metrics listen apart: the public port serves only the API.
   const servesApi = value.CTFLEET_API_TOKENS_FILE !== undefined || value.CTFLEET_API_TOKENS_SECRET !== undefined;
   if (servesApi && value.CTFLEET_API_PORT !== 0 && value.CTFLEET_API_PORT === value.CTFLEET_HTTP_PORT) {
     ctx.addIssue({ code: 'custom', path: ['CTFLEET_API_PORT'], message: `must differ from CTFLEET_HTTP_PORT (${value.CTFLEET_HTTP_PORT}), where /healthz, /readyz and /metrics are served` });
+  }
+  // On the engine's default bridge only the worker's rules keep None instances in.
+  if (value.CTFLEET_NONE_NETWORK === 'engine-default' && value.CTFLEET_FIREWALL === 'off') {
+    ctx.addIssue({ code: 'custom', path: ['CTFLEET_NONE_NETWORK'], message: 'engine-default needs CTFLEET_FIREWALL=on: without the worker\'s rules, None instances on the default bridge reach each other, the node and the Internet' });
   }
   // A default above its maximum would fail every instance that names no resources.
   const pairs: [string, string, string | number, string | number][] = [
@@ -375,6 +382,7 @@ export function loadRuntimeConfig(env: Record<string, string | undefined>): Runt
         dnsServers: value.CTFLEET_DNS_SERVERS,
         defaultEgress: value.CTFLEET_DEFAULT_EGRESS,
         firewall: value.CTFLEET_FIREWALL === 'on',
+        noneNetwork: value.CTFLEET_NONE_NETWORK,
       },
     },
   };

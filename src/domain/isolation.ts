@@ -8,6 +8,22 @@
 export type Egress = 'Internet' | 'None';
 export const EGRESS_VALUES = ['Internet', 'None'] as const;
 
+/**
+ * Where `None` instances live: `ctfleet`, a bridge the worker makes (the
+ * default); `engine-default`, the Docker engine's default bridge (docker0),
+ * which the worker then firewalls as a `None` network. Docker sets up its
+ * embedded DNS resolver in every container of a user-defined network (a re-exec
+ * of dockerd and eight iptables runs, ~150 ms of the engine's CPU per start) and
+ * in none on the default bridge; `None` instances resolve nothing anyway. The
+ * price: every container on the default bridge, ctfleet's or not, is cut off
+ * like a `None` instance (docs/security.md).
+ */
+export type NoneNetwork = 'ctfleet' | 'engine-default';
+export const NONE_NETWORK_VALUES = ['ctfleet', 'engine-default'] as const;
+
+/** Docker's name for its default bridge network. */
+export const ENGINE_DEFAULT_NETWORK = 'bridge';
+
 export interface IsolationPolicy {
   /** The IPv4 range instance networks are carved from (CTFLEET_NETWORK_RANGE). */
   range: string;
@@ -21,6 +37,8 @@ export interface IsolationPolicy {
   defaultEgress: Egress;
   /** Whether this worker installs and repairs its firewall rules (CTFLEET_FIREWALL). */
   firewall: boolean;
+  /** The network `None` instances join (CTFLEET_NONE_NETWORK). */
+  noneNetwork: NoneNetwork;
 }
 
 /** Private, shared-address and carrier ranges: other nodes, VPC services, the cluster. */
@@ -36,6 +54,7 @@ export const DEFAULT_ISOLATION: IsolationPolicy = {
   dnsServers: [],
   defaultEgress: 'None',
   firewall: true,
+  noneNetwork: 'ctfleet',
 };
 
 export interface Cidr {

@@ -404,6 +404,8 @@ export interface NetworkRuntime {
   createNetwork(definition: NetworkDefinition): Promise<void>;
   /** Removing a missing network succeeds; one still in use fails with code `NetworkInUse`. */
   removeNetwork(id: string): Promise<void>;
+  /** The Linux bridge of the engine's default network (`docker0` unless dockerd runs with --bridge). */
+  defaultBridge(): Promise<string>;
 }
 
 /** Which network a container of a given egress joins, made ready on first use. */
@@ -448,6 +450,8 @@ export interface Firewall {
   replaceChains(rules: Record<string, readonly string[]>): Promise<void>;
   insertJump(hook: FirewallHook): Promise<void>;
   deleteJump(hook: FirewallHook): Promise<void>;
+  /** Whether traffic between two ports of a Linux bridge passes these rules (br_netfilter's bridge-nf-call-iptables). */
+  filtersBridgedTraffic(): Promise<boolean>;
 }
 
 export interface ContainerRuntime {

@@ -47,8 +47,11 @@ export function poolGuardChain(node: string): string {
  * userland proxy on loopback) are not forwarded and pass. Sorted, in the form
  * `iptables-save` prints them.
  */
-export function poolGuardRules(ports: ReadonlySet<number>): string[] {
-  return [...ports].sort((a, b) => a - b).map((port) => `-o ${BRIDGE_PREFIX}+ -m conntrack --ctstate DNAT --ctorigdstport ${port} -j DROP`);
+export function poolGuardRules(ports: ReadonlySet<number>, engineBridge?: string): string[] {
+  const bridges = engineBridge === undefined ? [`${BRIDGE_PREFIX}+`] : [`${BRIDGE_PREFIX}+`, engineBridge];
+  return [...ports]
+    .sort((a, b) => a - b)
+    .flatMap((port) => bridges.map((bridge) => `-o ${bridge} -m conntrack --ctstate DNAT --ctorigdstport ${port} -j DROP`));
 }
 
 /** The networks instances of each egress join, carved from the policy's range: Internet the lower half, None the upper. */
@@ -96,27 +99,35 @@ export function planNetworks(existing: readonly NetworkInfo[], desired: readonly
  * ports keep working); nothing new reaches another instance bridge, the node
  * (INPUT), link-local (metadata), the instance range, the blocked and cluster
  * ranges, or another Docker network. From a `None` bridge nothing new leaves at all.
+ *
+ * `engineBridge`: the engine's default bridge (docker0) when `None` instances
+ * live there (CTFLEET_NONE_NETWORK=engine-default): it is a `None` bridge too, so
+ * nothing new leaves it, to its own containers (bridged traffic passes FORWARD
+ * through br_netfilter), the node, or anywhere else.
  */
-export function firewallRules(policy: Pick<IsolationPolicy, 'range' | 'blockedRanges' | 'clusterRanges' | 'dnsServers'>): Record<string, string[]> {
+export function firewallRules(policy: Pick<IsolationPolicy, 'range' | 'blockedRanges' | 'clusterRanges' | 'dnsServers'>, engineBridge?: string): Record<string, string[]> {
   const any = `${BRIDGE_PREFIX}+`;
   const internet = `${BRIDGE_PREFIX_OF.Internet}+`;
   const none = `${BRIDGE_PREFIX_OF.None}+`;
-  const replies = `-i ${any} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`;
+  const sources = engineBridge === undefined ? [any] : [any, engineBridge];
+  const replies = sources.map((bridge) => `-i ${bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`);
   const dns = policy.dnsServers.flatMap((server) =>
     (['udp', 'tcp'] as const).map((protocol) => `-d ${cidrText(server)} -i ${internet} -p ${protocol} -m ${protocol} --dport 53 -j RETURN`),
   );
   const destinations = unique([LINK_LOCAL_RANGE, policy.range, ...policy.blockedRanges, ...policy.clusterRanges].map(cidrText));
+  const cutOff = sources.slice(1).map((bridge) => `-i ${bridge} -j DROP`);
   return {
     [FORWARD_CHAIN]: [
-      replies,
+      ...replies,
       ...dns,
       `-i ${none} -j DROP`,
+      ...cutOff,
       `-i ${any} -o ${any} -j DROP`,
       ...destinations.map((range) => `-d ${range} -i ${any} -j DROP`),
-      `-i ${any} -o docker0 -j DROP`,
+      ...unique(['docker0', engineBridge ?? 'docker0']).map((bridge) => `-i ${any} -o ${bridge} -j DROP`),
       `-i ${any} -o br-+ -j DROP`,
     ],
-    [INPUT_CHAIN]: [replies, ...dns, `-i ${any} -j DROP`],
+    [INPUT_CHAIN]: [...replies, ...dns, `-i ${any} -j DROP`, ...cutOff],
   };
 }
 

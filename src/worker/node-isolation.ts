@@ -1,9 +1,12 @@
-import { CtfleetError } from '../domain/errors.ts';
-import type { Egress, IsolationPolicy } from '../domain/isolation.ts';
+import { CtfleetError, permanent } from '../domain/errors.ts';
+import { ENGINE_DEFAULT_NETWORK, type Egress, type IsolationPolicy } from '../domain/isolation.ts';
 import type { Firewall, FirewallHook, InstanceNetworks, NetworkDefinition, NetworkRuntime, PortGuard } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { FIREWALL_CHAINS, FIREWALL_HOOKS, firewallRules, instanceNetworks, planFirewall, planNetworks, poolGuardChain, poolGuardRules } from './isolation-plan.ts';
+
+/** Named in errors: the sysctl that makes bridged traffic pass iptables. */
+const BRIDGE_SETTING = '/proc/sys/net/bridge/bridge-nf-call-iptables';
 
 /**
  * Keeps the node's isolation in place: the instance networks and the firewall
@@ -19,8 +22,12 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
   private readonly policy: IsolationPolicy;
   private readonly logger: Logger;
   private readonly metrics: Metrics | undefined;
+  /** The networks this worker makes: both egress classes', or only Internet's when None instances use the engine's default bridge. */
   private readonly networks: Record<Egress, NetworkDefinition>;
-  private readonly rules: Record<string, string[]>;
+  private readonly made: NetworkDefinition[];
+  /** The engine's default bridge, found at the first repair (CTFLEET_NONE_NETWORK=engine-default only). */
+  private engineBridge: string | undefined;
+  private rules: Record<string, string[]> | undefined;
   /** Settles once networks and rules were in place; cleared when a create finds a network gone. */
   private ready: Promise<void> | undefined;
   private repairing: Promise<void> | undefined;
@@ -43,7 +50,8 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
     this.logger = deps.logger.child({ component: 'node-isolation' });
     this.metrics = deps.metrics;
     this.networks = instanceNetworks(deps.policy);
-    this.rules = firewallRules(deps.policy);
+    this.made = this.onEngineBridge() ? [this.networks.Internet] : Object.values(this.networks);
+    if (!this.onEngineBridge()) this.rules = firewallRules(deps.policy);
     this.poolChain = poolGuardChain(deps.node ?? '');
     this.poolHook = { from: 'DOCKER-USER', to: this.poolChain };
   }
@@ -63,7 +71,7 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
     const write = async (): Promise<void> => {
       const firewall = this.firewall;
       if (firewall === undefined) return;
-      const rules = poolGuardRules(this.guarded);
+      const rules = poolGuardRules(this.guarded, this.engineBridge);
       if (this.guardWritten !== undefined && rules.length === this.guardWritten.length && rules.every((rule, i) => rule === this.guardWritten?.[i])) return;
       this.guardWritten = undefined;
       this.guardWrites += 1;
@@ -94,7 +102,12 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
     await this.repairOnce(true);
     this.ready = Promise.resolve();
     this.logger.info(
-      { networks: Object.values(this.networks).map((network) => `${network.name} ${network.subnet}`), firewall: this.firewall !== undefined, defaultEgress: this.policy.defaultEgress },
+      {
+        networks: this.made.map((network) => `${network.name} ${network.subnet}`),
+        ...(this.engineBridge === undefined ? {} : { noneNetwork: `${ENGINE_DEFAULT_NETWORK} (${this.engineBridge})` }),
+        firewall: this.firewall !== undefined,
+        defaultEgress: this.policy.defaultEgress,
+      },
       'Instance networks and firewall rules in place',
     );
   }
@@ -114,6 +127,7 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
       throw error;
     });
     await this.ready;
+    if (egress === 'None' && this.onEngineBridge()) return { name: ENGINE_DEFAULT_NETWORK, dns: [] };
     return { name: this.networks[egress].name, dns: egress === 'Internet' ? [...this.policy.dnsServers] : [] };
   }
 
@@ -121,15 +135,37 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
     this.ready = undefined;
   }
 
+  private onEngineBridge(): boolean {
+    return this.policy.noneNetwork === 'engine-default';
+  }
+
   private async repairOnce(starting: boolean): Promise<void> {
     await this.syncNetworks({ starting });
     if (this.firewall !== undefined) await this.repairFirewall(this.firewall, starting);
   }
 
+  /**
+   * ctfleet's rules; with None instances on the engine's default bridge, once
+   * its name is known and bridged traffic is known to pass iptables (else
+   * containers on that bridge would reach each other past every rule).
+   */
+  private async currentRules(firewall: Firewall): Promise<Record<string, string[]>> {
+    if (this.rules !== undefined && !this.onEngineBridge()) return this.rules;
+    if (!(await firewall.filtersBridgedTraffic())) {
+      throw permanent(
+        'FirewallUnavailable',
+        `CTFLEET_NONE_NETWORK=engine-default, but traffic between containers of one bridge skips iptables here (${BRIDGE_SETTING} is not 1): None instances on the default bridge would reach each other. Load br_netfilter and set it to 1, or use CTFLEET_NONE_NETWORK=ctfleet.`,
+      );
+    }
+    this.engineBridge ??= await this.runtime.defaultBridge();
+    this.rules ??= firewallRules(this.policy, this.engineBridge);
+    return this.rules;
+  }
+
   /** Creates missing instance networks and removes ctfleet's other networks no container uses. */
   private async syncNetworks(options: { starting: boolean }): Promise<void> {
     const existing = await this.runtime.listManagedNetworks();
-    for (const action of planNetworks(existing, Object.values(this.networks))) {
+    for (const action of planNetworks(existing, this.made)) {
       if (action.type === 'create') {
         await this.runtime.createNetwork(action.network);
         const { name, subnet, bridge } = action.network;
@@ -149,12 +185,13 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
   }
 
   private async repairFirewall(firewall: Firewall, starting: boolean): Promise<void> {
+    const rules = await this.currentRules(firewall);
     const hooks = [...FIREWALL_HOOKS, this.poolHook];
     const writesBefore = this.guardWrites;
     const busyBefore = this.guardRunning !== undefined;
     const observed = await firewall.read([...FIREWALL_CHAINS, this.poolChain], hooks);
     const guardMoved = busyBefore || this.guardRunning !== undefined || this.guardWrites !== writesBefore;
-    const plan = planFirewall(observed, this.rules, hooks);
+    const plan = planFirewall(observed, rules, hooks);
     // The guard chain first (created if missing), so its jump has somewhere to go.
     // Judged against what was last written: a write under way is not a change.
     const written = this.guardWritten;
@@ -163,13 +200,16 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
       this.guardWritten = undefined;
       await this.flushGuard();
       if (lost && !starting) this.logger.warn({ chain: this.poolChain }, 'The pool guard chain was changed or missing; restored it');
+    } else if (!guardMoved) {
+      // In place as written; rewritten only if the rules for the same ports changed (the engine's bridge just found).
+      await this.flushGuard();
     }
     if (plan.missingHooks.length > 0 && !this.warnedHooks) {
       this.warnedHooks = true;
       this.logger.error({ chains: plan.missingHooks }, `The filter table has no ${plan.missingHooks.join(' or ')} chain (does dockerd run with --iptables=false?): forwarded traffic from instances is not filtered`);
     }
-    if (FIREWALL_CHAINS.some((chain) => planFirewall(observed, { [chain]: this.rules[chain] ?? [] }, []).replace)) {
-      await firewall.replaceChains(this.rules);
+    if (FIREWALL_CHAINS.some((chain) => planFirewall(observed, { [chain]: rules[chain] ?? [] }, []).replace)) {
+      await firewall.replaceChains(rules);
       if (!starting) this.logger.warn({ chains: FIREWALL_CHAINS }, 'Firewall rules were changed or missing; restored them');
       this.metrics?.isolationRepairs.inc({ kind: 'rules' });
     }

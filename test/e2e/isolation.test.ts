@@ -8,8 +8,8 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import type Docker from 'dockerode';
 import { createDockerClient } from '../../src/adapters/docker/docker-client.ts';
-import { containersOf, CtfleetProcess, fetchText, isRunning, kubectl, manifest, prepareNamespace, webSpec, type Instances, type RawInstance } from '../support/ctfleet.ts';
-import { chainRules, filterTable, isolationProblems, NETWORKS } from '../support/isolation.ts';
+import { containersOf, CtfleetProcess, fetchText, kubectl, prepareNamespace, webSpec, type Instances } from '../support/ctfleet.ts';
+import { chainRules, filterTable, isolationProblems, NETWORKS, reachesFrom, removeTenants, shell, Tenants } from '../support/isolation.ts';
 import { logProblems } from '../support/logs.ts';
 import { eventually, stackConfig, uniqueSuffix } from '../support/stack.ts';
 
@@ -26,38 +26,14 @@ const PREFIX = `{ctfleet-e2e-iso-${suffix}}`;
 const OTHER_NETWORK = `e2e-other-${suffix}`;
 const OTHER_CONTAINER = `e2e-other-web-${suffix}`;
 
-/** Runs `script` with sh inside a container; resolves with its exit code and output, never throws. */
-async function shell(container: string, script: string, timeoutMs = 20_000): Promise<{ code: number; output: string }> {
-  try {
-    const { stdout, stderr } = await run('docker', ['exec', container, 'sh', '-c', script], { timeout: timeoutMs });
-    return { code: 0, output: stdout + stderr };
-  } catch (error) {
-    const failure = error as { code?: number | string; stdout?: string; stderr?: string };
-    return { code: typeof failure.code === 'number' ? failure.code : -1, output: `${failure.stdout ?? ''}${failure.stderr ?? ''}` };
-  }
-}
-
-/**
- * True when an HTTP request from inside `container` to `host:port` gets an HTTP
- * answer within 2 s. busybox nc, not wget: the static busybox's wget crashes in
- * its resolver, which would pass for a refusal.
- */
-async function reachesFrom(container: string, host: string, port: number): Promise<boolean> {
-  const { output } = await shell(container, `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 ${host} ${String(port)}`);
-  return /^HTTP\/1\.[01] \d{3}/m.test(output);
-}
-
 describe('a hostile tenant reaches its own container and nothing else', () => {
   let docker: Docker;
   let instances: Instances;
   let ctfleet: CtfleetProcess;
   let nodeServer: Server;
   let nodePort = 0;
-  const running = new Map<string, RawInstance>();
-  const address = new Map<string, string>();
+  const tenants = new Tenants();
 
-  const containerOf = (name: string): string => running.get(name)?.status?.containerId ?? assert.fail(`${name} has no container`);
-  const hostPortOf = (name: string): number => running.get(name)?.status?.endpoints?.[0]?.port ?? assert.fail(`${name} has no endpoint`);
   const gateways = (): string[] => [...Object.values(NETWORKS).map((network) => network.subnet.replace(/\.0\/\d+$/, '.1')), '172.17.0.1'];
 
   before(async () => {
@@ -72,8 +48,8 @@ describe('a hostile tenant reaches its own container and nothing else', () => {
     const other = await docker.createContainer({ name: OTHER_CONTAINER, Image: 'ctfleet-test/web:1', Env: ['GREETING=other'], HostConfig: { NetworkMode: OTHER_NETWORK } });
     await other.start();
     const otherNetwork = (await other.inspect()).NetworkSettings.Networks[OTHER_NETWORK];
-    address.set('other', otherNetwork?.IPAddress ?? '');
-    address.set('other-gateway', otherNetwork?.Gateway ?? '');
+    tenants.address.set('other', otherNetwork?.IPAddress ?? '');
+    tenants.address.set('other-gateway', otherNetwork?.Gateway ?? '');
 
     ctfleet = new CtfleetProcess(
       'all',
@@ -104,20 +80,11 @@ describe('a hostile tenant reaches its own container and nothing else', () => {
         resources: { cpu: '250m', memory: '16Mi', pids: 64 },
       }),
     };
-    const applied = await kubectl(['apply', '-f', '-'], Object.entries(specs).map(([name, spec]) => manifest(NS, name, spec)).join('\n'));
-    assert.equal(applied.code, 0, applied.stderr);
-    for (const name of Object.keys(specs)) {
-      const instance = await instances.waitFor(NS, name, 'to run', isRunning, 60_000);
-      running.set(name, instance);
-      const inspected = await docker.getContainer(instance.status?.containerId ?? '').inspect();
-      address.set(name, Object.values(inspected.NetworkSettings.Networks)[0]?.IPAddress ?? '');
-    }
+    await tenants.run(docker, instances, NS, specs);
   });
 
   after(async () => {
-    await kubectl(['delete', 'challengeinstances', '--all', '-n', NS, '--wait=true', '--timeout=60s']);
-    await ctfleet.stop();
-    for (const container of await containersOf(docker, NS)) await docker.getContainer(container.Id).remove({ force: true });
+    await removeTenants(docker, NS, ctfleet);
     await docker.getContainer(OTHER_CONTAINER).remove({ force: true }).catch(() => undefined);
     await docker.getNetwork(OTHER_NETWORK).remove().catch(() => undefined);
     await new Promise((resolve) => nodeServer.close(resolve));
@@ -127,7 +94,7 @@ describe('a hostile tenant reaches its own container and nothing else', () => {
   test('each instance joins the instance network of its egress, with inter-container traffic off', async () => {
     const expected: Record<string, string> = { a: NETWORKS.Internet.name, b: NETWORKS.None.name, c: NETWORKS.Internet.name };
     for (const [name, network] of Object.entries(expected)) {
-      const inspected = await docker.getContainer(containerOf(name)).inspect();
+      const inspected = await docker.getContainer(tenants.containerOf(name)).inspect();
       assert.deepEqual(Object.keys(inspected.NetworkSettings.Networks), [network], `${name} is on ${network} only`);
     }
     for (const network of Object.values(NETWORKS)) {
@@ -138,52 +105,52 @@ describe('a hostile tenant reaches its own container and nothing else', () => {
   });
 
   test("A's own server answers inside A and its endpoint answers from the host", async () => {
-    assert.equal(await reachesFrom(containerOf('a'), '127.0.0.1', 8080), true, 'wget works inside the container (the control for every refusal below)');
-    assert.match(await fetchText(running.get('a')?.status?.endpoints?.[0]?.url ?? ''), /hello team-a/);
+    assert.equal(await reachesFrom(tenants.containerOf('a'), '127.0.0.1', 8080), true, 'wget works inside the container (the control for every refusal below)');
+    assert.match(await fetchText(tenants.running.get('a')?.status?.endpoints?.[0]?.url ?? ''), /hello team-a/);
   });
 
   test("from A's shell: B (None bridge) and C (A's own bridge) are unreachable on their addresses and on every gateway's published port", async () => {
-    const a = containerOf('a');
+    const a = tenants.containerOf('a');
     for (const victim of ['b', 'c']) {
-      assert.match(await fetchText(`http://${address.get(victim) ?? ''}:8080/`), new RegExp(`hello team-${victim}`), `${victim} answers the host on its address`);
-      assert.equal(await reachesFrom(a, address.get(victim) ?? '', 8080), false, `A reached ${victim} at ${address.get(victim) ?? ''}`);
+      assert.match(await fetchText(`http://${tenants.address.get(victim) ?? ''}:8080/`), new RegExp(`hello team-${victim}`), `${victim} answers the host on its address`);
+      assert.equal(await reachesFrom(a, tenants.address.get(victim) ?? '', 8080), false, `A reached ${victim} at ${tenants.address.get(victim) ?? ''}`);
       for (const gateway of gateways()) {
-        const url = `http://${gateway}:${hostPortOf(victim)}/`;
+        const url = `http://${gateway}:${tenants.hostPortOf(victim)}/`;
         // The control: the host itself reaches the published port on that address.
         assert.match(await fetchText(url), new RegExp(`hello team-${victim}`), `${url} answers the host`);
-        assert.equal(await reachesFrom(a, gateway, hostPortOf(victim)), false, `A reached ${victim} through ${url}`);
+        assert.equal(await reachesFrom(a, gateway, tenants.hostPortOf(victim)), false, `A reached ${victim} through ${url}`);
       }
     }
   });
 
   test("a server on all the node's addresses is unreachable through any gateway, from either egress", async () => {
     // The control: a container outside ctfleet's networks reaches it through its gateway with the same probe.
-    assert.equal(await reachesFrom(OTHER_CONTAINER, address.get('other-gateway') ?? '', nodePort), true, 'the probe works where no rule forbids it');
+    assert.equal(await reachesFrom(OTHER_CONTAINER, tenants.address.get('other-gateway') ?? '', nodePort), true, 'the probe works where no rule forbids it');
     for (const gateway of gateways()) {
       const url = `http://${gateway}:${nodePort}/`;
       assert.equal(await fetchText(url), 'node service', `${url} answers the host`);
-      for (const tenant of ['a', 'b']) assert.equal(await reachesFrom(containerOf(tenant), gateway, nodePort), false, `${tenant} reached the node at ${url}`);
+      for (const tenant of ['a', 'b']) assert.equal(await reachesFrom(tenants.containerOf(tenant), gateway, nodePort), false, `${tenant} reached the node at ${url}`);
     }
   });
 
   test("egress None: B opens no connection to A, the node, or another network's container, while its endpoint answers", async () => {
-    const b = containerOf('b');
-    assert.equal(await reachesFrom(b, address.get('a') ?? '', 8080), false, 'B reached A');
+    const b = tenants.containerOf('b');
+    assert.equal(await reachesFrom(b, tenants.address.get('a') ?? '', 8080), false, 'B reached A');
     assert.equal(await reachesFrom(b, '172.17.0.1', nodePort), false, 'B reached the node');
-    assert.equal(await reachesFrom(b, address.get('other') ?? '', 8080), false, "B reached the other network's container");
+    assert.equal(await reachesFrom(b, tenants.address.get('other') ?? '', 8080), false, "B reached the other network's container");
     // Internet egress does not reach it either: another Docker network is not the Internet.
-    assert.equal(await reachesFrom(containerOf('a'), address.get('other') ?? '', 8080), false, "A reached the other network's container");
+    assert.equal(await reachesFrom(tenants.containerOf('a'), tenants.address.get('other') ?? '', 8080), false, "A reached the other network's container");
     // The control: the other container answers on that address (from the host).
-    assert.match(await fetchText(`http://${address.get('other') ?? ''}:8080/`), /other/);
-    assert.match(await fetchText(running.get('b')?.status?.endpoints?.[0]?.url ?? ''), /hello team-b/);
+    assert.match(await fetchText(`http://${tenants.address.get('other') ?? ''}:8080/`), /other/);
+    assert.match(await fetchText(tenants.running.get('b')?.status?.endpoints?.[0]?.url ?? ''), /hello team-b/);
   });
 
   test("A's capabilities lack NET_RAW, NoNewPrivs is 1 and IPv6 is off inside", async () => {
-    const status = (await shell(containerOf('a'), 'cat /proc/1/status')).output;
+    const status = (await shell(tenants.containerOf('a'), 'cat /proc/1/status')).output;
     const bounding = BigInt(`0x${/CapBnd:\s*([0-9a-f]+)/.exec(status)?.[1] ?? assert.fail(status)}`);
     assert.equal((bounding >> 13n) & 1n, 0n, 'NET_RAW (bit 13) is not in the bounding set');
     assert.match(status, /NoNewPrivs:\s*1/);
-    assert.equal((await shell(containerOf('a'), 'cat /proc/sys/net/ipv6/conf/all/disable_ipv6')).output.trim(), '1');
+    assert.equal((await shell(tenants.containerOf('a'), 'cat /proc/sys/net/ipv6/conf/all/disable_ipv6')).output.trim(), '1');
   });
 
   test('the firewall rules cover what no test may send packets to: metadata, private ranges, the node', async () => {
@@ -201,27 +168,27 @@ describe('a hostile tenant reaches its own container and nothing else', () => {
   });
 
   test('a fork bomb in one instance leaves the others and the node answering', async () => {
-    const bomb = containerOf('bomb');
+    const bomb = tenants.containerOf('bomb');
     // Forks until the kernel refuses, and keeps trying.
     await run('docker', ['exec', '-d', bomb, 'sh', '-c', 'while :; do sleep 1000 & done']);
     await new Promise((resolve) => setTimeout(resolve, 3_000));
     const pids = Number((await run('docker', ['stats', '--no-stream', '--format', '{{.PIDs}}', bomb])).stdout.trim());
     assert.ok(pids > 10 && pids <= 64, `the bomb is held at its pids limit (64): ${pids}`);
-    assert.match(await fetchText(running.get('a')?.status?.endpoints?.[0]?.url ?? ''), /hello team-a/);
+    assert.match(await fetchText(tenants.running.get('a')?.status?.endpoints?.[0]?.url ?? ''), /hello team-a/);
     assert.equal(await fetchText(`http://127.0.0.1:${nodePort}/`), 'node service');
-    assert.equal((await shell(containerOf('c'), 'echo alive')).output.trim(), 'alive');
+    assert.equal((await shell(tenants.containerOf('c'), 'echo alive')).output.trim(), 'alive');
   });
 
   test('a memory hog ends OOM-killed at its limit, with the reason in its status, while the others answer', async () => {
-    const hog = containerOf('hog');
+    const hog = tenants.containerOf('hog');
     assert.equal((await shell(hog, 'touch /tmp/hog')).code, 0);
     const killed = await instances.waitFor(NS, 'hog', 'to report the OOM kill', (found) => /killed by the OOM killer at its memory limit of 16Mi/.test(found.status?.conditions?.find((condition) => condition.type === 'Ready')?.message ?? ''), 30_000);
     assert.equal(killed.status?.conditions?.find((condition) => condition.type === 'Ready')?.reason, 'ContainerRestarting');
-    assert.match(await fetchText(running.get('a')?.status?.endpoints?.[0]?.url ?? ''), /hello team-a/);
+    assert.match(await fetchText(tenants.running.get('a')?.status?.endpoints?.[0]?.url ?? ''), /hello team-a/);
   });
 
   test('a log flood stays within the rotation limit (1m × 3 files)', async () => {
-    const flood = containerOf('flood');
+    const flood = tenants.containerOf('flood');
     // 20 MB on the container's stdout, in 1 KB lines.
     const result = await shell(flood, 'head -c 20000000 /dev/zero | tr "\\0" x | fold -w 1000 > /proc/1/fd/1', 120_000);
     assert.equal(result.code, 0, result.output);
@@ -247,7 +214,7 @@ describe('a hostile tenant reaches its own container and nothing else', () => {
     }).catch(() => readFileSync(ctfleet.logFile, 'utf8'));
     for (const repair of repairs) assert.ok(log.includes(repair), `the worker logged: ${repair}`);
     // Repaired, instances still isolated: the probe from A to C fails again.
-    assert.equal(await reachesFrom(containerOf('a'), address.get('c') ?? '', 8080), false);
+    assert.equal(await reachesFrom(tenants.containerOf('a'), tenants.address.get('c') ?? '', 8080), false);
   });
 
   test('after every instance is deleted nothing is left: no container, no network but the two, the rules whole', async () => {

@@ -249,7 +249,11 @@ describe('loadRuntimeConfig', () => {
       dnsServers: [],
       defaultEgress: 'None',
       firewall: true,
+      noneNetwork: 'ctfleet',
     });
+    assert.equal(loadRuntimeConfig({ CTFLEET_NONE_NETWORK: 'engine-default' }).worker.isolation.noneNetwork, 'engine-default');
+    assert.throws(() => loadRuntimeConfig({ CTFLEET_NONE_NETWORK: 'docker0' }), /CTFLEET_NONE_NETWORK: must be ctfleet \(a bridge the worker makes\) or engine-default/);
+    assert.throws(() => loadRuntimeConfig({ CTFLEET_NONE_NETWORK: 'engine-default', CTFLEET_FIREWALL: 'off' }), /CTFLEET_NONE_NETWORK: engine-default needs CTFLEET_FIREWALL=on/);
     const loosened = loadRuntimeConfig({
       CTFLEET_NETWORK_RANGE: '10.90.0.0/20',
       CTFLEET_BLOCKED_RANGES: '',
@@ -258,7 +262,7 @@ describe('loadRuntimeConfig', () => {
       CTFLEET_DEFAULT_EGRESS: 'Internet',
       CTFLEET_FIREWALL: 'off',
     }).worker.isolation;
-    assert.deepEqual(loosened, { range: '10.90.0.0/20', blockedRanges: [], clusterRanges: ['10.244.0.0/16', '10.96.0.0/12'], dnsServers: ['10.0.0.2'], defaultEgress: 'Internet', firewall: false });
+    assert.deepEqual(loosened, { range: '10.90.0.0/20', blockedRanges: [], clusterRanges: ['10.244.0.0/16', '10.96.0.0/12'], dnsServers: ['10.0.0.2'], defaultEgress: 'Internet', firewall: false, noneNetwork: 'ctfleet' });
     assert.throws(
       () =>
         loadRuntimeConfig({

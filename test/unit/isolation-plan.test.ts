@@ -128,6 +128,28 @@ describe('firewall rules', () => {
     assert.equal(twice.filter((rule) => rule === '-d 10.0.0.0/8 -i ctfl-+ -j DROP').length, 1);
   });
 
+  test('None instances on the engine\'s default bridge: it is cut off like a None bridge, replies excepted', () => {
+    const engine = firewallRules(DEFAULT_ISOLATION, 'docker0');
+    const engineForward = engine[FORWARD_CHAIN] ?? [];
+    const engineInput = engine[INPUT_CHAIN] ?? [];
+    const reply = '-i docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN';
+    for (const chain of [engineForward, engineInput]) {
+      assert.ok(chain.indexOf(reply) >= 0 && chain.indexOf(reply) < chain.indexOf('-i docker0 -j DROP'), 'replies pass before the drop');
+    }
+    // Forwarded: nothing new leaves it, to its own containers (bridged), other bridges or anywhere.
+    assert.ok(engineForward.indexOf('-i docker0 -j DROP') < engineForward.findIndex((rule) => rule.startsWith('-d ')));
+    assert.ok(engineForward.includes('-i ctfl-+ -o docker0 -j DROP'), 'ctfleet\'s bridges still reach nothing on it');
+    assert.equal(engineInput.at(-1), '-i docker0 -j DROP', 'the node: nothing new from it');
+    // Everything of the plain rules is still there, in the same order.
+    const plain = firewallRules(DEFAULT_ISOLATION);
+    for (const chain of [FORWARD_CHAIN, INPUT_CHAIN]) {
+      assert.deepEqual((engine[chain] ?? []).filter((rule) => !rule.startsWith('-i docker0 ')), plain[chain]);
+    }
+    // A daemon run with --bridge=br0: that bridge is the one cut off, and docker0 is still out of reach.
+    const other = firewallRules(DEFAULT_ISOLATION, 'br0')[FORWARD_CHAIN] ?? [];
+    assert.ok(other.includes('-i br0 -j DROP') && other.includes('-i ctfl-+ -o br0 -j DROP') && other.includes('-i ctfl-+ -o docker0 -j DROP'));
+  });
+
   const inPlace = (): FirewallState => ({
     chains: { [FORWARD_CHAIN]: [...forward], [INPUT_CHAIN]: [...input] },
     jumps: Object.fromEntries(FIREWALL_HOOKS.map((hook) => [hookKey(hook), 1])),

@@ -142,6 +142,11 @@ describe('pool shares and names', () => {
       '-o ctfl-+ -m conntrack --ctstate DNAT --ctorigdstport 31001 -j DROP',
       '-o ctfl-+ -m conntrack --ctstate DNAT --ctorigdstport 31002 -j DROP',
     ]);
+    // None instances on the engine's default bridge: its pool containers' ports are closed there too.
+    assert.deepEqual(poolGuardRules(new Set([31001]), 'docker0'), [
+      '-o ctfl-+ -m conntrack --ctstate DNAT --ctorigdstport 31001 -j DROP',
+      '-o docker0 -m conntrack --ctstate DNAT --ctorigdstport 31001 -j DROP',
+    ]);
   });
 });
 

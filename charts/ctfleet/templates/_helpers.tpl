@@ -222,6 +222,9 @@ Checks of combinations the schema cannot express; each failure names the values.
 {{- if eq .Values.redis.mode "external" }}
 {{- $_ := include "ctfleet.redis.url" . }}
 {{- end }}
+{{- if and (eq .Values.worker.network.noneNetwork "engine-default") (not .Values.worker.network.firewall) }}
+{{- fail "worker.network.noneNetwork engine-default needs worker.network.firewall true: without the workers' rules, None instances on Docker's default bridge reach each other, the node and the Internet" }}
+{{- end }}
 {{- $range := splitList "-" .Values.worker.portRange }}
 {{- if or (lt (int (index $range 0)) 1) (gt (int (index $range 1)) 65535) (gt (int (index $range 0)) (int (index $range 1))) }}
 {{- fail (printf "worker.portRange must be MIN-MAX with 1 <= MIN <= MAX <= 65535, got %q" .Values.worker.portRange) }}

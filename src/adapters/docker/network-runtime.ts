@@ -1,5 +1,6 @@
 import type Docker from 'dockerode';
-import { CtfleetError, transient } from '../../domain/errors.ts';
+import { CtfleetError, permanent, transient } from '../../domain/errors.ts';
+import { ENGINE_DEFAULT_NETWORK } from '../../domain/isolation.ts';
 import { LABELS, MANAGED_BY } from '../../domain/names.ts';
 import type { NetworkDefinition, NetworkInfo, NetworkRuntime } from '../../domain/ports.ts';
 import { dockerMessage, statusOf } from './docker-errors.ts';
@@ -59,6 +60,18 @@ export class DockerNetworks implements NetworkRuntime {
     } catch (error) {
       if (statusOf(error) === 409) return;
       throw transient('NetworkUnavailable', `create network ${definition.name} (${definition.subnet}): ${dockerMessage(error)}`, error);
+    }
+  }
+
+  async defaultBridge(): Promise<string> {
+    try {
+      const info = (await this.docker.getNetwork(ENGINE_DEFAULT_NETWORK).inspect()) as { Options?: Record<string, string> };
+      return info.Options?.['com.docker.network.bridge.name'] ?? 'docker0';
+    } catch (error) {
+      if (statusOf(error) === 404) {
+        throw permanent('NetworkUnavailable', `The Docker engine has no default bridge network (does dockerd run with --bridge=none?): CTFLEET_NONE_NETWORK=engine-default needs it. Docker said: ${dockerMessage(error)}`, error);
+      }
+      throw transient('DockerUnavailable', `inspect network ${ENGINE_DEFAULT_NETWORK}: ${dockerMessage(error)}`, error);
     }
   }
 
