@@ -40,6 +40,9 @@ import type { HardeningProfile } from '../src/domain/hardening.ts';
 import { ENGINE_DEFAULT_NETWORK, NONE_NETWORK_VALUES, type Egress, type NoneNetwork } from '../src/domain/isolation.ts';
 import { containerDefinition } from '../src/worker/container-shape.ts';
 import { instanceNetworks } from '../src/worker/isolation-plan.ts';
+import { NodeIsolation } from '../src/worker/node-isolation.ts';
+import { IptablesFirewall } from '../src/adapters/firewall/iptables.ts';
+import { createLogger } from '../src/observability/logger.ts';
 
 const { values } = parseArgs({ options: { instances: { type: 'string', default: '50' }, concurrency: { type: 'string', default: '16' }, repeat: { type: 'string', default: '1' }, pool: { type: 'boolean', default: false }, 'none-network': { type: 'string', default: 'ctfleet' } } });
 const POOLED = values.pool;
@@ -527,7 +530,16 @@ interface Round {
   ctfleetShape?: Awaited<ReturnType<typeof baseline>>;
   ctfleet: FleetResult;
   pooled?: FleetResult;
-  ratios: { startThroughput: number; teardownThroughput: number; p50AddedLatencyMs: number; pooledThroughput?: number; startThroughputVsShape?: number };
+  ratios: {
+    startThroughput: number;
+    teardownThroughput: number;
+    p50AddedLatencyMs: number;
+    pooledThroughput?: number;
+    startThroughputVsShape?: number;
+    /** Isolation's own cost (issue 11): dockerode making ctfleet's container against plain dockerode, start and teardown throughput. */
+    isolationStartCost?: number;
+    isolationTeardownCost?: number;
+  };
 }
 
 console.log(`ctfleet benchmark: ${N} instances of ${IMAGE}, concurrency ${C}, ${R} round(s)${POOLED ? ', with a warm pool' : ''}, None instances on ${NONE_NETWORK === 'engine-default' ? "the engine's default bridge" : "ctfleet's own bridge"} (CTFLEET_NONE_NETWORK=${NONE_NETWORK}), ${new Date().toISOString()}`);
@@ -552,7 +564,9 @@ for (let round = 1; round <= R; round += 1) {
     teardownThroughput: base.teardownMs / fleet.teardownMs,
     p50AddedLatencyMs: fleet.start.p50 - base.start.p50,
     ...(warm?.serving === undefined ? {} : { pooledThroughput: warm.serving.perSecond / base.start.perSecond }),
-    ...(shaped === undefined ? {} : { startThroughputVsShape: fleet.start.perSecond / shaped.start.perSecond }),
+    ...(shaped === undefined
+      ? {}
+      : { startThroughputVsShape: fleet.start.perSecond / shaped.start.perSecond, isolationStartCost: shaped.start.perSecond / base.start.perSecond, isolationTeardownCost: base.teardownMs / shaped.teardownMs }),
   };
   rounds.push({ baseline: base, ...(networked === undefined ? {} : { perInstanceNetwork: networked }), ...(shaped === undefined ? {} : { ctfleetShape: shaped }), ctfleet: fleet, ...(warm === undefined ? {} : { pooled: warm }), ratios });
   const row = (label: string, result: { start: Summary; teardownMs: number }): string[] =>
@@ -596,6 +610,8 @@ const shapeAll = pooledLatencies((round) => round.ctfleetShape?.start);
 const summary = {
   startThroughput: median(rounds.map((r) => r.ratios.startThroughput)),
   startThroughputVsShape: median(rounds.map((r) => r.ratios.startThroughputVsShape ?? Number.NaN).filter(Number.isFinite)),
+  isolationStartCost: median(rounds.map((r) => r.ratios.isolationStartCost ?? Number.NaN).filter(Number.isFinite)),
+  isolationTeardownCost: median(rounds.map((r) => r.ratios.isolationTeardownCost ?? Number.NaN).filter(Number.isFinite)),
   teardownThroughput: median(rounds.map((r) => r.ratios.teardownThroughput)),
   p50AddedLatencyMs: median(rounds.map((r) => r.ratios.p50AddedLatencyMs)),
   timeToReady: {
@@ -631,6 +647,9 @@ console.log(`creation→Ready p50 ctfleet / raw          ${fmt(fleetReady.p50)} 
 console.log(`creation→Ready p95 ctfleet / raw          ${fmt(fleetReady.p95)} / ${fmt(rawReady.p95)} ms  (target ≤ raw + 250 ms: ${verdict(fleetReady.p95 <= rawReady.p95 + 250)})`);
 console.log(`creation→Ready p99 ctfleet / raw          ${fmt(fleetReady.p99)} / ${fmt(rawReady.p99)} ms  (burst target ≤ 3 × raw: ${verdict(fleetReady.p99 <= 3 * rawReady.p99)})`);
 if (shapeAll.length > 0) {
+  console.log(`isolation's own cost: dockerode making ctfleet's container (its network, None instances on ${NONE_NETWORK === 'engine-default' ? "the engine's default bridge" : "ctfleet's bridge"}; hardening) against plain dockerode`);
+  console.log(`  start throughput ratio                  ${fmt(summary.isolationStartCost, 2)}  (target ≥ 0.9: ${verdict(summary.isolationStartCost >= 0.9)})`);
+  console.log(`  teardown throughput ratio               ${fmt(summary.isolationTeardownCost, 2)}  (target ≥ 0.9: ${verdict(summary.isolationTeardownCost >= 0.9)})`);
   console.log(`against dockerode making ctfleet's own container (same network and hardening): ctfleet's orchestration alone`);
   console.log(`  start throughput ratio                  ${fmt(summary.startThroughputVsShape, 2)}  (target ≥ 0.9: ${verdict(summary.startThroughputVsShape >= 0.9)})`);
   console.log(`  creation→Ready p50 ctfleet / raw        ${fmt(fleetReady.p50)} / ${fmt(rawShape.p50)} ms  (target ≤ raw + 100 ms: ${verdict(fleetReady.p50 <= rawShape.p50 + 100)})`);
@@ -647,6 +666,12 @@ if (summary.pooled !== undefined) {
   console.log(`pooled creation→Ready p99                 ${fmt(p99Ms)} ms  (target ≤ 1000 ms: ${verdict(p99Ms <= 1000)})`);
   console.log(`pooled creation→phase Running p50 / p99   ${fmt(runningP50Ms)} / ${fmt(runningP99Ms)} ms  (the controller's write after Ready)`);
   console.log(`pooled start throughput / raw dockerode   ×${fmt(throughputVsRaw, 2)}  (target ≥ ×5: ${verdict(throughputVsRaw >= 5)})`);
+}
+// A worker of engine-default leaves docker0 cut off: the default settings' networks and rules back, as any other worker leaves them.
+if (NONE_NETWORK === 'engine-default') {
+  const { worker } = loadRuntimeConfig({ ...process.env, ...workerEnv(PORTS.fresh), CTFLEET_NONE_NETWORK: 'ctfleet' });
+  await new NodeIsolation({ runtime: new DockerNetworks(docker), firewall: new IptablesFirewall(), policy: worker.isolation, logger: createLogger('bench', 'silent') }).ensure();
+  console.log("the engine's default bridge handed back: the default settings' instance networks and rules in place");
 }
 const file = join(ROOT, 'bench/results', `start-teardown-${POOLED ? 'pool-' : ''}${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
 writeFileSync(file, `${JSON.stringify({ instances: N, concurrency: C, image: IMAGE, pooled: POOLED, noneNetwork: NONE_NETWORK, rounds, summary }, null, 2)}\n`);
