@@ -56,8 +56,11 @@ export const FIELD_MANAGERS = {
  * `_` separates namespace and name because neither may contain it: with `-`,
  * namespace "a-b" name "c" and namespace "a" name "b-c" would share a container.
  */
+/** Instance containers' names start with this. */
+export const INSTANCE_NAME_PREFIX = 'ctfleet-';
+
 export function containerName(namespace: string, name: string): string {
-  return `ctfleet-${namespace}_${name}`;
+  return `${INSTANCE_NAME_PREFIX}${namespace}_${name}`;
 }
 
 /** The key of the deployment key in the Secret CTFLEET_FLAG_KEY_SECRET names. */

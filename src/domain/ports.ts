@@ -404,8 +404,12 @@ export interface NetworkRuntime {
   createNetwork(definition: NetworkDefinition): Promise<void>;
   /** Removing a missing network succeeds; one still in use fails with code `NetworkInUse`. */
   removeNetwork(id: string): Promise<void>;
-  /** The Linux bridge of the engine's default network (`docker0` unless dockerd runs with --bridge). */
-  defaultBridge(): Promise<string>;
+  /**
+   * The engine's default network: its Linux bridge (`docker0` unless dockerd runs
+   * with --bridge) and the names of the containers on it. Fails permanently when
+   * the engine has none.
+   */
+  inspectDefaultBridge(): Promise<{ bridge: string; containers: string[] }>;
 }
 
 /** Which network a container of a given egress joins, made ready on first use. */

@@ -1,5 +1,7 @@
-import { CtfleetError, permanent } from '../domain/errors.ts';
+import { CtfleetError, permanent, transient } from '../domain/errors.ts';
 import { ENGINE_DEFAULT_NETWORK, type Egress, type IsolationPolicy } from '../domain/isolation.ts';
+import { INSTANCE_NAME_PREFIX } from '../domain/names.ts';
+import { POOL_NAME_PREFIX } from '../domain/pool.ts';
 import type { Firewall, FirewallHook, InstanceNetworks, NetworkDefinition, NetworkRuntime, PortGuard } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -25,9 +27,16 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
   /** The networks this worker makes: both egress classes', or only Internet's when None instances use the engine's default bridge. */
   private readonly networks: Record<Egress, NetworkDefinition>;
   private readonly made: NetworkDefinition[];
-  /** The engine's default bridge, found at the first repair (CTFLEET_NONE_NETWORK=engine-default only). */
-  private engineBridge: string | undefined;
-  private rules: Record<string, string[]> | undefined;
+  /**
+   * The engine's default bridge while it is firewalled as a None bridge: always
+   * with CTFLEET_NONE_NETWORK=engine-default, and otherwise while ctfleet's
+   * containers are still on it (made before a switch back). Looked up at every
+   * repair; `undefined` before the first.
+   */
+  private cutOff: { bridge: string | undefined } | undefined;
+  /** Set while the default bridge is a None bridge but bridged traffic skips iptables: no None container starts. */
+  private unfiltered: CtfleetError | undefined;
+  private warnedLeftOnBridge = 0;
   /** Settles once networks and rules were in place; cleared when a create finds a network gone. */
   private ready: Promise<void> | undefined;
   private repairing: Promise<void> | undefined;
@@ -51,7 +60,6 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
     this.metrics = deps.metrics;
     this.networks = instanceNetworks(deps.policy);
     this.made = this.onEngineBridge() ? [this.networks.Internet] : Object.values(this.networks);
-    if (!this.onEngineBridge()) this.rules = firewallRules(deps.policy);
     this.poolChain = poolGuardChain(deps.node ?? '');
     this.poolHook = { from: 'DOCKER-USER', to: this.poolChain };
   }
@@ -71,7 +79,9 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
     const write = async (): Promise<void> => {
       const firewall = this.firewall;
       if (firewall === undefined) return;
-      const rules = poolGuardRules(this.guarded, this.engineBridge);
+      // Before the first repair (a worker guarding its predecessor's pool at start), look the bridge up first.
+      this.cutOff ??= { bridge: await this.bridgeToCutOff() };
+      const rules = poolGuardRules(this.guarded, this.cutOff.bridge);
       if (this.guardWritten !== undefined && rules.length === this.guardWritten.length && rules.every((rule, i) => rule === this.guardWritten?.[i])) return;
       this.guardWritten = undefined;
       this.guardWrites += 1;
@@ -104,7 +114,7 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
     this.logger.info(
       {
         networks: this.made.map((network) => `${network.name} ${network.subnet}`),
-        ...(this.engineBridge === undefined ? {} : { noneNetwork: `${ENGINE_DEFAULT_NETWORK} (${this.engineBridge})` }),
+        ...(this.onEngineBridge() ? { noneNetwork: `${ENGINE_DEFAULT_NETWORK} (${this.cutOff?.bridge ?? '?'})` } : {}),
         firewall: this.firewall !== undefined,
         defaultEgress: this.policy.defaultEgress,
       },
@@ -124,10 +134,14 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
   async networkFor(egress: Egress): Promise<{ name: string; dns: string[] }> {
     this.ready ??= this.repair().catch((error: unknown) => {
       this.ready = undefined;
-      throw error;
+      // A gap around the default bridge is the operator's to close: starts wait for it.
+      throw this.unfiltered ?? error;
     });
     await this.ready;
-    if (egress === 'None' && this.onEngineBridge()) return { name: ENGINE_DEFAULT_NETWORK, dns: [] };
+    if (egress === 'None' && this.onEngineBridge()) {
+      if (this.unfiltered !== undefined) throw this.unfiltered;
+      return { name: ENGINE_DEFAULT_NETWORK, dns: [] };
+    }
     return { name: this.networks[egress].name, dns: egress === 'Internet' ? [...this.policy.dnsServers] : [] };
   }
 
@@ -145,21 +159,25 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
   }
 
   /**
-   * ctfleet's rules; with None instances on the engine's default bridge, once
-   * its name is known and bridged traffic is known to pass iptables (else
-   * containers on that bridge would reach each other past every rule).
+   * The default bridge to firewall as a None bridge, or undefined: with
+   * engine-default always; otherwise only while containers named as ctfleet
+   * names them are on it (fail closed: a switch back to ctfleet's own bridge
+   * leaves them there, where nothing else would hold them in).
    */
-  private async currentRules(firewall: Firewall): Promise<Record<string, string[]>> {
-    if (this.rules !== undefined && !this.onEngineBridge()) return this.rules;
-    if (!(await firewall.filtersBridgedTraffic())) {
-      throw permanent(
-        'FirewallUnavailable',
-        `CTFLEET_NONE_NETWORK=engine-default, but traffic between containers of one bridge skips iptables here (${BRIDGE_SETTING} is not 1): None instances on the default bridge would reach each other. Load br_netfilter and set it to 1, or use CTFLEET_NONE_NETWORK=ctfleet.`,
-      );
+  private async bridgeToCutOff(): Promise<string | undefined> {
+    if (this.onEngineBridge()) return (await this.runtime.inspectDefaultBridge()).bridge;
+    const found = await this.runtime.inspectDefaultBridge().catch((error: unknown) => {
+      // An engine without a default bridge has nothing of ours on it.
+      if (error instanceof CtfleetError && error.retry === 'permanent') return undefined;
+      throw error;
+    });
+    const left = found?.containers.filter((name) => name.startsWith(INSTANCE_NAME_PREFIX) || name.startsWith(POOL_NAME_PREFIX)) ?? [];
+    if (found === undefined || left.length === 0) return undefined;
+    if (left.length !== this.warnedLeftOnBridge) {
+      this.warnedLeftOnBridge = left.length;
+      this.logger.warn({ containers: left.slice(0, 10), count: left.length, bridge: found.bridge }, `${String(left.length)} of ctfleet's containers are on Docker's default bridge (made with CTFLEET_NONE_NETWORK=engine-default): it stays firewalled as a None network until they are gone`);
     }
-    this.engineBridge ??= await this.runtime.defaultBridge();
-    this.rules ??= firewallRules(this.policy, this.engineBridge);
-    return this.rules;
+    return found.bridge;
   }
 
   /** Creates missing instance networks and removes ctfleet's other networks no container uses. */
@@ -185,7 +203,9 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
   }
 
   private async repairFirewall(firewall: Firewall, starting: boolean): Promise<void> {
-    const rules = await this.currentRules(firewall);
+    const bridge = await this.bridgeToCutOff();
+    this.cutOff = { bridge };
+    const rules = firewallRules(this.policy, bridge);
     const hooks = [...FIREWALL_HOOKS, this.poolHook];
     const writesBefore = this.guardWrites;
     const busyBefore = this.guardRunning !== undefined;
@@ -223,5 +243,26 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
       this.logger.info({ hook: `${hook.from} -> ${hook.to}` }, `Removed a surplus jump from ${hook.from} to ${hook.to}`);
       this.metrics?.isolationRepairs.inc({ kind: 'jump' });
     }
+    // Docker holds nothing in on its default bridge (inter-container traffic and
+    // masquerading on): only these rules do, so with containers of ours there a
+    // gap in them is an error, not a warning. Checked after the rules are written.
+    const gap = bridge === undefined ? undefined : await this.bridgeGap(firewall, bridge, plan.missingHooks);
+    // None starts wait (and retry) while the gap lasts; the worker's start-up stops on it.
+    this.unfiltered = gap === undefined ? undefined : transient('FirewallUnavailable', gap);
+    if (gap !== undefined) throw permanent('FirewallUnavailable', gap);
+  }
+
+  /** Why the rules cannot hold the default bridge's containers in; undefined when they can. */
+  private async bridgeGap(firewall: Firewall, bridge: string, missingHooks: readonly string[]): Promise<string | undefined> {
+    const cause =
+      missingHooks.length > 0
+        ? `the filter table has no ${missingHooks.join(' or ')} chain (does dockerd run with --iptables=false?)`
+        : (await firewall.filtersBridgedTraffic())
+          ? undefined
+          : `traffic between containers of one bridge skips iptables here (${BRIDGE_SETTING} is not 1; load br_netfilter and set it to 1)`;
+    if (cause === undefined) return undefined;
+    return this.onEngineBridge()
+      ? `CTFLEET_NONE_NETWORK=engine-default puts None instances on Docker's default bridge (${bridge}), but ${cause}: they would reach each other, the node and the Internet. Fix that, or use CTFLEET_NONE_NETWORK=ctfleet.`
+      : `ctfleet's containers are still on Docker's default bridge (${bridge}, made with CTFLEET_NONE_NETWORK=engine-default), but ${cause}: they reach each other and the node. Remove them, or fix that.`;
   }
 }

@@ -7,6 +7,8 @@ import type Docker from 'dockerode';
 import { createDockerClient } from '../../src/adapters/docker/docker-client.ts';
 import { DockerNetworks } from '../../src/adapters/docker/network-runtime.ts';
 import { BRIDGE_NF_CALL_IPTABLES, IptablesFirewall } from '../../src/adapters/firewall/iptables.ts';
+import { firewallRules } from '../../src/worker/isolation-plan.ts';
+import { CtfleetError } from '../../src/domain/errors.ts';
 import { DEFAULT_ISOLATION } from '../../src/domain/isolation.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { NodeIsolation } from '../../src/worker/node-isolation.ts';
@@ -123,13 +125,41 @@ describe('None instances on the engine\'s default bridge reach their own contain
     assert.match(readFileSync(ctfleet.logFile, 'utf8'), /"noneNetwork":"bridge \(docker0\)"/);
   });
 
-  test('the control: once the default rules are back, A reaches B on the same bridge, so the drop was what stopped it', async () => {
+  test('where bridged traffic skips iptables, a worker refuses to start and None starts wait, naming the setting', async () => {
+    // The machine's own setting is 1 (checked above) and pods of the local cluster rely on it: told 0 instead.
+    class Unfiltered extends IptablesFirewall {
+      override filtersBridgedTraffic(): Promise<boolean> {
+        return Promise.resolve(false);
+      }
+    }
+    const isolation = new NodeIsolation({ runtime: new DockerNetworks(docker), firewall: new Unfiltered(), policy: { ...DEFAULT_ISOLATION, noneNetwork: 'engine-default' }, logger: createLogger('test', 'silent') });
+    await assert.rejects(isolation.ensure(), (error: unknown) => error instanceof CtfleetError && error.retry === 'permanent' && /bridge-nf-call-iptables is not 1/.test(error.message));
+    await assert.rejects(isolation.networkFor('None'), (error: unknown) => error instanceof CtfleetError && error.retry === 'transient' && /bridge-nf-call-iptables/.test(error.message));
+    // The rules were written all the same: what does not depend on bridged traffic still holds.
+    assert.ok(chainRules(await filterTable(), 'CTFLEET-INPUT').includes('-i docker0 -j DROP'));
+  });
+
+  test('the control: with the docker0 rules gone, A reaches B on the same bridge, so the drop was what stopped it', async () => {
     await ctfleet.stop();
-    await restoreDefaultIsolation();
-    assert.deepEqual(await isolationProblems(docker, []), []);
+    // Someone rewrites ctfleet's chains as they are without engine-default.
+    await new IptablesFirewall().replaceChains(firewallRules(DEFAULT_ISOLATION));
     assert.equal(await reachesFrom(tenants.containerOf('a'), tenants.address.get('b') ?? '', 8080), true, 'A reaches B with ctfleet\'s docker0 rules gone');
+  });
+
+  test('a worker switched back to ctfleet\'s own bridge keeps the default bridge cut off while our containers are on it', async () => {
+    await restoreDefaultIsolation();
+    const forward = chainRules(await filterTable(), 'CTFLEET-FORWARD');
+    assert.ok(forward.includes('-i docker0 -j DROP'), forward.join('\n'));
+    assert.equal(await reachesFrom(tenants.containerOf('a'), tenants.address.get('b') ?? '', 8080), false, 'A reached B after the switch back');
     // Back in charge, to delete the instances (their finalizers) in the end.
     ctfleet = startCtfleet(2);
     await ctfleet.untilReady();
+  });
+
+  test('once they are gone, a worker of the default settings hands the default bridge back', async () => {
+    await removeTenants(docker, NS, ctfleet);
+    await restoreDefaultIsolation();
+    assert.deepEqual(await isolationProblems(docker, []), []);
+    assert.ok(!chainRules(await filterTable(), 'CTFLEET-FORWARD').some((rule) => rule.startsWith('-i docker0 ')));
   });
 });

@@ -63,16 +63,23 @@ export class DockerNetworks implements NetworkRuntime {
     }
   }
 
-  async defaultBridge(): Promise<string> {
+  async inspectDefaultBridge(): Promise<{ bridge: string; containers: string[] }> {
+    let info: { Options?: Record<string, string>; Containers?: Record<string, { Name?: string }> };
     try {
-      const info = (await this.docker.getNetwork(ENGINE_DEFAULT_NETWORK).inspect()) as { Options?: Record<string, string> };
-      return info.Options?.['com.docker.network.bridge.name'] ?? 'docker0';
+      info = await this.docker.getNetwork(ENGINE_DEFAULT_NETWORK).inspect();
     } catch (error) {
       if (statusOf(error) === 404) {
-        throw permanent('NetworkUnavailable', `The Docker engine has no default bridge network (does dockerd run with --bridge=none?): CTFLEET_NONE_NETWORK=engine-default needs it. Docker said: ${dockerMessage(error)}`, error);
+        throw permanent('NetworkUnavailable', `The Docker engine has no default bridge network (does dockerd run with --bridge=none?). Docker said: ${dockerMessage(error)}`, error);
       }
       throw transient('DockerUnavailable', `inspect network ${ENGINE_DEFAULT_NETWORK}: ${dockerMessage(error)}`, error);
     }
+    // Goes into iptables rules: a Linux interface name, or nothing.
+    const bridge = info.Options?.['com.docker.network.bridge.name'] ?? '';
+    if (!/^[\w.-]{1,15}$/.test(bridge)) {
+      throw permanent('NetworkUnavailable', `Docker's default bridge network names no usable Linux bridge (com.docker.network.bridge.name is ${JSON.stringify(bridge)})`);
+    }
+    const containers = Object.values(info.Containers ?? {}).flatMap((container) => (container.Name === undefined ? [] : [container.Name.replace(/^\//, '')]));
+    return { bridge, containers };
   }
 
   async removeNetwork(id: string): Promise<void> {
