@@ -410,6 +410,8 @@ export interface NetworkRuntime {
    * the engine has none.
    */
   inspectDefaultBridge(): Promise<{ bridge: string; containers: string[] }>;
+  /** A container's labels, or undefined when it is gone. */
+  labelsOf(container: string): Promise<Record<string, string> | undefined>;
 }
 
 /** Which network a container of a given egress joins, made ready on first use. */

@@ -1,6 +1,6 @@
 import { CtfleetError, permanent, transient } from '../domain/errors.ts';
 import { ENGINE_DEFAULT_NETWORK, type Egress, type IsolationPolicy } from '../domain/isolation.ts';
-import { INSTANCE_NAME_PREFIX } from '../domain/names.ts';
+import { INSTANCE_NAME_PREFIX, LABELS, MANAGED_BY } from '../domain/names.ts';
 import { POOL_NAME_PREFIX } from '../domain/pool.ts';
 import type { Firewall, FirewallHook, InstanceNetworks, NetworkDefinition, NetworkRuntime, PortGuard } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -160,9 +160,10 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
 
   /**
    * The default bridge to firewall as a None bridge, or undefined: with
-   * engine-default always; otherwise only while containers named as ctfleet
-   * names them are on it (fail closed: a switch back to ctfleet's own bridge
-   * leaves them there, where nothing else would hold them in).
+   * engine-default always; otherwise only while instance or pool containers
+   * made by ctfleet (its name, its labels, an egress) are on it (fail closed: a
+   * switch back to ctfleet's own bridge leaves them there, where nothing else
+   * would hold them in).
    */
   private async bridgeToCutOff(): Promise<string | undefined> {
     if (this.onEngineBridge()) return (await this.runtime.inspectDefaultBridge()).bridge;
@@ -171,7 +172,13 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
       if (error instanceof CtfleetError && error.retry === 'permanent') return undefined;
       throw error;
     });
-    const left = found?.containers.filter((name) => name.startsWith(INSTANCE_NAME_PREFIX) || name.startsWith(POOL_NAME_PREFIX)) ?? [];
+    // Named as ctfleet names them (cheap, from the inspect), then labelled as made with an egress (one inspect each).
+    const named = found?.containers.filter((name) => name.startsWith(INSTANCE_NAME_PREFIX) || name.startsWith(POOL_NAME_PREFIX)) ?? [];
+    const labels = await Promise.all(named.map((name) => this.runtime.labelsOf(name)));
+    const left = named.filter((_name, i) => {
+      const these = labels[i] ?? {};
+      return these[LABELS.managedBy] === MANAGED_BY && these[LABELS.egress] !== undefined;
+    });
     if (found === undefined || left.length === 0) return undefined;
     if (left.length !== this.warnedLeftOnBridge) {
       this.warnedLeftOnBridge = left.length;

@@ -82,6 +82,15 @@ export class DockerNetworks implements NetworkRuntime {
     return { bridge, containers };
   }
 
+  async labelsOf(container: string): Promise<Record<string, string> | undefined> {
+    try {
+      return (await this.docker.getContainer(container).inspect()).Config.Labels;
+    } catch (error) {
+      if (statusOf(error) === 404) return undefined;
+      throw transient('DockerUnavailable', `inspect container ${container}: ${dockerMessage(error)}`, error);
+    }
+  }
+
   async removeNetwork(id: string): Promise<void> {
     try {
       await this.docker.getNetwork(id).remove();
