@@ -56,6 +56,7 @@ const noneNetwork = values['none-network'];
 if (!(NONE_NETWORK_VALUES as readonly string[]).includes(noneNetwork)) throw new Error(`--none-network: must be ${NONE_NETWORK_VALUES.join(' or ')}`);
 /** Where ctfleet's worker and the ctfleet-shape baseline put None instances (CTFLEET_NONE_NETWORK). */
 const NONE_NETWORK = noneNetwork as NoneNetwork;
+const NONE_PLACE = NONE_NETWORK === 'engine-default' ? "the engine's default bridge" : "ctfleet's own bridge";
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const IMAGE = 'ctfleet-test/web:1';
@@ -542,7 +543,7 @@ interface Round {
   };
 }
 
-console.log(`ctfleet benchmark: ${N} instances of ${IMAGE}, concurrency ${C}, ${R} round(s)${POOLED ? ', with a warm pool' : ''}, None instances on ${NONE_NETWORK === 'engine-default' ? "the engine's default bridge" : "ctfleet's own bridge"} (CTFLEET_NONE_NETWORK=${NONE_NETWORK}), ${new Date().toISOString()}`);
+console.log(`ctfleet benchmark: ${N} instances of ${IMAGE}, concurrency ${C}, ${R} round(s)${POOLED ? ', with a warm pool' : ''}, None instances on ${NONE_PLACE} (CTFLEET_NONE_NETWORK=${NONE_NETWORK}), ${new Date().toISOString()}`);
 const rounds: Round[] = [];
 for (let round = 1; round <= R; round += 1) {
   run = `${Date.now().toString(36)}r${round}`;
@@ -647,7 +648,7 @@ console.log(`creation→Ready p50 ctfleet / raw          ${fmt(fleetReady.p50)} 
 console.log(`creation→Ready p95 ctfleet / raw          ${fmt(fleetReady.p95)} / ${fmt(rawReady.p95)} ms  (target ≤ raw + 250 ms: ${verdict(fleetReady.p95 <= rawReady.p95 + 250)})`);
 console.log(`creation→Ready p99 ctfleet / raw          ${fmt(fleetReady.p99)} / ${fmt(rawReady.p99)} ms  (burst target ≤ 3 × raw: ${verdict(fleetReady.p99 <= 3 * rawReady.p99)})`);
 if (shapeAll.length > 0) {
-  console.log(`isolation's own cost: dockerode making ctfleet's container (its network, None instances on ${NONE_NETWORK === 'engine-default' ? "the engine's default bridge" : "ctfleet's bridge"}; hardening) against plain dockerode`);
+  console.log(`isolation's own cost: dockerode making ctfleet's container (its network, None instances on ${NONE_PLACE}; hardening) against plain dockerode`);
   console.log(`  start throughput ratio                  ${fmt(summary.isolationStartCost, 2)}  (target ≥ 0.9: ${verdict(summary.isolationStartCost >= 0.9)})`);
   console.log(`  teardown throughput ratio               ${fmt(summary.isolationTeardownCost, 2)}  (target ≥ 0.9: ${verdict(summary.isolationTeardownCost >= 0.9)})`);
   console.log(`against dockerode making ctfleet's own container (same network and hardening): ctfleet's orchestration alone`);

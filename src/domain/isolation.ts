@@ -24,6 +24,9 @@ export const NONE_NETWORK_VALUES = ['ctfleet', 'engine-default'] as const;
 /** Docker's name for its default bridge network. */
 export const ENGINE_DEFAULT_NETWORK = 'bridge';
 
+/** The sysctl that is 1 when frames between two ports of a bridge pass iptables (module br_netfilter). */
+export const BRIDGE_FILTERING_SETTING = '/proc/sys/net/bridge/bridge-nf-call-iptables';
+
 export interface IsolationPolicy {
   /** The IPv4 range instance networks are carved from (CTFLEET_NETWORK_RANGE). */
   range: string;

@@ -1,14 +1,11 @@
 import { CtfleetError, permanent, transient } from '../domain/errors.ts';
-import { ENGINE_DEFAULT_NETWORK, type Egress, type IsolationPolicy } from '../domain/isolation.ts';
+import { BRIDGE_FILTERING_SETTING, ENGINE_DEFAULT_NETWORK, type Egress, type IsolationPolicy } from '../domain/isolation.ts';
 import { INSTANCE_NAME_PREFIX, LABELS, MANAGED_BY } from '../domain/names.ts';
 import { POOL_NAME_PREFIX } from '../domain/pool.ts';
 import type { Firewall, FirewallHook, InstanceNetworks, NetworkDefinition, NetworkRuntime, PortGuard } from '../domain/ports.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { FIREWALL_CHAINS, FIREWALL_HOOKS, firewallRules, instanceNetworks, planFirewall, planNetworks, poolGuardChain, poolGuardRules } from './isolation-plan.ts';
-
-/** Named in errors: the sysctl that makes bridged traffic pass iptables. */
-const BRIDGE_SETTING = '/proc/sys/net/bridge/bridge-nf-call-iptables';
 
 /**
  * Keeps the node's isolation in place: the instance networks and the firewall
@@ -221,15 +218,13 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
     const plan = planFirewall(observed, rules, hooks);
     // The guard chain first (created if missing), so its jump has somewhere to go.
     // Judged against what was last written: a write under way is not a change.
+    // A chain in place as written is rewritten only if the rules for its ports changed (the default bridge cut off or handed back).
     const written = this.guardWritten;
-    if (!guardMoved && (written === undefined || planFirewall(observed, { [this.poolChain]: written }, []).replace)) {
-      const lost = written !== undefined;
-      this.guardWritten = undefined;
+    if (!guardMoved) {
+      const lost = written !== undefined && planFirewall(observed, { [this.poolChain]: written }, []).replace;
+      if (written === undefined || lost) this.guardWritten = undefined;
       await this.flushGuard();
       if (lost && !starting) this.logger.warn({ chain: this.poolChain }, 'The pool guard chain was changed or missing; restored it');
-    } else if (!guardMoved) {
-      // In place as written; rewritten only if the rules for the same ports changed (the engine's bridge just found).
-      await this.flushGuard();
     }
     if (plan.missingHooks.length > 0 && !this.warnedHooks) {
       this.warnedHooks = true;
@@ -266,7 +261,7 @@ export class NodeIsolation implements InstanceNetworks, PortGuard {
         ? `the filter table has no ${missingHooks.join(' or ')} chain (does dockerd run with --iptables=false?)`
         : (await firewall.filtersBridgedTraffic())
           ? undefined
-          : `traffic between containers of one bridge skips iptables here (${BRIDGE_SETTING} is not 1; load br_netfilter and set it to 1)`;
+          : `traffic between containers of one bridge skips iptables here (${BRIDGE_FILTERING_SETTING} is not 1; load br_netfilter and set it to 1)`;
     if (cause === undefined) return undefined;
     return this.onEngineBridge()
       ? `CTFLEET_NONE_NETWORK=engine-default puts None instances on Docker's default bridge (${bridge}), but ${cause}: they would reach each other, the node and the Internet. Fix that, or use CTFLEET_NONE_NETWORK=ctfleet.`

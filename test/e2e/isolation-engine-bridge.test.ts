@@ -1,19 +1,17 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type Docker from 'dockerode';
 import { createDockerClient } from '../../src/adapters/docker/docker-client.ts';
 import { DockerNetworks } from '../../src/adapters/docker/network-runtime.ts';
-import { BRIDGE_NF_CALL_IPTABLES, IptablesFirewall } from '../../src/adapters/firewall/iptables.ts';
+import { IptablesFirewall } from '../../src/adapters/firewall/iptables.ts';
 import { firewallRules } from '../../src/worker/isolation-plan.ts';
 import { CtfleetError } from '../../src/domain/errors.ts';
-import { DEFAULT_ISOLATION } from '../../src/domain/isolation.ts';
+import { BRIDGE_FILTERING_SETTING, DEFAULT_ISOLATION } from '../../src/domain/isolation.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { NodeIsolation } from '../../src/worker/node-isolation.ts';
 import { CtfleetProcess, fetchText, kubectl, prepareNamespace, webSpec, type Instances } from '../support/ctfleet.ts';
-import { chainRules, filterTable, isolationProblems, NETWORKS, reachesFrom, removeTenants, Tenants } from '../support/isolation.ts';
+import { chainRules, filterTable, isolationProblems, NETWORKS, reachesFrom, removeTenants, Tenants, startNodeService, type NodeService } from '../support/isolation.ts';
 import { logProblems } from '../support/logs.ts';
 import { stackConfig, uniqueSuffix } from '../support/stack.ts';
 
@@ -32,8 +30,7 @@ describe('None instances on the engine\'s default bridge reach their own contain
   let docker: Docker;
   let instances: Instances;
   let ctfleet: CtfleetProcess;
-  let nodeServer: Server;
-  let nodePort = 0;
+  let nodeService: NodeService;
   const tenants = new Tenants();
   // What a worker of the default settings leaves: its two networks and its rules (every other test expects them).
   const restoreDefaultIsolation = (): Promise<void> =>
@@ -57,12 +54,10 @@ describe('None instances on the engine\'s default bridge reach their own contain
     );
 
   before(async () => {
-    assert.equal(readFileSync(BRIDGE_NF_CALL_IPTABLES, 'utf8').trim(), '1', 'bridged traffic passes iptables on this machine (br_netfilter)');
+    assert.equal(readFileSync(BRIDGE_FILTERING_SETTING, 'utf8').trim(), '1', 'bridged traffic passes iptables on this machine (br_netfilter)');
     docker = createDockerClient(stackConfig().docker);
     ({ instances } = await prepareNamespace(NS));
-    nodeServer = createServer((_request, response) => response.end('node service'));
-    await new Promise<void>((resolve) => nodeServer.listen(0, '0.0.0.0', resolve));
-    nodePort = (nodeServer.address() as AddressInfo).port;
+    nodeService = await startNodeService();
     ctfleet = startCtfleet(1);
     const specs: Record<string, Record<string, unknown>> = {
       a: webSpec('team-a'), // the default egress: None
@@ -75,7 +70,7 @@ describe('None instances on the engine\'s default bridge reach their own contain
   after(async () => {
     await removeTenants(docker, NS, ctfleet);
     await restoreDefaultIsolation();
-    await new Promise((resolve) => nodeServer.close(resolve));
+    await nodeService.close();
     await kubectl(['delete', 'namespace', NS, '--wait=false']);
   });
 
@@ -113,8 +108,8 @@ describe('None instances on the engine\'s default bridge reach their own contain
         assert.equal(await reachesFrom(a, gateway, tenants.hostPortOf(victim)), false, `A reached ${victim}'s published port through ${gateway}`);
       }
     }
-    assert.equal(await fetchText(`http://${ENGINE_GATEWAY}:${nodePort}/`), 'node service', 'the host reaches the node service on the gateway');
-    assert.equal(await reachesFrom(a, ENGINE_GATEWAY, nodePort), false, 'A reached a service on the node through its gateway');
+    assert.equal(await fetchText(`http://${ENGINE_GATEWAY}:${nodeService.port}/`), 'node service', 'the host reaches the node service on the gateway');
+    assert.equal(await reachesFrom(a, ENGINE_GATEWAY, nodeService.port), false, 'A reached a service on the node through its gateway');
     assert.equal(await reachesFrom(tenants.containerOf('c'), tenants.address.get('a') ?? '', 8080), false, 'the Internet instance reached A');
   });
 

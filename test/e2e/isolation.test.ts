@@ -1,15 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { dirname, basename, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import type Docker from 'dockerode';
 import { createDockerClient } from '../../src/adapters/docker/docker-client.ts';
 import { containersOf, CtfleetProcess, fetchText, kubectl, prepareNamespace, webSpec, type Instances } from '../support/ctfleet.ts';
-import { chainRules, filterTable, isolationProblems, NETWORKS, reachesFrom, removeTenants, shell, Tenants } from '../support/isolation.ts';
+import { chainRules, filterTable, isolationProblems, NETWORKS, reachesFrom, removeTenants, shell, Tenants, startNodeService, type NodeService } from '../support/isolation.ts';
 import { logProblems } from '../support/logs.ts';
 import { eventually, stackConfig, uniqueSuffix } from '../support/stack.ts';
 
@@ -30,8 +28,7 @@ describe('a hostile tenant reaches its own container and nothing else', () => {
   let docker: Docker;
   let instances: Instances;
   let ctfleet: CtfleetProcess;
-  let nodeServer: Server;
-  let nodePort = 0;
+  let nodeService: NodeService;
   const tenants = new Tenants();
 
   const gateways = (): string[] => [...Object.values(NETWORKS).map((network) => network.subnet.replace(/\.0\/\d+$/, '.1')), '172.17.0.1'];
@@ -39,10 +36,7 @@ describe('a hostile tenant reaches its own container and nothing else', () => {
   before(async () => {
     docker = createDockerClient(stackConfig().docker);
     ({ instances } = await prepareNamespace(NS));
-    // A service on every address of the node, as kubelet, Redis or ctfleet's own ports would be.
-    nodeServer = createServer((_request, response) => response.end('node service'));
-    await new Promise<void>((resolve) => nodeServer.listen(0, '0.0.0.0', resolve));
-    nodePort = (nodeServer.address() as AddressInfo).port;
+    nodeService = await startNodeService();
     // Another network made on this machine, with a container of nobody's.
     await docker.createNetwork({ Name: OTHER_NETWORK, Driver: 'bridge' });
     const other = await docker.createContainer({ name: OTHER_CONTAINER, Image: 'ctfleet-test/web:1', Env: ['GREETING=other'], HostConfig: { NetworkMode: OTHER_NETWORK } });
@@ -87,7 +81,7 @@ describe('a hostile tenant reaches its own container and nothing else', () => {
     await removeTenants(docker, NS, ctfleet);
     await docker.getContainer(OTHER_CONTAINER).remove({ force: true }).catch(() => undefined);
     await docker.getNetwork(OTHER_NETWORK).remove().catch(() => undefined);
-    await new Promise((resolve) => nodeServer.close(resolve));
+    await nodeService.close();
     await kubectl(['delete', 'namespace', NS, '--wait=false']);
   });
 
@@ -125,18 +119,18 @@ describe('a hostile tenant reaches its own container and nothing else', () => {
 
   test("a server on all the node's addresses is unreachable through any gateway, from either egress", async () => {
     // The control: a container outside ctfleet's networks reaches it through its gateway with the same probe.
-    assert.equal(await reachesFrom(OTHER_CONTAINER, tenants.address.get('other-gateway') ?? '', nodePort), true, 'the probe works where no rule forbids it');
+    assert.equal(await reachesFrom(OTHER_CONTAINER, tenants.address.get('other-gateway') ?? '', nodeService.port), true, 'the probe works where no rule forbids it');
     for (const gateway of gateways()) {
-      const url = `http://${gateway}:${nodePort}/`;
+      const url = `http://${gateway}:${nodeService.port}/`;
       assert.equal(await fetchText(url), 'node service', `${url} answers the host`);
-      for (const tenant of ['a', 'b']) assert.equal(await reachesFrom(tenants.containerOf(tenant), gateway, nodePort), false, `${tenant} reached the node at ${url}`);
+      for (const tenant of ['a', 'b']) assert.equal(await reachesFrom(tenants.containerOf(tenant), gateway, nodeService.port), false, `${tenant} reached the node at ${url}`);
     }
   });
 
   test("egress None: B opens no connection to A, the node, or another network's container, while its endpoint answers", async () => {
     const b = tenants.containerOf('b');
     assert.equal(await reachesFrom(b, tenants.address.get('a') ?? '', 8080), false, 'B reached A');
-    assert.equal(await reachesFrom(b, '172.17.0.1', nodePort), false, 'B reached the node');
+    assert.equal(await reachesFrom(b, '172.17.0.1', nodeService.port), false, 'B reached the node');
     assert.equal(await reachesFrom(b, tenants.address.get('other') ?? '', 8080), false, "B reached the other network's container");
     // Internet egress does not reach it either: another Docker network is not the Internet.
     assert.equal(await reachesFrom(tenants.containerOf('a'), tenants.address.get('other') ?? '', 8080), false, "A reached the other network's container");
@@ -175,7 +169,7 @@ describe('a hostile tenant reaches its own container and nothing else', () => {
     const pids = Number((await run('docker', ['stats', '--no-stream', '--format', '{{.PIDs}}', bomb])).stdout.trim());
     assert.ok(pids > 10 && pids <= 64, `the bomb is held at its pids limit (64): ${pids}`);
     assert.match(await fetchText(tenants.running.get('a')?.status?.endpoints?.[0]?.url ?? ''), /hello team-a/);
-    assert.equal(await fetchText(`http://127.0.0.1:${nodePort}/`), 'node service');
+    assert.equal(await fetchText(`http://127.0.0.1:${nodeService.port}/`), 'node service');
     assert.equal((await shell(tenants.containerOf('c'), 'echo alive')).output.trim(), 'alive');
   });
 

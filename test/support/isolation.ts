@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import assert from 'node:assert/strict';
 import type Docker from 'dockerode';
@@ -27,6 +29,21 @@ export async function shell(container: string, script: string, timeoutMs = 20_00
 export async function reachesFrom(container: string, host: string, port: number): Promise<boolean> {
   const { output } = await shell(container, `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 ${host} ${String(port)}`);
   return /^HTTP\/1\.[01] \d{3}/m.test(output);
+}
+
+export interface NodeService {
+  port: number;
+  close(): Promise<void>;
+}
+
+/** A service on every address of the node, as kubelet, Redis or ctfleet's own ports would be: it answers `node service`. */
+export async function startNodeService(): Promise<NodeService> {
+  const server = createServer((_request, response) => response.end('node service'));
+  await new Promise<void>((resolve) => server.listen(0, '0.0.0.0', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise((resolve) => server.close(() => { resolve(); })),
+  };
 }
 
 /** The tenants of a hostile-tenant test: each instance's status and container address, by name. */

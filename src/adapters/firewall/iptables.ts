@@ -1,11 +1,10 @@
 import { execFile, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { permanent, transient } from '../../domain/errors.ts';
+import { BRIDGE_FILTERING_SETTING } from '../../domain/isolation.ts';
 import type { Firewall, FirewallHook, FirewallState } from '../../domain/ports.ts';
 
 const TIMEOUT_MS = 15_000;
-/** 1 when frames between two ports of a bridge pass iptables (module br_netfilter). */
-export const BRIDGE_NF_CALL_IPTABLES = '/proc/sys/net/bridge/bridge-nf-call-iptables';
 
 interface ExecFailure {
   code?: string | number;
@@ -71,7 +70,7 @@ export class IptablesFirewall implements Firewall {
 
   async filtersBridgedTraffic(): Promise<boolean> {
     try {
-      return (await readFile(BRIDGE_NF_CALL_IPTABLES, 'utf8')).trim() === '1';
+      return (await readFile(BRIDGE_FILTERING_SETTING, 'utf8')).trim() === '1';
     } catch {
       // No file: br_netfilter is not loaded, so bridged traffic skips iptables.
       return false;
