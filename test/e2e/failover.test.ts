@@ -21,7 +21,7 @@ async function leaseHolder(): Promise<string> {
 }
 
 describe('controller failover', () => {
-  const env = { CTFLEET_REDIS_PREFIX: PREFIX, CTFLEET_NAMESPACES: NS, CTFLEET_NODE_NAME: 'e2e-ha-node', CTFLEET_BIND_ADDRESS: '127.0.0.1', CTFLEET_PORT_RANGE: '32700-32799' };
+  const env = { CTFLEET_REDIS_PREFIX: PREFIX, CTFLEET_NAMESPACES: NS, CTFLEET_NODE_NAME: 'e2e-ha-node', CTFLEET_BIND_ADDRESS: '127.0.0.1', CTFLEET_PORT_RANGE: '26700-26799' };
   const controllers: CtfleetProcess[] = [];
   let worker: CtfleetProcess;
   let instances: Instances;

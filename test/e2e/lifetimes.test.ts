@@ -23,7 +23,7 @@ describe('instance lifetimes', () => {
         CTFLEET_NAMESPACES: NS,
         CTFLEET_NODE_NAME: 'e2e-ttl-node',
         CTFLEET_BIND_ADDRESS: '127.0.0.1',
-        CTFLEET_PORT_RANGE: '32800-32899',
+        CTFLEET_PORT_RANGE: '26800-26899',
         CTFLEET_MAX_LIFETIME_SECONDS: String(MAX_LIFETIME),
       },
       `e2e-ttl-${suffix}`,

@@ -3,13 +3,15 @@ import { createServer, type Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { createDockerClient } from '../../src/adapters/docker/docker-client.ts';
 import { containersOf, CtfleetProcess, isRunning, kubectl, manifest, prepareNamespace, webSpec, type Instances } from '../support/ctfleet.ts';
-import { stackConfig, uniqueSuffix } from '../support/stack.ts';
+import { listen, stackConfig, uniqueSuffix } from '../support/stack.ts';
 
 // A node whose whole port range (two ports) is held by another program: Docker
 // cannot publish there, and the instance must fail with PortConflict, not hang.
+// Below Linux's ephemeral range (32768-60999), so no outgoing connection of the
+// stack can hold one of them when the test or Docker binds it.
 const suffix = uniqueSuffix();
 const NS = `e2e-ports-${suffix}`;
-const RANGE = [32990, 32991];
+const RANGE = [26990, 26991];
 
 describe('a host port already taken on the node', () => {
   const squatters: Server[] = [];
@@ -20,7 +22,7 @@ describe('a host port already taken on the node', () => {
     ({ instances } = await prepareNamespace(NS));
     for (const port of RANGE) {
       const server = createServer();
-      await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+      await listen(server, port, '127.0.0.1');
       squatters.push(server);
     }
     ctfleet = new CtfleetProcess(

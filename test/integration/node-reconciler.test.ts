@@ -26,7 +26,7 @@ import { NodeReconciler } from '../../src/worker/node-reconciler.ts';
 import { PortAllocator } from '../../src/worker/port-allocator.ts';
 import { StatusReporter } from '../../src/worker/status-reporter.ts';
 import { fetchText, kubectl, manifest, prepareNamespace, TEST_IMAGES, webSpec, type Instances, type RawInstance } from '../support/ctfleet.ts';
-import { eventually, stackConfig, uniqueSuffix } from '../support/stack.ts';
+import { eventually, listen, stackConfig, uniqueSuffix } from '../support/stack.ts';
 
 // The middle tier: the worker's node reconciler in this process, against the
 // stack's real Docker engine, API server and Redis. No ctfleet process and no
@@ -121,7 +121,7 @@ describe('the node reconciler against the real engine and API server', { concurr
     stack.kubeConfig = prepared.kubeConfig;
     stack.instances = prepared.instances;
     stack.redis = createRedisConnection(config.redis, 'command');
-    reconciler = nodeReconciler(node, { min: 32900, max: 32949 });
+    reconciler = nodeReconciler(node, { min: 26900, max: 26949 });
     reconciler.start();
   });
 
@@ -146,7 +146,7 @@ describe('the node reconciler against the real engine and API server', { concurr
     assert.equal(reported?.status?.node, node);
     assert.equal(reported.status.containerId, outcome.containerId);
     const endpoint = reported.status.endpoints?.[0];
-    assert.ok(endpoint !== undefined && endpoint.port >= 32900 && endpoint.port <= 32949);
+    assert.ok(endpoint !== undefined && endpoint.port >= 26900 && endpoint.port <= 26949);
     assert.match(await fetchText(`http://127.0.0.1:${endpoint.port}/`), /hello team-1/);
     const inspected = await docker.getContainer(outcome.containerId ?? '').inspect();
     assert.equal(inspected.Config.Labels[LABELS.uid], instance.metadata.uid);
@@ -243,7 +243,7 @@ describe('the node reconciler against the real engine and API server', { concurr
         [LABELS.name]: 'refused',
         [LABELS.node]: node,
         [LABELS.specHash]: specHash(spec),
-        [LABELS.hostPorts]: '32948',
+        [LABELS.hostPorts]: '26948',
       },
       HostConfig: { NetworkMode: `it-refuse-${suffix}` },
     });
@@ -378,11 +378,11 @@ describe('the node reconciler against the real engine and API server', { concurr
 
   describe('a host port taken by another program', () => {
     const squatter: Server = createServer();
-    const PORTS = { min: 32960, max: 32961 };
+    const PORTS = { min: 26960, max: 26961 };
     let squatted: NodeReconciler;
 
     before(async () => {
-      await new Promise<void>((resolve) => squatter.listen(PORTS.min, '127.0.0.1', resolve));
+      await listen(squatter, PORTS.min, '127.0.0.1');
       // The allocator's first pick is the squatted port.
       let picks = 0;
       squatted = nodeReconciler(`it-node-b-${suffix}`, PORTS, () => (picks++ === 0 ? 0 : 0.99));
@@ -404,7 +404,7 @@ describe('the node reconciler against the real engine and API server', { concurr
   });
 
   describe('a deployment that lets specs add SYS_NICE, name runsc and mount 64Mi of tmpfs', () => {
-    const PORTS = { min: 32970, max: 32979 };
+    const PORTS = { min: 26970, max: 26979 };
     // runsc is allowed but (on this stack) not registered with the engine; if it
     // ever is, the missing runtime is the other name.
     const MISSING = 'ctfleet-no-such-runtime';

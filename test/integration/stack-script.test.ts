@@ -5,6 +5,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { listen } from '../support/stack.ts';
 
 // These tests run hack/stack.sh against a second, private stack (own state dir and
 // ports, the shared binary cache and Docker engine), so the main stack is untouched.
@@ -49,14 +50,10 @@ function processesOf(stateDir: string): number[] {
   return pids;
 }
 
-function listen(port: number): Promise<Server> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => {
-      resolve(server);
-    });
-  });
+async function listenOn(port: number): Promise<Server> {
+  const server = createServer();
+  await listen(server, port, '127.0.0.1');
+  return server;
 }
 
 describe('hack/stack.sh', () => {
@@ -103,7 +100,7 @@ describe('hack/stack.sh', () => {
 
   test('a port taken by another program moves that part to the next free port', async () => {
     process.kill(pidFile(stateDir, 'redis'), 'SIGKILL');
-    const squatter = await listen(19379);
+    const squatter = await listenOn(19379);
     try {
       const run = await runStack(['up'], env);
       assert.equal(run.code, 0, run.stderr);
@@ -142,7 +139,7 @@ describe('hack/stack.sh', () => {
   test('down stops what the stack started and leaves everything else alone', async () => {
     const up = await runStack(['up'], env);
     assert.equal(up.code, 0, up.stderr);
-    const bystander = await listen(36999);
+    const bystander = await listenOn(19999);
     try {
       const down = await runStack(['down'], env);
       assert.equal(down.code, 0, down.stderr);

@@ -7,6 +7,7 @@ import type Docker from 'dockerode';
 import { DEFAULT_ISOLATION } from '../../src/domain/isolation.ts';
 import { FIREWALL_HOOKS, firewallRules, instanceNetworks } from '../../src/worker/isolation-plan.ts';
 import { containersOf, isRunning, kubectl, manifest, type CtfleetProcess, type Instances, type RawInstance } from './ctfleet.ts';
+import { listen } from './stack.ts';
 
 const run = promisify(execFile);
 
@@ -39,7 +40,7 @@ export interface NodeService {
 /** A service on every address of the node, as kubelet, Redis or ctfleet's own ports would be: it answers `node service`. */
 export async function startNodeService(): Promise<NodeService> {
   const server = createServer((_request, response) => response.end('node service'));
-  await new Promise<void>((resolve) => server.listen(0, '0.0.0.0', resolve));
+  await listen(server, 0, '0.0.0.0');
   return {
     port: (server.address() as AddressInfo).port,
     close: () => new Promise((resolve) => server.close(() => { resolve(); })),

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { loadConnectionConfig, type ConnectionConfig } from '../../src/config/config.ts';
 
 /**
@@ -19,13 +19,19 @@ export function uniqueSuffix(): string {
   return randomBytes(4).toString('hex');
 }
 
-/** Polls `probe` until it returns a value other than undefined, or fails after `timeoutMs`. */
+/**
+ * Polls `probe` until it returns a value other than undefined, or fails after
+ * `timeoutMs`. An attempt that never settles (a request to a component that
+ * accepted the connection and went quiet) is cut at the deadline too, so a
+ * hung probe fails the test with its name instead of holding it until the
+ * runner's own timeout cancels it without a word.
+ */
 export async function eventually<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
     try {
-      const value = await probe();
+      const value = await withinMs(Math.max(deadline - Date.now(), 1_000), probe());
       if (value !== undefined) return value;
     } catch (error) {
       lastError = error;
@@ -37,10 +43,37 @@ export async function eventually<T>(what: string, timeoutMs: number, probe: () =
   }
 }
 
+/** `promise`, or a rejection naming the wait once `ms` have passed without it settling. */
+function withinMs<T>(ms: number, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(new Error(`an attempt was still unanswered after ${String(ms)} ms`));
+    }, ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => {
+    clearTimeout(timer);
+  });
+}
+
+/**
+ * Listens on `host:port`, rejecting when the port cannot be had (EADDRINUSE)
+ * instead of leaving the caller waiting on a callback that never comes.
+ */
+export async function listen(server: Server, port: number, host: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
 export async function freePort(): Promise<number> {
   const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await listen(server, 0, '127.0.0.1');
   const { port } = server.address() as AddressInfo;
   await new Promise((resolve) => server.close(resolve));
   return port;
