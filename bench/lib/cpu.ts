@@ -15,6 +15,8 @@ export interface CpuSnapshot {
   at: number;
   /** The machine's busy ticks (all cores, idle and iowait excluded). */
   busyTicks: number;
+  /** The same, by CPU (cpu0, cpu1, …). */
+  busyTicksByCpu: number[];
   byPid: Map<number, ProcessTime>;
 }
 
@@ -48,16 +50,20 @@ export function cpuSnapshot(named: ReadonlyMap<number, string> = new Map()): Cpu
     const pid = Number(entry);
     byPid.set(pid, { group: groupOf(comm, pid, named), ticks });
   }
-  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]?.trim().split(/\s+/).slice(1).map(Number) ?? [];
-  // user nice system idle iowait irq softirq steal
-  const busyTicks = cpu.reduce((sum, value, index) => (index === 3 || index === 4 ? sum : sum + value), 0);
-  return { at: Date.now(), busyTicks, byPid };
+  // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+  const busy = (line: string): number => line.trim().split(/\s+/).slice(1).map(Number).reduce((sum, value, index) => (index === 3 || index === 4 ? sum : sum + value), 0);
+  const lines = readFileSync('/proc/stat', 'utf8').split('\n');
+  const busyTicks = busy(lines[0] ?? '');
+  const busyTicksByCpu = lines.filter((line) => /^cpu\d+ /.test(line)).map(busy);
+  return { at: Date.now(), busyTicks, busyTicksByCpu, byPid };
 }
 
 export interface CpuUse {
   wallSeconds: number;
   /** CPU seconds the machine was busy (all cores). */
   busySeconds: number;
+  /** …by CPU (cpu0, cpu1, …). */
+  busySecondsByCpu: number[];
   /** CPU seconds by group; `unaccounted` is what processes that exited in between used (containers' shims, runc, the containers themselves). */
   byGroup: Record<string, number>;
 }
@@ -75,11 +81,15 @@ export function cpuUsed(before: CpuSnapshot, after: CpuSnapshot): CpuUse {
   }
   const busySeconds = (after.busyTicks - before.busyTicks) / TICKS_PER_SECOND;
   byGroup.unaccounted = Math.max(0, busySeconds - accounted);
-  return { wallSeconds: (after.at - before.at) / 1000, busySeconds, byGroup };
+  const busySecondsByCpu = after.busyTicksByCpu.map((ticks, cpu) => (ticks - (before.busyTicksByCpu[cpu] ?? 0)) / TICKS_PER_SECOND);
+  return { wallSeconds: (after.at - before.at) / 1000, busySeconds, busySecondsByCpu, byGroup };
 }
 
-/** One line: the groups by CPU seconds, largest first. */
-export function formatCpu(use: CpuUse, starts: number): string {
+/** One line: the groups by CPU seconds, largest first; with `nodeCpus`, also what those CPUs (a dedicated Docker node's) were busy. */
+export function formatCpu(use: CpuUse, starts: number, nodeCpus?: readonly number[]): string {
   const groups = Object.entries(use.byGroup).filter(([, seconds]) => seconds >= 0.05).sort(([, a], [, b]) => b - a);
-  return `${use.busySeconds.toFixed(1)} CPU s busy in ${use.wallSeconds.toFixed(1)} s (${((use.busySeconds * 1000) / starts).toFixed(0)} ms a start): ${groups.map(([group, seconds]) => `${group} ${seconds.toFixed(1)}`).join(', ')}`;
+  const perStart = (seconds: number): string => `${((seconds * 1000) / starts).toFixed(0)} ms a start`;
+  const node = nodeCpus === undefined ? 0 : nodeCpus.reduce((sum, cpu) => sum + (use.busySecondsByCpu[cpu] ?? 0), 0);
+  const nodeText = nodeCpus === undefined ? '' : `; the node's CPU ${nodeCpus.join(',')} ${node.toFixed(1)} s (${perStart(node)}), the rest ${(use.busySeconds - node).toFixed(1)} s (${perStart(use.busySeconds - node)})`;
+  return `${use.busySeconds.toFixed(1)} CPU s busy in ${use.wallSeconds.toFixed(1)} s (${perStart(use.busySeconds)})${nodeText}: ${groups.map(([group, seconds]) => `${group} ${seconds.toFixed(1)}`).join(', ')}`;
 }

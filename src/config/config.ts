@@ -6,6 +6,7 @@ import { DEFAULT_ISOLATION, EGRESS_VALUES, NONE_NETWORK_VALUES, parseCidr, type 
 import { parsePortRange, type PortRange } from '../domain/port-range.ts';
 import { parseQuantity } from '../domain/quantities.ts';
 import type { LogLevel } from '../observability/logger.ts';
+import { FIRST_STATUS_GRACE_MS } from '../controller/plan.ts';
 
 /**
  * Where ctfleet finds the three systems it works with. Parsed once at start-up
@@ -88,6 +89,8 @@ export interface RuntimeConfig extends ConnectionConfig {
   controller: {
     concurrency: number;
     lifetime: { maxLifetimeSeconds: number; onExpiry: 'Keep' | 'Delete' };
+    /** How long a fresh instance's first in-flight status (Scheduled) is held back, ms. */
+    firstStatusGraceMs: number;
     /** Undefined when leader election is off. */
     leaderElection: { namespace: string; name: string } | undefined;
     nodeLost: { lostAfterMs: number; onNodeLost: 'Reschedule' | 'Keep' };
@@ -169,6 +172,7 @@ const runtimeSchema = z.object({
   CTFLEET_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   CTFLEET_CONTROLLER_CONCURRENCY: positiveInt(256).default(16),
   CTFLEET_MAX_LIFETIME_SECONDS: positiveInt(31_536_000).default(604_800),
+  CTFLEET_FIRST_STATUS_GRACE_SECONDS: z.coerce.number().int().min(0).max(300).default(FIRST_STATUS_GRACE_MS / 1000),
   CTFLEET_ON_EXPIRY: z.enum(['Keep', 'Delete']).default('Keep'),
   CTFLEET_LEADER_ELECTION: z.enum(['true', 'false'], 'must be true or false').default('true'),
   CTFLEET_LEASE_NAMESPACE: z.string().regex(DNS_LABEL, 'must be a namespace name (a DNS label)').max(63).default('default'),
@@ -328,6 +332,7 @@ export function loadRuntimeConfig(env: Record<string, string | undefined>): Runt
     controller: {
       concurrency: value.CTFLEET_CONTROLLER_CONCURRENCY,
       lifetime: { maxLifetimeSeconds: value.CTFLEET_MAX_LIFETIME_SECONDS, onExpiry: value.CTFLEET_ON_EXPIRY },
+      firstStatusGraceMs: value.CTFLEET_FIRST_STATUS_GRACE_SECONDS * 1000,
       leaderElection:
         value.CTFLEET_LEADER_ELECTION === 'false'
           ? undefined

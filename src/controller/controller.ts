@@ -17,6 +17,8 @@ import { WorkQueue } from '../reconcile/work-queue.ts';
 export interface ControllerOptions {
   concurrency: number;
   lifetime: LifetimePolicy;
+  /** CTFLEET_FIRST_STATUS_GRACE_SECONDS; absent: FIRST_STATUS_GRACE_MS (plan.ts). */
+  firstStatusGraceMs?: number;
 }
 
 /** Challenge passes are short (counts from the cache, one status write): two at a time keep up. */
@@ -84,6 +86,7 @@ export class Controller {
       ...deps,
       nodes: deps.nodes ?? NO_LOST_NODES,
       lifetime: options.lifetime,
+      ...(options.firstStatusGraceMs === undefined ? {} : { firstStatusGraceMs: options.firstStatusGraceMs }),
       now: deps.now ?? (() => new Date()),
       ...(timeToReady === undefined ? {} : { onFirstReady: (seconds: number) => { timeToReady.observe(seconds); } }),
       events: new EventBudget({ ...EVENT_BUDGET, onDrop: () => { deps.metrics?.eventsSkipped.inc(); } }, () => Date.now()),

@@ -89,12 +89,15 @@ export const REQUEUE = {
 
 /**
  * A fresh instance's first controller status, while its start is only in flight
- * (Scheduled, Starting), is held back this long from its creation: most starts
- * are Running sooner, and their first status write then says Running. A fresh
- * start thus costs three Kubernetes writes (finalizer, the worker's Ready, the
- * controller's Running) instead of four; one still waiting at the end of the
- * grace gets its Scheduled or Starting status then, so `kubectl get` tells the
- * story of a queue that is backed up. The Events wait with the status.
+ * (Scheduled, Starting), is held back this long from its creation by default
+ * (`CTFLEET_FIRST_STATUS_GRACE_SECONDS`): most starts are Running sooner, and
+ * their first status write then says Running. A fresh start thus costs three
+ * Kubernetes writes (finalizer, the worker's Ready, the controller's Running)
+ * instead of four; one still waiting at the end of the grace gets its Scheduled
+ * or Starting status then, so `kubectl get` tells the story of a queue that is
+ * backed up. The Events wait with the status. A longer grace saves that fourth
+ * write in bursts whose queue wait it covers, at the price of an empty phase
+ * meanwhile; 0 writes every first status at once.
  */
 export const FIRST_STATUS_GRACE_MS = 3_000;
 
@@ -115,6 +118,7 @@ export function plan(
   lifetime: LifetimePolicy = DEFAULT_LIFETIME_POLICY,
   nodes: NodePolicy = NO_LOST_NODES,
   unresolved?: { reason: string; message: string },
+  firstStatusGraceMs = FIRST_STATUS_GRACE_MS,
 ): Plan {
   const { metadata, spec } = instance;
   const status = instance.status ?? {};
@@ -166,7 +170,7 @@ export function plan(
     let requeueAfterMs: number = settled ? REQUEUE.settled : REQUEUE.busy;
     // Expiry is driven by requeue-after: the pass at expiresAt removes the container.
     if (phase === 'Running' && expiresAt !== undefined) requeueAfterMs = Math.min(requeueAfterMs, Math.max(0, Date.parse(expiresAt) - now.getTime()));
-    const holdBackMs = firstStatusHoldBack(instance, phase, now);
+    const holdBackMs = firstStatusHoldBack(instance, phase, now, firstStatusGraceMs);
     if (holdBackMs > 0) return { actions, status: undefined, events: [], requeueAfterMs: Math.min(requeueAfterMs, holdBackMs) };
     return { actions, status: next, events, requeueAfterMs };
   };
@@ -298,13 +302,13 @@ function isStartInFlight(phase: Phase | undefined, reason: string | undefined): 
 /**
  * How much longer a fresh instance's in-flight status is held back (0: write it
  * now). Only an instance the controller never wrote a status for, only phases on
- * the way to Running, only within {@link FIRST_STATUS_GRACE_MS} of its creation.
+ * the way to Running, only within `graceMs` of its creation.
  */
-function firstStatusHoldBack(instance: ChallengeInstance, phase: Phase, now: Date): number {
+function firstStatusHoldBack(instance: ChallengeInstance, phase: Phase, now: Date, graceMs: number): number {
   if (instance.status?.phase !== undefined || (phase !== 'Scheduled' && phase !== 'Starting')) return 0;
   const created = Date.parse(instance.metadata.creationTimestamp ?? '');
   if (Number.isNaN(created)) return 0;
-  return Math.max(0, created + FIRST_STATUS_GRACE_MS - now.getTime());
+  return Math.max(0, created + graceMs - now.getTime());
 }
 
 /** The stable code a failed job carries; JobFailed for an unstructured failure. */

@@ -13,6 +13,8 @@ import type { EventBudget } from './event-budget.ts';
 
 export interface ReconcilerDeps {
   lifetime: LifetimePolicy;
+  /** How long a fresh instance's first in-flight status is held back (plan.ts); absent: FIRST_STATUS_GRACE_MS. */
+  firstStatusGraceMs?: number;
   nodes: NodePolicy;
   cache: InstanceCache;
   /** The Challenges instances name in `spec.challengeRef`; absent, such instances are ChallengeNotFound. */
@@ -75,7 +77,7 @@ export class Reconciler {
   }
 
   async reconcile(key: string): Promise<WorkResult> {
-    const { cache, api, jobs, logger, now, lifetime, nodes } = this.deps;
+    const { cache, api, jobs, logger, now, lifetime, nodes, firstStatusGraceMs } = this.deps;
     let instance = cache.get(key);
     // Gone from the cache: deleted for good (its finalizer was already released).
     if (instance === undefined) {
@@ -106,7 +108,7 @@ export class Reconciler {
     // The spec to plan with: the instance's own, or what its Challenge makes of it.
     // Jobs still carry the hash of the stored spec, which is what the worker checks.
     const resolved = this.resolve(instance);
-    let result = plan(resolved.planned, observation, now(), lifetime, nodes, resolved.problem);
+    let result = plan(resolved.planned, observation, now(), lifetime, nodes, resolved.problem, firstStatusGraceMs);
     // A fresh instance: its finalizer and its first job go out together, planned as
     // if the finalizer were there (waiting for the patch, or for the informer to echo
     // it, cost a round trip before the job). A deletion that wins the race leaves no
@@ -120,7 +122,7 @@ export class Reconciler {
       // Its rejection is the pass's, awaited below; until then it is not unhandled.
       finalizerAdded.catch(() => undefined);
       instance = { ...instance, metadata: { ...instance.metadata, finalizers: [...(instance.metadata.finalizers ?? []), FINALIZER] } };
-      result = plan({ ...resolved.planned, metadata: instance.metadata }, observation, now(), lifetime, nodes, resolved.problem);
+      result = plan({ ...resolved.planned, metadata: instance.metadata }, observation, now(), lifetime, nodes, resolved.problem, firstStatusGraceMs);
     }
     const enqueued = new Map<string, string>();
     for (const action of result.actions) {

@@ -56,6 +56,19 @@ describe('loadRuntimeConfig', () => {
     assert.equal(config.worker.bindAddress, '0.0.0.0');
     assert.deepEqual(config.controller.leaderElection, { namespace: 'default', name: 'ctfleet-controller' });
     assert.deepEqual(config.controller.lifetime, { maxLifetimeSeconds: 604_800, onExpiry: 'Keep' });
+    assert.equal(config.controller.firstStatusGraceMs, 3_000);
+  });
+
+  test('the first status grace is whole seconds from 0 to 300', () => {
+    assert.equal(loadRuntimeConfig({ CTFLEET_FIRST_STATUS_GRACE_SECONDS: '0' }).controller.firstStatusGraceMs, 0);
+    assert.equal(loadRuntimeConfig({ CTFLEET_FIRST_STATUS_GRACE_SECONDS: '60' }).controller.firstStatusGraceMs, 60_000);
+    for (const bad of ['-1', '301', '1.5', 'soon']) {
+      assert.throws(() => loadRuntimeConfig({ CTFLEET_FIRST_STATUS_GRACE_SECONDS: bad }), (error: unknown) => {
+        assert.ok(error instanceof ConfigError, bad);
+        assert.deepEqual(error.problems.map((problem) => problem.split(':')[0]), ['CTFLEET_FIRST_STATUS_GRACE_SECONDS'], bad);
+        return true;
+      });
+    }
   });
 
   test('every bad setting, of the connections and the components, is listed at once', () => {

@@ -308,6 +308,17 @@ describe('plan', () => {
       assert.equal(plan(subject, { id: startJob, state: 'active' }, NOW).status?.phase, 'Starting');
     });
 
+    test('the grace is the deployment\'s: a longer one holds a queued instance back longer, 0 writes its status at once', () => {
+      const subject = { ...createdAt(30_000), status: { lastJob: { id: startJob, action: 'start' as const } } };
+      const long = plan(subject, { id: startJob, state: 'waiting' }, NOW, undefined, undefined, undefined, 60_000);
+      assert.equal(long.status, undefined);
+      assert.equal(long.requeueAfterMs, REQUEUE.busy, 'still looked at again soon, the safety net');
+      assert.equal(plan(subject, { id: startJob, state: 'waiting' }, NOW, undefined, undefined, undefined, 30_000).status?.phase, 'Scheduled');
+      const atOnce = plan(createdAt(0), undefined, NOW, undefined, undefined, undefined, 0);
+      assert.equal(atOnce.status?.phase, 'Scheduled');
+      assert.deepEqual(atOnce.events.map((event) => event.reason), ['Scheduled']);
+    });
+
     test('is written at once when it says Running (one controller write for the whole start) or Failed', () => {
       const ready = { ...createdAt(500), status: running(1) };
       const result = plan(ready, { id: startJob, state: 'completed' }, NOW);
