@@ -64,6 +64,8 @@ const NONE_NETWORK = noneNetwork as NoneNetwork;
 const NODE_CPUS = values['node-cpus'] === undefined ? undefined : parseNodeCpus(values['node-cpus']);
 const NONE_PLACE = NONE_NETWORK === 'engine-default' ? "the engine's default bridge" : "ctfleet's own bridge";
 const cores = NODE_CPUS === undefined ? undefined : splitCores(NODE_CPUS);
+/** The controller's first-status grace, when the environment sets it (ctfleet's processes inherit the environment). */
+const GRACE = process.env.CTFLEET_FIRST_STATUS_GRACE_SECONDS;
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const IMAGE = 'ctfleet-test/web:1';
@@ -568,7 +570,7 @@ interface Round {
   };
 }
 
-console.log(`ctfleet benchmark: ${N} instances of ${IMAGE}, concurrency ${C}, ${R} round(s)${POOLED ? ', with a warm pool' : ''}, None instances on ${NONE_PLACE} (CTFLEET_NONE_NETWORK=${NONE_NETWORK})${cores === undefined ? '' : `, a dedicated Docker node: dockerd, its containers and the worker on CPU ${cores.node}, the control plane, the controller and the benchmark on CPU ${cores.rest}`}, ${new Date().toISOString()}`);
+console.log(`ctfleet benchmark: ${N} instances of ${IMAGE}, concurrency ${C}, ${R} round(s)${POOLED ? ', with a warm pool' : ''}, None instances on ${NONE_PLACE} (CTFLEET_NONE_NETWORK=${NONE_NETWORK})${cores === undefined ? '' : `, a dedicated Docker node: dockerd, its containers and the worker on CPU ${cores.node}, the control plane, the controller and the benchmark on CPU ${cores.rest}`}${GRACE === undefined ? '' : `, CTFLEET_FIRST_STATUS_GRACE_SECONDS=${GRACE}`}, ${new Date().toISOString()}`);
 const rounds: Round[] = [];
 for (let round = 1; round <= R; round += 1) {
   run = `${Date.now().toString(36)}r${round}`;
@@ -710,7 +712,7 @@ if (NONE_NETWORK === 'engine-default') {
   console.log("the engine's default bridge handed back: the default settings' instance networks and rules in place");
 }
 const file = join(ROOT, 'bench/results', `start-teardown-${POOLED ? 'pool-' : ''}${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-writeFileSync(file, `${JSON.stringify({ instances: N, concurrency: C, image: IMAGE, pooled: POOLED, noneNetwork: NONE_NETWORK, ...(cores === undefined ? {} : { nodeCpus: cores.node, controlPlaneCpus: cores.rest }), rounds, summary }, null, 2)}\n`);
+writeFileSync(file, `${JSON.stringify({ instances: N, concurrency: C, image: IMAGE, pooled: POOLED, noneNetwork: NONE_NETWORK, ...(cores === undefined ? {} : { nodeCpus: cores.node, controlPlaneCpus: cores.rest }), ...(GRACE === undefined ? {} : { firstStatusGraceSeconds: GRACE }), rounds, summary }, null, 2)}\n`);
 console.log(`\nwrote ${file}`);
 // Docker's keep-alive agent would hold the process open; exiting gives every CPU back (--node-cpus).
 process.exit(0);
