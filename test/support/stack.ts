@@ -31,7 +31,8 @@ export async function eventually<T>(what: string, timeoutMs: number, probe: () =
   let lastError: unknown;
   for (;;) {
     try {
-      const value = await withinMs(Math.max(deadline - Date.now(), 1_000), probe());
+      // A slow attempt near the deadline still gets 15 s: only one that never ends is cut.
+      const value = await withinMs(Math.max(deadline - Date.now(), 15_000), probe());
       if (value !== undefined) return value;
     } catch (error) {
       lastError = error;
