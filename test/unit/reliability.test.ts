@@ -194,16 +194,18 @@ describe('planDrift', () => {
     assert.deepEqual(actions, []);
   });
 
-  test('leaves alone young containers, busy uids, and instances that are not ready for their generation', () => {
+  test('leaves alone young containers (and their instances, with every container of their uid), busy uids, and instances that are not ready for their generation', () => {
     const ghost = subject('ghost', undefined);
     const busy = subject('busy', readyOn(node));
     const pending = subject('pending', readyOn(node), { generation: 2 });
     const restarting = subject('restarting', readyOn(node, 'ContainerRestarting', 'False'));
+    // Just started and reported: its container is in the grace, its status names the node.
+    const fresh = subject('fresh', readyOn(node));
     const actions = planDrift({
       node,
       namespaces: [],
-      instances: [busy, pending, restarting],
-      containers: [containerOf(ghost, { createdAt: NOW - 1_000 }), containerOf(busy, { running: false })],
+      instances: [busy, pending, restarting, fresh],
+      containers: [containerOf(ghost, { createdAt: NOW - 1_000 }), containerOf(busy, { running: false }), containerOf(fresh, { createdAt: NOW - 1_000 }), containerOf(fresh, { id: 'older-copy', name: 'ctfleet-ctf_fresh-copy' })],
       isBusy: (uid) => uid === busy.metadata.uid,
       now: NOW,
       graceMs: 15_000,
