@@ -51,14 +51,14 @@ export const FIELD_MANAGERS = {
   worker: 'ctfleet-worker',
 } as const;
 
+/** Instance containers' names start with this. */
+export const INSTANCE_NAME_PREFIX = 'ctfleet-';
+
 /**
  * Docker container name of an instance: deterministic, so create is idempotent.
  * `_` separates namespace and name because neither may contain it: with `-`,
  * namespace "a-b" name "c" and namespace "a" name "b-c" would share a container.
  */
-/** Instance containers' names start with this. */
-export const INSTANCE_NAME_PREFIX = 'ctfleet-';
-
 export function containerName(namespace: string, name: string): string {
   return `${INSTANCE_NAME_PREFIX}${namespace}_${name}`;
 }

@@ -274,7 +274,7 @@ export function planDrift(input: DriftInput): DriftAction[] {
   // it): left whole to the next sweep. Planned without that container, an
   // instance whose status already names this node read as missing and got a
   // pass of its own, each listing its uid's containers: 0.30 listings a start in
-  // a burst of 500, ~0.5 s of dockerd's time each (docs/benchmark.md).
+  // a burst of 500, ~0.5 s each with 500 containers (docs/benchmark.md).
   const young = new Set<string>();
   for (const container of input.containers) {
     if (!isOwnContainer(container.labels, node, namespaces)) continue;

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { test } from 'node:test';
+import { filesUnder } from '../support/files.ts';
 
 // hack/ runs under `set -o pipefail`. A reader that stops at its first match
 // (`grep -q`, `grep -m`, `head`) can close the pipe while the writer still writes;
@@ -12,13 +13,7 @@ import { test } from 'node:test';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 
-function scripts(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) return scripts(path);
-    return entry.name.endsWith('.sh') || entry.name === 'run' ? [path] : [];
-  });
-}
+const scripts = (dir: string): string[] => filesUnder(dir, (name) => name.endsWith('.sh') || name === 'run');
 
 /** Lines that pipe into a reader that may stop early, without `|| true` to absorb the writer's SIGPIPE. */
 function earlyExitingPipes(source: string): string[] {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { test } from 'node:test';
+import { filesUnder } from '../support/files.ts';
 
 // Every loopback connection of the stack (API server, etcd, Redis, Docker) takes a
 // local port from Linux's ephemeral range. A fixed port a test or benchmark binds
@@ -11,13 +12,7 @@ import { test } from 'node:test';
 const ROOT = new URL('../..', import.meta.url).pathname;
 const EPHEMERAL = { low: 32_768, high: 60_999 };
 
-function sources(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) return entry.name === 'results' || entry.name === 'unit' ? [] : sources(path);
-    return entry.name.endsWith('.ts') ? [path] : [];
-  });
-}
+const sources = (dir: string): string[] => filesUnder(dir, (name) => name.endsWith('.ts'), ['results', 'unit']);
 
 /** Fixed host ports a source hands to ctfleet (a port range) or binds itself, as [low, high] pairs. */
 function fixedPorts(source: string): [number, number][] {
