@@ -251,7 +251,7 @@ export interface ObservedStateStore {
 /** The slice of a queued job its handler uses. */
 export interface JobContext {
   id: string;
-  /** Records a step for the job's watchers; returns at once (written in order, before the job ends). */
+  /** Records a step for the job's watchers; returns at once (written in order, at most every 250 ms, the last one before the job ends). */
   progress(percent: number, step: string): void;
 }
 

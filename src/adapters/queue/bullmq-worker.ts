@@ -4,6 +4,7 @@ import { CtfleetError, retryClassOf } from '../../domain/errors.ts';
 import { encodeJobFailure } from '../../domain/jobs.ts';
 import type { JobContext, JobOutcome } from '../../domain/ports.ts';
 import type { Logger } from '../../observability/logger.ts';
+import { ProgressWriter } from './progress-writer.ts';
 
 export type JobHandler = (data: unknown, context: JobContext) => Promise<JobOutcome>;
 
@@ -48,23 +49,24 @@ export class BullWorkerPool {
       async (job: Job, token?: string) => {
         const key = `${queue}/${job.id ?? ''}`;
         this.active.set(key, { job, token });
-        // Progress is written behind the job's back, in order: a start waits for no
-        // Redis round trip per step, and a refused write (Redis away, the lock lost)
-        // costs the step's display, never the start. All land before the job ends.
-        let written: Promise<void> = Promise.resolve();
+        // Progress is written behind the job's back (ProgressWriter): a start waits
+        // for no Redis round trip per step, and steps replaced within 250 ms are
+        // never written. The last one lands before the job ends.
+        const steps = new ProgressWriter(
+          ({ percent, step }) => job.updateProgress({ percent, step }),
+          (error, { step }) => {
+            this.logger.debug({ err: error, job: job.id, queue }, `Recording progress "${step}" failed`);
+          },
+        );
         const context: JobContext = {
           id: job.id ?? '',
           progress: (percent, step) => {
-            written = written.then(
-              () => job.updateProgress({ percent, step }),
-            ).catch((error: unknown) => {
-              this.logger.debug({ err: error, job: job.id, queue }, `Recording progress "${step}" failed`);
-            });
+            steps.report({ percent, step });
           },
         };
         const began = performance.now();
         try {
-          const outcome = await handler(job.data, context).finally(() => written);
+          const outcome = await handler(job.data, context).finally(() => steps.flush());
           this.observe(job.name, outcome.outcome, (performance.now() - began) / 1000);
           return outcome;
         } catch (error) {
