@@ -2,6 +2,7 @@
 # Runs a benchmark against the local stack (started if needed).
 #   hack/bench.sh [--instances N] [--concurrency C] [--repeat R] [--pool]   start/teardown (bench/run.ts)
 #   hack/bench.sh --scale [--instances N] [--running R] …                    scale (bench/scale.ts)
+#   hack/bench.sh --api-cost [--instances N] [--watchers W]                  API server CPU by request (bench/api-cost.ts)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -13,4 +14,5 @@ kubectl apply --server-side --force-conflicts -f manifests/crds/ >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd/challengeinstances.ctfleet.io crd/challenges.ctfleet.io >/dev/null
 npm run --silent build
 if [ "${1:-}" = --scale ]; then shift; exec node bench/scale.ts "$@"; fi
+if [ "${1:-}" = --api-cost ]; then shift; exec node bench/api-cost.ts "$@"; fi
 exec node bench/run.ts "$@"

@@ -20,6 +20,8 @@ export interface JobObservation {
   state: JobState | 'missing';
   failedReason?: string;
   attempts?: number;
+  /** When the job entered the queue, ms since the epoch (BullMQ's job timestamp). */
+  queuedAt?: number;
 }
 
 /** A side effect the reconciler must carry out. */
@@ -81,8 +83,14 @@ export interface Plan {
 
 /** How soon to look again, by how settled the instance is. */
 export const REQUEUE = {
-  /** Something is in flight; its completion also wakes us, this is the safety net. */
+  /**
+   * Something is in flight; its completion also wakes us, this is the safety net.
+   * A job that has waited longer is looked at less often (half its age so far, up
+   * to `busyMax`): a burst of 500 queued for minutes was polled every 5 s, ~20
+   * Redis reads of each job while it waited (docs/benchmark.md).
+   */
   busy: 5_000,
+  busyMax: 30_000,
   /** Nothing to do: a periodic resync repairs anything missed. */
   settled: 5 * 60_000,
 } as const;
@@ -100,6 +108,14 @@ export const REQUEUE = {
  * meanwhile; 0 writes every first status at once.
  */
 export const FIRST_STATUS_GRACE_MS = 3_000;
+
+/** The safety net's delay while something is in flight: longer the longer the job has waited in the queue. */
+export function busyRequeueMs(job: JobObservation | undefined, now: Date): number {
+  const inFlight = job !== undefined && job.state !== 'missing' && job.state !== 'failed' && job.state !== 'completed';
+  if (!inFlight || job.queuedAt === undefined) return REQUEUE.busy;
+  const waited = now.getTime() - job.queuedAt;
+  return Math.min(REQUEUE.busyMax, Math.max(REQUEUE.busy, Math.round(waited / 2)));
+}
 
 /**
  * Decides what an instance needs, from the newest object and the state of the last
@@ -167,7 +183,8 @@ export function plan(
       status.phase === phase && (status.reason ?? '') === reason
         ? []
         : [{ type: phase === 'Failed' || reason === NODE_LOST ? 'Warning' : 'Normal', reason: eventReason(phase, reason), message }];
-    let requeueAfterMs: number = settled ? REQUEUE.settled : REQUEUE.busy;
+    // A job enqueued by this pass is new: the one observed is not the one in flight.
+    let requeueAfterMs: number = settled ? REQUEUE.settled : actions.some((action) => action.type === 'Enqueue') ? REQUEUE.busy : busyRequeueMs(job, now);
     // Expiry is driven by requeue-after: the pass at expiresAt removes the container.
     if (phase === 'Running' && expiresAt !== undefined) requeueAfterMs = Math.min(requeueAfterMs, Math.max(0, Date.parse(expiresAt) - now.getTime()));
     const holdBackMs = firstStatusHoldBack(instance, phase, now, firstStatusGraceMs);

@@ -140,6 +140,8 @@ export interface QueuedJob {
   state: JobState | 'missing';
   failedReason?: string;
   attempts?: number;
+  /** When the job entered the queue, ms since the epoch. */
+  queuedAt?: number;
 }
 
 /** The job queues, as the controller uses them. */

@@ -56,8 +56,11 @@ describe('job retries (BullMQ on the stack\'s Redis)', () => {
     });
 
   test('a transient failure that clears succeeds on a later attempt', async () => {
+    const before = Date.now();
     await queue.enqueue(QUEUE, 'flaky-job', job('flaky'), 1);
     const result = await reaches('flaky-job', 'completed', 20_000);
+    // When it entered the queue: the controller's safety net stretches with it.
+    assert.ok(result.queuedAt !== undefined && result.queuedAt >= before - 1_000 && result.queuedAt <= Date.now(), `queuedAt ${String(result.queuedAt)}`);
     assert.equal(calls.get('flaky')?.length, 3);
     assert.equal(result.attempts, 3);
   });

@@ -276,6 +276,21 @@ describe('plan', () => {
     assert.equal(plan(instance({ status: running(1) }), job('start', 1, 'completed'), NOW).requeueAfterMs, REQUEUE.settled);
   });
 
+  test('the safety net looks at a job waiting in the queue less often the longer it has waited, never past busyMax', () => {
+    const queued = { ...instance(), metadata: { ...instance().metadata, creationTimestamp: new Date(NOW.getTime() - 600_000).toISOString() } };
+    const subject = { ...queued, status: { phase: 'Scheduled' as const, observedGeneration: 1, lastJob: { id: jobIdFor(UID, 1, 'start'), action: 'start' as const } } };
+    const waitedFor = (ms: number, state: JobObservation['state'] = 'waiting'): number =>
+      plan(subject, { ...job('start', 1, state), queuedAt: NOW.getTime() - ms }, NOW).requeueAfterMs;
+    assert.equal(waitedFor(2_000), REQUEUE.busy, 'a job queued just now: the usual 5 s');
+    assert.equal(waitedFor(20_000), 10_000, 'half its wait so far');
+    assert.equal(waitedFor(40_000, 'active'), 20_000, 'a job being worked on alike');
+    assert.equal(waitedFor(600_000), REQUEUE.busyMax, 'capped');
+    assert.equal(plan(subject, job('start', 1, 'waiting'), NOW).requeueAfterMs, REQUEUE.busy, 'no queue time known: 5 s');
+    const lost = plan(subject, { ...job('start', 1, 'missing'), queuedAt: NOW.getTime() - 600_000 }, NOW);
+    assert.equal(lost.actions.filter((action) => action.type === 'Enqueue').length, 1, 'a job the queue lost is enqueued again');
+    assert.equal(lost.requeueAfterMs, REQUEUE.busy, 'and the new job is looked at in 5 s');
+  });
+
   describe('a fresh instance\'s first status', () => {
     const createdAt = (msAgo: number): ChallengeInstance => {
       const fresh = instance();

@@ -95,6 +95,7 @@ export class BullJobQueue implements JobQueue {
       const job = await queue.getJob(jobId);
       if (job === undefined) return { state: 'missing' };
       const result: QueuedJob = { state, attempts: job.attemptsMade };
+      if (job.timestamp > 0) result.queuedAt = job.timestamp;
       if (job.failedReason) result.failedReason = job.failedReason;
       return result;
     } catch (error) {
