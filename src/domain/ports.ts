@@ -248,6 +248,12 @@ export interface PoolClaimStore {
 
 export interface ObservedStateStore {
   record(uid: string, state: ObservedState): Promise<void>;
+  /**
+   * True when the store no longer holds this node's marker (Redis restarted
+   * empty, or was flushed), which it then sets again: every state recorded
+   * before is gone.
+   */
+  lostSince(node: string): Promise<boolean>;
 }
 
 /** The slice of a queued job its handler uses. */

@@ -255,6 +255,10 @@ export class NodeReconciler {
       // sweep cost one Docker listing per running container: at 500 running, the
       // engine spent its time listing (docs/benchmark.md).
       const healthy = actions.filter((action) => action.type === 'healthy');
+      await this.reporter.checkStore().catch((error: unknown) => {
+        this.logger.warn({ err: error }, 'Checking Redis for lost observed state failed; the next sweep retries');
+      });
+      this.reporter.forgetOthers(new Set(instances.map((instance) => instance.metadata.uid)));
       for (let i = 0; i < healthy.length; i += HEALTHY_BATCH) {
         await Promise.all(healthy.slice(i, i + HEALTHY_BATCH).map((action) => this.reporter.healthy(action.instance, action.container).catch((error: unknown) => {
           this.logger.warn({ err: error, uid: action.instance.metadata.uid }, 'Refreshing an observed state in Redis failed; the next sweep retries');

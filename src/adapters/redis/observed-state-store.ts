@@ -18,6 +18,11 @@ export class RedisObservedStateStore implements ObservedStateStore {
     return `${prefix}:observed:${uid}`;
   }
 
+  async lostSince(node: string): Promise<boolean> {
+    // Set only when missing: OK means nothing was there, so neither is anything recorded before.
+    return (await this.redis.set(`${this.prefix}:observed-marker:${node}`, new Date().toISOString(), 'NX')) === 'OK';
+  }
+
   async record(uid: string, state: ObservedState): Promise<void> {
     const key = RedisObservedStateStore.keyFor(this.prefix, uid);
     const fields: Record<string, string> = {
