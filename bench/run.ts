@@ -108,6 +108,28 @@ function summarise(latencies: number[], wallMs: number): Summary {
   return { latencies, p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99), max: sorted.at(-1) ?? Number.NaN, wallMs, perSecond: (latencies.length / wallMs) * 1000 };
 }
 
+/**
+ * Creates a ChallengeInstance as a platform would, retrying a request whose
+ * connection dropped before an answer (the API server may close an HTTP/2
+ * connection carrying hundreds of creates: "other side closed"). A retry that
+ * finds it already there (409) reads it: the first attempt went through.
+ */
+async function createOnce(api: CustomObjectsApi, namespace: string, body: { metadata: { name: string } } & Record<string, unknown>): Promise<{ metadata: { uid: string } }> {
+  const object = { group: 'ctfleet.io', version: 'v1alpha1', namespace, plural: 'challengeinstances' };
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return (await api.createNamespacedCustomObject({ ...object, body })) as { metadata: { uid: string } };
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (attempt > 1 && code === 409) return (await api.getNamespacedCustomObject({ ...object, name: body.metadata.name })) as { metadata: { uid: string } };
+      // An HTTP answer (a number) is the API server's verdict: only a dropped connection is retried.
+      if (typeof code === 'number' || attempt === 3) throw error;
+      console.log(`create ${body.metadata.name}: ${error instanceof Error ? error.message : String(error)}; retrying (attempt ${attempt + 1} of 3)`);
+      await sleep(200 * attempt);
+    }
+  }
+}
+
 async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   await Promise.all(
@@ -435,10 +457,7 @@ async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {
         const spec = pooled
           ? { team: `team-${i}`, challengeRef: { name: 'web-101' } }
           : { team: `team-${i}`, challenge: 'web-101', image: IMAGE, imagePullPolicy: 'Never', ports: [{ name: 'http', containerPort: 8080 }], env: [{ name: 'GREETING', value: `bench-${i}` }], resources: { cpu: '250m', memory: '64Mi', pids: 64 } };
-        const made = (await api.createNamespacedCustomObject({
-          group: 'ctfleet.io', version: 'v1alpha1', namespace: ns, plural: 'challengeinstances',
-          body: { apiVersion: 'ctfleet.io/v1alpha1', kind: 'ChallengeInstance', metadata: { name }, spec },
-        })) as { metadata: { uid: string } };
+        const made = await createOnce(api, ns, { apiVersion: 'ctfleet.io/v1alpha1', kind: 'ChallengeInstance', metadata: { name }, spec });
         uids.set(name, made.metadata.uid);
         createdAnswered.set(name, Date.now());
       }),
