@@ -260,7 +260,8 @@ export class NodeReconciler {
       });
       this.reporter.forgetOthers(new Set(instances.map((instance) => instance.metadata.uid)));
       for (let i = 0; i < healthy.length; i += HEALTHY_BATCH) {
-        await Promise.all(healthy.slice(i, i + HEALTHY_BATCH).map((action) => this.reporter.healthy(action.instance, action.container).catch((error: unknown) => {
+        // A uid whose job arrived since the snapshot is its pass's to report: a stale `running` would overwrite it.
+        await Promise.all(healthy.slice(i, i + HEALTHY_BATCH).filter((action) => !this.demands.has(action.instance.metadata.uid)).map((action) => this.reporter.healthy(action.instance, action.container).catch((error: unknown) => {
           this.logger.warn({ err: error, uid: action.instance.metadata.uid }, 'Refreshing an observed state in Redis failed; the next sweep retries');
         })));
       }

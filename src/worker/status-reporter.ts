@@ -25,6 +25,8 @@ export class StatusReporter {
   private readonly logger: Logger;
   /** What this process last wrote to Redis for each instance uid, and when. */
   private readonly recorded = new Map<string, { state: RecordedState; at: number }>();
+  /** Counts the losses of Redis's keys {@link checkStore} found. */
+  private epoch = 0;
 
   constructor(deps: { api: InstanceApi; observed: ObservedStateStore; node: string; clock: Clock; logger: Logger }) {
     this.api = deps.api;
@@ -69,7 +71,10 @@ export class StatusReporter {
    * every healthy instance's state is written again, not only the stale ones.
    */
   async checkStore(): Promise<void> {
-    if (await this.observed.lostSince(this.node)) this.recorded.clear();
+    if (!(await this.observed.lostSince(this.node))) return;
+    this.recorded.clear();
+    // A write in flight may have landed before the loss: it must not count as recorded.
+    this.epoch += 1;
   }
 
   /**
@@ -153,8 +158,9 @@ export class StatusReporter {
   private async record(where: { namespace: string; name: string; uid: string }, state: RecordedState): Promise<void> {
     this.recorded.delete(where.uid);
     const at = this.clock.now();
+    const epoch = this.epoch;
     await this.observed.record(where.uid, { namespace: where.namespace, name: where.name, node: this.node, ...state });
-    this.recorded.set(where.uid, { state, at });
+    if (epoch === this.epoch) this.recorded.set(where.uid, { state, at });
   }
 
   /** A Warning event from the worker, its message bounded as the condition's: best effort, off the critical path. */

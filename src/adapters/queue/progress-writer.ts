@@ -12,7 +12,8 @@ export interface JobStep {
  * each write is a Lua script and an event on the queue's stream that every
  * listener (the controller, the dashboard) reads, so steps that a later one
  * replaces within the interval are never written. `flush` writes the last step
- * and waits for every write: a finished job always shows its last step.
+ * and waits for every write: a finished job always shows its last step, and
+ * nothing reported after it is written.
  *
  * A refused write (Redis away, the job's lock lost) costs that step's display,
  * never the job: `onError` hears of it.
@@ -25,6 +26,7 @@ export class ProgressWriter {
   private sent: JobStep | undefined;
   private timer: NodeJS.Timeout | undefined;
   private writes: Promise<void> = Promise.resolve();
+  private flushed = false;
 
   constructor(write: (step: JobStep) => Promise<void>, onError: (error: unknown, step: JobStep) => void, intervalMs = PROGRESS_INTERVAL_MS) {
     this.write = write;
@@ -34,6 +36,8 @@ export class ProgressWriter {
 
   /** Records a step; it reaches Redis within the interval unless a later one replaces it. */
   report(step: JobStep): void {
+    // After flush the job is over (or handed back): a late step would land on a job no longer ours.
+    if (this.flushed) return;
     this.latest = step;
     if (this.timer !== undefined) return;
     this.timer = setTimeout(() => {
@@ -45,6 +49,7 @@ export class ProgressWriter {
 
   /** Writes the last step if it is not written yet; resolves when every write has landed or failed. */
   flush(): Promise<void> {
+    this.flushed = true;
     clearTimeout(this.timer);
     this.timer = undefined;
     this.send();

@@ -3,11 +3,15 @@ import type { ObservedState, ObservedStateStore } from '../../domain/ports.ts';
 
 /** Observed state expires a day after its last report: Kubernetes stays the record. */
 export const OBSERVED_TTL_SECONDS = 86_400;
+/** A node's marker lives an hour past the sweep that last found it missing (the reporter's refresh interval). */
+const MARKER_TTL_SECONDS = 3_600;
 
 /** {@link ObservedStateStore} as one Redis hash per instance uid, under the deployment's prefix. */
 export class RedisObservedStateStore implements ObservedStateStore {
   private readonly redis: Redis;
   private readonly prefix: string;
+  /** The Redis server's run id at the last check. */
+  private runId: string | undefined;
 
   constructor(redis: Redis, prefix: string) {
     this.redis = redis;
@@ -18,9 +22,22 @@ export class RedisObservedStateStore implements ObservedStateStore {
     return `${prefix}:observed:${uid}`;
   }
 
+  /**
+   * The marker is set only when missing (OK: nothing was there, so neither is
+   * anything recorded before) and expires with the refresh interval, so a node
+   * that left leaves nothing behind. A Redis restarted from its append-only file
+   * or a backup keeps the marker but may lack the last writes: a new `run_id`
+   * counts as lost too.
+   */
   async lostSince(node: string): Promise<boolean> {
-    // Set only when missing: OK means nothing was there, so neither is anything recorded before.
-    return (await this.redis.set(`${this.prefix}:observed-marker:${node}`, new Date().toISOString(), 'NX')) === 'OK';
+    const [marked, server] = await Promise.all([
+      this.redis.set(`${this.prefix}:observed-marker:${node}`, new Date().toISOString(), 'EX', MARKER_TTL_SECONDS, 'NX'),
+      this.redis.info('server'),
+    ]);
+    const runId = /^run_id:(\w+)/m.exec(server)?.[1];
+    const restarted = this.runId !== undefined && runId !== this.runId;
+    this.runId = runId;
+    return marked === 'OK' || restarted;
   }
 
   async record(uid: string, state: ObservedState): Promise<void> {
