@@ -243,6 +243,9 @@ describe('warm pools: an instance from an idle container, its flag written at th
     const claimedUids = Object.values(claims).map((text) => (JSON.parse(text) as { uid: string }).uid);
     assert.equal(new Set(claimedUids).size, claimedUids.length, 'no instance holds two claims');
     await scenario.converged('worker killed mid-claim', Date.now(), 60_000);
+    // The next test leaves two idle containers half-claimed with no worker running:
+    // the refill after these ten claims must have made them first.
+    await idleAtLeast(2, 90_000);
     await worker.stop();
     await controller.stop();
   });
