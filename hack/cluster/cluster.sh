@@ -607,7 +607,8 @@ down_cluster() {
   local ns
   for ns in /var/run/netns/cni-*; do
     [ -e "$ns" ] || continue
-    if ! grep -q . <<<"$(ip netns pids "$(basename "$ns")" 2>/dev/null)"; then umount "$ns" 2>/dev/null || true; rm -f "$ns"; fi
+    # A namespace file still mounted (umount refused) cannot be removed: left, not fatal.
+    if ! grep -q . <<<"$(ip netns pids "$(basename "$ns")" 2>/dev/null)"; then umount "$ns" 2>/dev/null || true; rm -f "$ns" || true; fi
   done 2>/dev/null
   local veth
   for veth in $(ip -o link show master "$CNI_BRIDGE" 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }'); do ip link del "$veth" 2>/dev/null || true; done
