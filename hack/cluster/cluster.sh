@@ -555,7 +555,7 @@ remove_pods() {
   local path
   for path in $(printf '%s\n' "${netns[@]}" | sort -u); do
     umount "$path" 2>/dev/null || true
-    rm -f "$path"
+    rm -f "$path" 2>/dev/null || true
   done
   [ "${#netns[@]}" -eq 0 ] || log "removed the pods' containers, sandboxes and ${#netns[@]} network namespaces"
 }
