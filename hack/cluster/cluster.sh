@@ -567,6 +567,27 @@ unmount_under() {
   done
 }
 
+# A sandbox namespace mounted on /run/netns/cni-* before /run/netns itself became
+# a mount point (`ip netns` makes it one on first use) sits under that later
+# mount, out of reach by its path. Lifts the covering mount, frees the namespace,
+# and puts the covering mount back as `ip netns` makes it (a shared bind).
+free_shadowed_netns() {
+  local ns shadowed=()
+  for ns in $(awk '$5 ~ /^\/run\/netns\/cni-/ { print $5 }' /proc/self/mountinfo); do
+    # Visible, a namespace file is on nsfs; covered, it is the directory's own file.
+    [ "$(stat -c %d "$ns" 2>/dev/null)" != "$(stat -c %d /run/netns)" ] || shadowed+=("$ns")
+  done
+  [ "${#shadowed[@]}" -gt 0 ] || return 0
+  local covered=0
+  while mountpoint -q /run/netns; do umount /run/netns 2>/dev/null || break; covered=1; done
+  for ns in "${shadowed[@]}"; do
+    umount "$ns" 2>/dev/null || umount -l "$ns" 2>/dev/null || log "could not unmount $ns"
+    rm -f "$ns" 2>/dev/null || true
+  done
+  if [ "$covered" = 1 ]; then { mount --bind /run/netns /run/netns && mount --make-shared /run/netns; } || true; fi
+  log "freed ${#shadowed[@]} sandbox network namespaces that a later mount of /run/netns covered"
+}
+
 down_cluster() {
   cluster_known || return 0
   local owner; owner=$(cluster_owner)
@@ -610,6 +631,7 @@ down_cluster() {
     # A namespace file still mounted (umount refused) cannot be removed: left, not fatal.
     if ! grep -q . <<<"$(ip netns pids "$(basename "$ns")" 2>/dev/null)"; then umount "$ns" 2>/dev/null || true; rm -f "$ns" || true; fi
   done 2>/dev/null
+  free_shadowed_netns
   local veth
   for veth in $(ip -o link show master "$CNI_BRIDGE" 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }'); do ip link del "$veth" 2>/dev/null || true; done
   ip link del "$CNI_BRIDGE" 2>/dev/null || true
