@@ -25,7 +25,7 @@ function groupOf(comm: string, pid: number, named: ReadonlyMap<number, string>):
   const role = named.get(pid);
   if (role !== undefined) return role;
   if (comm.startsWith('containerd-shim')) return 'containerd-shim';
-  if (['dockerd', 'containerd', 'kube-apiserver', 'etcd', 'redis-server', 'runc', 'iptables', 'docker-proxy'].includes(comm)) return comm;
+  if (['dockerd', 'containerd', 'kube-apiserver', 'etcd', 'redis-server', 'runc', 'iptables', 'docker-proxy', 'docker-init', 'kubelet', 'kube-proxy', 'kube-controller', 'kube-scheduler', 'httpd'].includes(comm)) return comm;
   if (comm === 'node' || comm === 'MainThread') return 'other node';
   return 'other';
 }
