@@ -35,9 +35,9 @@ import { loadKubeConfig } from '../src/adapters/kubernetes/kube-config.ts';
 import { createRedisConnection } from '../src/adapters/redis/redis-connection.ts';
 import { formatTable } from '../src/cli/output.ts';
 import { canConnect, probeDelayMs } from '../src/worker/readiness.ts';
-import { freePort, metric, metricBy, peakRssMb, startProcess, untilReady } from './lib/processes.ts';
+import { freePort, metric, metricBy, peakRssMb, startProcess, stopProcess, untilReady } from './lib/processes.ts';
 import { auditedWrites, type AuditedWrite } from './lib/apiserver-writes.ts';
-import { cpuSnapshot, cpuUsed, formatCpu, type CpuUse } from './lib/cpu.ts';
+import { cpuSnapshot, cpuUsed, formatCpu, type CpuSnapshot, type CpuUse } from './lib/cpu.ts';
 import { parseNodeCpus, splitCores } from './lib/cores.ts';
 import { loadConnectionConfig, loadRuntimeConfig } from '../src/config/config.ts';
 import type { HardeningProfile } from '../src/domain/hardening.ts';
@@ -48,7 +48,7 @@ import { NodeIsolation } from '../src/worker/node-isolation.ts';
 import { IptablesFirewall } from '../src/adapters/firewall/iptables.ts';
 import { createLogger } from '../src/observability/logger.ts';
 
-const { values } = parseArgs({ options: { instances: { type: 'string', default: '50' }, concurrency: { type: 'string', default: '16' }, repeat: { type: 'string', default: '1' }, pool: { type: 'boolean', default: false }, 'none-network': { type: 'string', default: 'ctfleet' }, 'node-cpus': { type: 'string' } } });
+const { values } = parseArgs({ options: { instances: { type: 'string', default: '50' }, concurrency: { type: 'string', default: '16' }, repeat: { type: 'string', default: '1' }, pool: { type: 'boolean', default: false }, 'none-network': { type: 'string', default: 'ctfleet' }, 'node-cpus': { type: 'string' }, 'shape-beside-worker': { type: 'boolean', default: false } } });
 const POOLED = values.pool;
 const N = Number(values.instances);
 const C = Number(values.concurrency);
@@ -66,6 +66,14 @@ const NONE_PLACE = NONE_NETWORK === 'engine-default' ? "the engine's default bri
 const cores = NODE_CPUS === undefined ? undefined : splitCores(NODE_CPUS);
 /** The controller's first-status grace, when the environment sets it (ctfleet's processes inherit the environment). */
 const GRACE = process.env.CTFLEET_FIRST_STATUS_GRACE_SECONDS;
+/**
+ * `--shape-beside-worker`: the ctfleet-shape round runs with an idle ctfleet
+ * worker beside it on the node's CPUs (another node name, Redis prefix and
+ * namespace, so it has no jobs and leaves the round's containers alone): what a
+ * worker's mere presence (its sweeps, Docker's event stream, its heartbeats)
+ * costs Docker, apart from what its jobs cost.
+ */
+const SHAPE_BESIDE_WORKER = values['shape-beside-worker'];
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const IMAGE = 'ctfleet-test/web:1';
@@ -209,6 +217,20 @@ async function workerShape(): Promise<{ hardening: HardeningProfile; network: st
   return { hardening: worker.hardening, network: network.name, egress: worker.isolation.defaultEgress };
 }
 
+/** An idle ctfleet worker on the node's CPUs, ready and past its first sweep (`--shape-beside-worker`). */
+async function besideWorker(): Promise<ChildProcess> {
+  const port = await freePort();
+  const launched = Date.now();
+  const worker = startProcess('worker', { ...workerEnv(PORTS.fresh), CTFLEET_NODE_NAME: 'bench-beside', CTFLEET_REDIS_PREFIX: `{ctfleet-bench-${run}-beside}`, CTFLEET_NAMESPACES: `${NS}-beside` }, port);
+  cores?.pinNode(worker.pid);
+  await untilReady(port, launched);
+  while ((await metric(port, 'ctfleet_sweep_duration_seconds_count')) < 1) {
+    if (Date.now() - launched > 120_000) throw new Error('the idle worker beside the round finished no sweep within 120 s');
+    await sleep(20);
+  }
+  return worker;
+}
+
 async function baselineRound(kind: BaselineKind): Promise<BaselineResult> {
   const ids: { container: string; network?: string }[] = [];
   const latencies: number[] = [];
@@ -217,54 +239,65 @@ async function baselineRound(kind: BaselineKind): Promise<BaselineResult> {
   const shape = kind === 'ctfleet-shape' ? await workerShape() : undefined;
   const runtime = new DockerRuntime(docker);
   const roles = new Map([[process.pid, 'benchmark']]);
+  const beside = kind === 'ctfleet-shape' && SHAPE_BESIDE_WORKER ? await besideWorker() : undefined;
+  if (beside !== undefined) roles.set(beside.pid ?? -1, 'ctfleet worker (idle, beside)');
   const cpuBefore = cpuSnapshot(roles);
   const began = Date.now();
-  await pool(
-    Array.from({ length: N }, (_, i) => i),
-    C,
-    async (i) => {
-      const t0 = Date.now();
-      const name = `ctfleet-bench-${tag}-${run}-${i}`;
-      let network: string | undefined;
-      let id: string;
-      if (shape !== undefined) {
-        const spec = { team: `team-${i}`, challenge: 'web-101', image: IMAGE, imagePullPolicy: 'Never', ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }], env: [{ name: 'GREETING', value: `bench-${i}` }], resources: { cpu: '250m', memory: '64Mi', pids: 64 }, desiredState: 'Running', priority: 0 } as const;
-        const target = { namespace: NS, name: `shape-${i}`, uid: `${run}-${i}`, generation: 1 };
-        const definition = containerDefinition(target, { ...spec, ports: [...spec.ports], env: [...spec.env] }, { node: 'bench-node', bindAddress: '127.0.0.1', hostPorts: [PORTS.baseline + i], network: { name: shape.network, dns: [] }, egress: shape.egress }, shape.hardening, { specHash: 'bench' });
-        id = (await runtime.createAndStart({ ...definition, name, labels: { ...definition.labels, 'ctfleet.io/bench': run } })).id;
-      } else {
-        if (kind === 'network-per-container') {
-          const created = await docker.createNetwork({
-            Name: name,
-            Driver: 'bridge',
-            IPAM: { Driver: 'default', Config: [{ Subnet: `10.199.${Math.floor(i / 16)}.${(i % 16) * 16}/28` }] },
-            Options: { 'com.docker.network.bridge.enable_icc': 'false' },
+  let ended: number;
+  let cpuAfter: CpuSnapshot;
+  try {
+    await pool(
+      Array.from({ length: N }, (_, i) => i),
+      C,
+      async (i) => {
+        const t0 = Date.now();
+        const name = `ctfleet-bench-${tag}-${run}-${i}`;
+        let network: string | undefined;
+        let id: string;
+        if (shape !== undefined) {
+          const spec = { team: `team-${i}`, challenge: 'web-101', image: IMAGE, imagePullPolicy: 'Never', ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }], env: [{ name: 'GREETING', value: `bench-${i}` }], resources: { cpu: '250m', memory: '64Mi', pids: 64 }, desiredState: 'Running', priority: 0 } as const;
+          const target = { namespace: NS, name: `shape-${i}`, uid: `${run}-${i}`, generation: 1 };
+          const definition = containerDefinition(target, { ...spec, ports: [...spec.ports], env: [...spec.env] }, { node: 'bench-node', bindAddress: '127.0.0.1', hostPorts: [PORTS.baseline + i], network: { name: shape.network, dns: [] }, egress: shape.egress }, shape.hardening, { specHash: 'bench' });
+          id = (await runtime.createAndStart({ ...definition, name, labels: { ...definition.labels, 'ctfleet.io/bench': run } })).id;
+        } else {
+          if (kind === 'network-per-container') {
+            const created = await docker.createNetwork({
+              Name: name,
+              Driver: 'bridge',
+              IPAM: { Driver: 'default', Config: [{ Subnet: `10.199.${Math.floor(i / 16)}.${(i % 16) * 16}/28` }] },
+              Options: { 'com.docker.network.bridge.enable_icc': 'false' },
+              Labels: { 'ctfleet.io/bench': run },
+            });
+            network = created.id;
+          }
+          const container = await docker.createContainer({
+            name,
+            Image: IMAGE,
+            Env: [`GREETING=baseline-${i}`],
+            ExposedPorts: { '8080/tcp': {} },
             Labels: { 'ctfleet.io/bench': run },
+            HostConfig: { PortBindings: { '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: String(PORTS.baseline + i) }] }, ...LIMITS, ...(network === undefined ? {} : { NetworkMode: network }) },
           });
-          network = created.id;
+          await container.start();
+          id = container.id;
         }
-        const container = await docker.createContainer({
-          name,
-          Image: IMAGE,
-          Env: [`GREETING=baseline-${i}`],
-          ExposedPorts: { '8080/tcp': {} },
-          Labels: { 'ctfleet.io/bench': run },
-          HostConfig: { PortBindings: { '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: String(PORTS.baseline + i) }] }, ...LIMITS, ...(network === undefined ? {} : { NetworkMode: network }) },
-        });
-        await container.start();
-        id = container.id;
-      }
-      const ip = Object.values((await docker.getContainer(id).inspect()).NetworkSettings.Networks)[0]?.IPAddress ?? '127.0.0.1';
-      // The worker's own probe schedule (src/worker/readiness.ts): both sides wait alike for a server to listen.
-      for (let attempt = 0; !(await canConnect(ip, 8080, 500)); attempt += 1) await sleep(probeDelayMs(attempt));
-      latencies.push(Date.now() - t0);
-      sinceRequested.push(Date.now() - began);
-      ids.push({ container: id, ...(network === undefined ? {} : { network }) });
-    },
-  );
-  const start = summarise(latencies, Date.now() - began);
+        const ip = Object.values((await docker.getContainer(id).inspect()).NetworkSettings.Networks)[0]?.IPAddress ?? '127.0.0.1';
+        // The worker's own probe schedule (src/worker/readiness.ts): both sides wait alike for a server to listen.
+        for (let attempt = 0; !(await canConnect(ip, 8080, 500)); attempt += 1) await sleep(probeDelayMs(attempt));
+        latencies.push(Date.now() - t0);
+        sinceRequested.push(Date.now() - began);
+        ids.push({ container: id, ...(network === undefined ? {} : { network }) });
+      },
+    );
+    ended = Date.now();
+    // Before the idle worker stops: an exited process's CPU is no longer in /proc.
+    cpuAfter = cpuSnapshot(roles);
+  } finally {
+    if (beside !== undefined) await stopProcess(beside);
+  }
+  const start = summarise(latencies, ended - began);
   const requested = summarise(sinceRequested, start.wallMs);
-  const cpu = cpuUsed(cpuBefore, cpuSnapshot(roles));
+  const cpu = cpuUsed(cpuBefore, cpuAfter);
   const removeStart = Date.now();
   await pool(ids, C, async ({ container, network }) => {
     await docker.getContainer(container).remove({ force: true });
