@@ -35,7 +35,7 @@ import { loadKubeConfig } from '../src/adapters/kubernetes/kube-config.ts';
 import { createRedisConnection } from '../src/adapters/redis/redis-connection.ts';
 import { formatTable } from '../src/cli/output.ts';
 import { canConnect, probeDelayMs } from '../src/worker/readiness.ts';
-import { freePort, metric, metricBy, peakRssMb, startProcess, stopProcess, untilReady } from './lib/processes.ts';
+import { freePort, metric, metricBy, peakRssMb, startProcess, stopProcess, untilReady, untilSwept } from './lib/processes.ts';
 import { auditedWrites, type AuditedWrite } from './lib/apiserver-writes.ts';
 import { cpuSnapshot, cpuUsed, formatCpu, type CpuSnapshot, type CpuUse } from './lib/cpu.ts';
 import { parseNodeCpus, splitCores } from './lib/cores.ts';
@@ -86,6 +86,8 @@ let NS = `bench-${run}`;
 let PREFIX = `{ctfleet-bench-${run}}`;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** The ChallengeInstances of a namespace, as client-node's custom-object calls name them. */
+const instancesIn = (namespace: string) => ({ group: 'ctfleet.io', version: 'v1alpha1', namespace, plural: 'challengeinstances' }) as const;
 
 /**
  * Host ports, all below the ephemeral range (32768–60999) so an outgoing
@@ -123,7 +125,7 @@ function summarise(latencies: number[], wallMs: number): Summary {
  * finds it already there (409) reads it: the first attempt went through.
  */
 async function createOnce(api: CustomObjectsApi, namespace: string, body: { metadata: { name: string } } & Record<string, unknown>): Promise<{ metadata: { uid: string } }> {
-  const object = { group: 'ctfleet.io', version: 'v1alpha1', namespace, plural: 'challengeinstances' };
+  const object = instancesIn(namespace);
   for (let attempt = 1; ; attempt += 1) {
     try {
       return (await api.createNamespacedCustomObject({ ...object, body })) as { metadata: { uid: string } };
@@ -224,10 +226,7 @@ async function besideWorker(): Promise<ChildProcess> {
   const worker = startProcess('worker', { ...workerEnv(PORTS.fresh), CTFLEET_NODE_NAME: 'bench-beside', CTFLEET_REDIS_PREFIX: `{ctfleet-bench-${run}-beside}`, CTFLEET_NAMESPACES: `${NS}-beside` }, port);
   cores?.pinNode(worker.pid);
   await untilReady(port, launched);
-  while ((await metric(port, 'ctfleet_sweep_duration_seconds_count')) < 1) {
-    if (Date.now() - launched > 120_000) throw new Error('the idle worker beside the round finished no sweep within 120 s');
-    await sleep(20);
-  }
+  await untilSwept(port, launched, 'the idle worker beside the round');
   return worker;
 }
 
@@ -370,7 +369,7 @@ interface FleetResult {
  * round's watch leaves it out.
  */
 async function warmUp(ns: string, api: CustomObjectsApi): Promise<number> {
-  const object = { group: 'ctfleet.io', version: 'v1alpha1', namespace: ns, plural: 'challengeinstances' } as const;
+  const object = instancesIn(ns);
   const began = Date.now();
   await api.createNamespacedCustomObject({
     ...object,
@@ -434,7 +433,7 @@ async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {
     const ready = new Map<string, number>();
     const containers = new Map<string, string>();
     const informer = makeInformer<KubernetesObject>(kubeConfig, `/apis/ctfleet.io/v1alpha1/namespaces/${ns}/challengeinstances`, async () =>
-      (await api.listNamespacedCustomObject({ group: 'ctfleet.io', version: 'v1alpha1', namespace: ns, plural: 'challengeinstances' })) as { items: KubernetesObject[]; metadata: { resourceVersion: string } },
+      (await api.listNamespacedCustomObject(instancesIn(ns))) as { items: KubernetesObject[]; metadata: { resourceVersion: string } },
     );
     const observe = (object: KubernetesObject): void => {
       const item = object as KubernetesObject & { status?: { phase?: string; containerId?: string; conditions?: { type: string; status: string }[] } };
@@ -451,14 +450,7 @@ async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {
     informer.on('update', observe);
     await informer.start();
     const [controllerReadyMs, workerReadyMs] = await Promise.all([untilReady(controllerPort, launched), untilReady(workerPort, launched)]);
-    // A worker's start-up ends with a sweep (Docker's events connecting start one:
-    // listings, the firewall's check, the node's instances): a round whose first
-    // instance lands on it times start-up, not a start, as /readyz alone once did.
-    for (;;) {
-      if ((await metric(workerPort, 'ctfleet_sweep_duration_seconds_count')) >= 1) break;
-      if (Date.now() - launched > 120_000) throw new Error('the worker finished no sweep within 120 s of its launch');
-      await sleep(20);
-    }
+    await untilSwept(workerPort, launched, 'the worker');
     let poolFillMs: number | undefined;
     if (pooled) {
       for (;;) {
@@ -562,7 +554,7 @@ async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {
     }
 
     const teardownBegan = Date.now();
-    await Promise.all(names.map((name) => api.deleteNamespacedCustomObject({ group: 'ctfleet.io', version: 'v1alpha1', namespace: ns, plural: 'challengeinstances', name })));
+    await Promise.all(names.map((name) => api.deleteNamespacedCustomObject({ ...instancesIn(ns), name })));
     for (;;) {
       // The pool's idle containers stay: the instances' containers are the ones timed.
       const left = (await docker.listContainers({ all: true, filters: { label: [`ctfleet.io/namespace=${ns}`] } })).filter((container) => !(container.Names[0] ?? '').startsWith('/ctfpool-'));

@@ -31,6 +31,19 @@ export async function untilReady(port: number, began: number): Promise<number> {
   }
 }
 
+/**
+ * Waits until a worker on `port` finished its first sweep: its start-up ends with
+ * one (Docker's events connecting start it: listings, the firewall's check, the
+ * node's instances), and a round whose first instance lands on it times start-up,
+ * not a start, as /readyz alone once did.
+ */
+export async function untilSwept(port: number, launched: number, what: string): Promise<void> {
+  while ((await metric(port, 'ctfleet_sweep_duration_seconds_count')) < 1) {
+    if (Date.now() - launched > 120_000) throw new Error(`${what} finished no sweep within 120 s of its launch`);
+    await sleep(20);
+  }
+}
+
 /** A line of the process's /proc status (VmHWM: peak resident memory, VmRSS: now), MB. */
 function memoryMb(pid: number | undefined, field: 'VmHWM' | 'VmRSS'): number {
   if (pid === undefined) return Number.NaN;

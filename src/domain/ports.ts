@@ -246,6 +246,13 @@ export interface PoolClaimStore {
   forget(node: string, containerIds: readonly string[]): Promise<void>;
 }
 
+/**
+ * How long a healthy instance's observed state, as a worker wrote it, is not
+ * written again: well within its expiry in Redis (a day). A node's marker in the
+ * store lives as long, so a node that left leaves nothing behind.
+ */
+export const OBSERVED_REFRESH_MS = 60 * 60_000;
+
 export interface ObservedStateStore {
   record(uid: string, state: ObservedState): Promise<void>;
   /**

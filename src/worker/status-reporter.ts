@@ -4,7 +4,7 @@ import { boundText, kubeTime, mergeCondition } from '../domain/conditions.ts';
 import { isNotFound } from '../domain/errors.ts';
 import type { JobTarget } from '../domain/jobs.ts';
 import { FIELD_MANAGERS, LABELS } from '../domain/names.ts';
-import type { Clock, ContainerInfo, InstanceApi, ObservedState, ObservedStateStore } from '../domain/ports.ts';
+import { OBSERVED_REFRESH_MS, type Clock, type ContainerInfo, type InstanceApi, type ObservedState, type ObservedStateStore } from '../domain/ports.ts';
 import { READY_REASONS } from '../domain/reasons.ts';
 import type { Logger } from '../observability/logger.ts';
 
@@ -80,7 +80,8 @@ export class StatusReporter {
   /**
    * Refreshes Redis's observed state of a container that runs as it should: a
    * state this process wrote as it is within OBSERVED_REFRESH_MS is not written
-   * again (a sweep of 500 running instances wrote 500 hashes every 30 s).
+   * again (a sweep of 500 running instances wrote 500 hashes every 30 s); a Redis
+   * that lost its keys is caught by {@link checkStore} at once.
    */
   async healthy(instance: ChallengeInstance, container: ContainerInfo): Promise<void> {
     const { generation, uid } = instance.metadata;
@@ -172,13 +173,6 @@ export class StatusReporter {
 }
 
 type RecordedState = Omit<ObservedState, 'namespace' | 'name' | 'node'>;
-
-/**
- * How long a healthy instance's observed state, as this process wrote it, is
- * not written again: well within its expiry in Redis (a day), and a Redis that
- * lost its keys is caught by {@link StatusReporter.checkStore} at once.
- */
-export const OBSERVED_REFRESH_MS = 60 * 60_000;
 
 /** The status fields the worker owns, as a report would leave them. */
 function workerFields(status: InstanceStatus | undefined): unknown {

@@ -7,7 +7,8 @@ import { RedisObservedStateStore } from '../../src/adapters/redis/observed-state
 import { createRedisConnection } from '../../src/adapters/redis/redis-connection.ts';
 import type { ContainerInfo } from '../../src/domain/ports.ts';
 import { createLogger } from '../../src/observability/logger.ts';
-import { OBSERVED_REFRESH_MS, StatusReporter } from '../../src/worker/status-reporter.ts';
+import { OBSERVED_REFRESH_MS } from '../../src/domain/ports.ts';
+import { StatusReporter } from '../../src/worker/status-reporter.ts';
 import { testInstance } from '../support/fixtures.ts';
 import { stackConfig, uniqueSuffix } from '../support/stack.ts';
 

@@ -1,10 +1,10 @@
 import type { Redis } from 'ioredis';
-import type { ObservedState, ObservedStateStore } from '../../domain/ports.ts';
+import { OBSERVED_REFRESH_MS, type ObservedState, type ObservedStateStore } from '../../domain/ports.ts';
 
 /** Observed state expires a day after its last report: Kubernetes stays the record. */
 export const OBSERVED_TTL_SECONDS = 86_400;
-/** A node's marker lives an hour past the sweep that last found it missing (the reporter's refresh interval). */
-const MARKER_TTL_SECONDS = 3_600;
+/** A node's marker lives one refresh interval past the sweep that last found it missing. */
+const MARKER_TTL_SECONDS = OBSERVED_REFRESH_MS / 1000;
 
 /** {@link ObservedStateStore} as one Redis hash per instance uid, under the deployment's prefix. */
 export class RedisObservedStateStore implements ObservedStateStore {
