@@ -356,6 +356,12 @@ interface FleetResult {
   /** The worker's own measure of a claim (record, flag file, rename, guard), mean ms. */
   claimMeanMs?: number;
   stages: Stages;
+  /**
+   * The burst's head, ms after its first create: the last create answered, and
+   * the worker's first job and its C-th taken (when the node had every start it
+   * could run at once). Until then the node waits on the control plane.
+   */
+  head: { lastCreatedMs: number; firstTakenMs: number; fullTakenMs: number };
   writes: WritesPerStart;
   /** The worker's Docker calls during the start, by operation (pool refills included). */
   docker: Record<string, { meanMs: number; perStart: number }>;
@@ -527,6 +533,8 @@ async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {
         runningSeen: ready.get(job.name),
       });
     }
+    const taken = jobs.map((job) => job.taken - began).filter(Number.isFinite).sort((a, b) => a - b);
+    const head = { lastCreatedMs: Math.max(...createdAnswered.values()) - began, firstTakenMs: taken[0] ?? Number.NaN, fullTakenMs: taken[Math.min(C, taken.length) - 1] ?? Number.NaN };
     const stages: Stages = {};
     for (const [from, to] of STAGES) stages[`${from}→${to}`] = median(names.map((name) => (stagesOf.get(name)?.[to] ?? Number.NaN) - (stagesOf.get(name)?.[from] ?? Number.NaN)).filter(Number.isFinite));
     // Writes of the start: up to the last instance Running (teardown not counted).
@@ -565,7 +573,7 @@ async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {
     const teardownMs = Date.now() - teardownBegan;
     const rssMb = { controller: peakRssMb(controller.pid), worker: peakRssMb(worker.pid) };
     await informer.stop();
-    return { start, teardownMs, rssMb, serving, stages, writes, docker: dockerCalls, cpu, ...(claimed === undefined ? {} : { claimed, claimMeanMs }), ...(poolFillMs === undefined ? {} : { poolFillMs }) };
+    return { start, teardownMs, rssMb, serving, stages, head, writes, docker: dockerCalls, cpu, ...(claimed === undefined ? {} : { claimed, claimMeanMs }), ...(poolFillMs === undefined ? {} : { poolFillMs }) };
   } finally {
     for (const child of processes) child.kill('SIGTERM');
     await Promise.all(processes.map((child) => new Promise<void>((resolve) => {
@@ -669,6 +677,7 @@ for (let round = 1; round <= R; round += 1) {
   const sides = warm === undefined ? [['fresh', fleet] as const] : [['fresh', fleet] as const, ['pooled', warm] as const];
   console.log(formatTable(['stage (median ms)', ...sides.map(([label]) => label), 'what'], STAGES.map(([from, to, what]) => [`${from} → ${to}`, ...sides.map(([, side]) => fmt(side.stages[`${from}→${to}`] ?? Number.NaN)), what])));
   for (const [label, side] of sides) {
+    console.log(`${label}: the burst's head: every create answered after ${fmt(side.head.lastCreatedMs)} ms, the worker's first job taken after ${fmt(side.head.firstTakenMs)} ms, its ${C}th after ${fmt(side.head.fullTakenMs)} ms`);
     console.log(`${label}: the worker's Docker calls (mean ms × calls per start): ${Object.entries(side.docker).map(([operation, { meanMs, perStart }]) => `${operation} ${fmt(meanMs)} × ${fmt(perStart, 2)}`).join(', ')}`);
     console.log(`${label}: Kubernetes writes per start ${fmt(side.writes.instance, 2)} of the instance (finalizer ${fmt(side.writes.finalizer, 2)}, status ${fmt(side.writes.status, 2)}: controller ${fmt(side.writes.controllerStatus, 2)}, worker ${fmt(side.writes.workerStatus, 2)}) and ${fmt(side.writes.events, 2)} Events${side.claimMeanMs === undefined ? '' : `; claim ${fmt(side.claimMeanMs, 1)} ms mean`}`);
   }

@@ -1,13 +1,17 @@
+import { Readable } from 'node:stream';
 import {
   createConfiguration,
+  ResponseContext,
   ServerConfiguration,
+  wrapHttpLibrary,
   type KubeConfig,
   type RequestContext,
 } from '@kubernetes/client-node';
-import { Agent } from 'undici';
+import { Agent, request } from 'undici';
 import { VERSION } from '../../version.ts';
 
 type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
+type RequestOptions = NonNullable<Parameters<typeof request>[1]>;
 
 /**
  * How long a connection to the API server may sit idle before it is closed:
@@ -65,8 +69,48 @@ export function makePooledApiClient<T>(kubeConfig: KubeConfig, ApiClass: new (co
       }
     },
   };
-  return new ApiClass(createConfiguration({ baseServer: new ServerConfiguration(cluster.server, {}), authMethods: { default: pooledAuth } }));
+  return new ApiClass(createConfiguration({ baseServer: new ServerConfiguration(cluster.server, {}), authMethods: { default: pooledAuth }, httpApi: UNDICI_REQUEST_LIBRARY }));
 }
+
+/**
+ * client-node's requests sent with undici's `request` instead of its `fetch`.
+ *
+ * Why: `fetch` wraps every request and response in WHATWG objects and streams.
+ * For the small JSON bodies ctfleet sends and reads, that wrapping was most of a
+ * request's CPU: a status write (server-side apply) cost the worker 3.0–3.2 ms of
+ * CPU through `fetch` and 1.4 ms through `request`, on the same pooled
+ * connections (docs/benchmark.md, `npm run bench:worker-cost`).
+ *
+ * The body is read whole before the response is handed on, so a response nobody
+ * reads never holds its connection. Streams (watches, logs) do not come this way:
+ * client-node's Watch uses its own `fetch`.
+ */
+const UNDICI_REQUEST_LIBRARY = wrapHttpLibrary({
+  async send(context: RequestContext): Promise<ResponseContext> {
+    const body = context.getBody();
+    // client-node sends JSON (a string); forms are not among the calls ctfleet makes.
+    if (body !== undefined && typeof body !== 'string') throw new Error('ctfleet sends only string bodies to the API server');
+    const signal = context.getSignal();
+    const dispatcher = context.getDispatcher();
+    const response = await request(context.getUrl(), {
+      method: context.getHttpMethod() as RequestOptions['method'],
+      headers: context.getHeaders(),
+      ...(body === undefined ? {} : { body }),
+      ...(signal === undefined ? {} : { signal }),
+      ...(dispatcher === undefined ? {} : { dispatcher }),
+    });
+    const data = Buffer.from(await response.body.arrayBuffer());
+    const headers: Record<string, string> = {};
+    for (const [name, value] of Object.entries(response.headers)) {
+      if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+    }
+    return new ResponseContext(response.statusCode, headers, {
+      text: () => Promise.resolve(data.toString('utf8')),
+      binary: () => Promise.resolve(data),
+      stream: () => Readable.toWeb(Readable.from([data])) as ReadableStream<Uint8Array>,
+    });
+  },
+});
 
 /**
  * The process's connection pool: client-node's own TLS settings for the cluster
@@ -81,5 +125,5 @@ async function longLivedDispatcher(kubeConfig: KubeConfig, fallback: Dispatcher 
   const agentOptions = Object.fromEntries(keys.filter((key) => https[key] !== undefined).map((key) => [key, https[key]]));
   const options = kubeConfig.createDispatcherOptions(kubeConfig.getCurrentCluster(), agentOptions);
   if (options.type !== 'agent') return fallback;
-  return new Agent({ connect: options.connect, keepAliveTimeout: API_IDLE_TIMEOUT_MS, keepAliveMaxTimeout: API_IDLE_TIMEOUT_MS });
+  return new Agent({ connect: options.connect, keepAliveTimeout: API_IDLE_TIMEOUT_MS, keepAliveMaxTimeout: API_IDLE_TIMEOUT_MS, allowH2: false });
 }
