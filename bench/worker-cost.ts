@@ -79,7 +79,7 @@ const created: string[] = [];
 try {
   await core.createNamespace({ body: { metadata: { name: NS } } });
   const body = {
-    apiVersion: API_VERSION, kind: 'ChallengeInstance', metadata: { name: 'cost', finalizers: ['ctfleet.io/container'] },
+    apiVersion: API_VERSION, kind: 'ChallengeInstance', metadata: { name: 'cost' },
     spec: { team: 'team-1', challenge: 'web-101', image: IMAGE, imagePullPolicy: 'Never', ports: [{ name: 'http', containerPort: 8080 }], env: [{ name: 'GREETING', value: 'cost' }], resources: { cpu: '250m', memory: '64Mi', pids: 64 } },
   };
   await custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: 'challengeinstances', body });
@@ -166,7 +166,6 @@ try {
   ]));
 } finally {
   await Promise.all(created.map((id) => docker.getContainer(id).remove({ force: true }).catch(() => undefined)));
-  await custom.patchNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: 'challengeinstances', name: 'cost', body: [{ op: 'remove', path: '/metadata/finalizers' }] }).catch(() => undefined);
   await core.deleteNamespace({ name: NS }).catch(() => undefined);
   const keys = await redis.keys(`${PREFIX}:*`);
   if (keys.length > 0) await redis.del(...keys);
