@@ -17,6 +17,7 @@ import { loadConnectionConfig } from '../src/config/config.ts';
 import type { ChallengeInstance } from '../src/domain/challenge-instance.ts';
 import { API_VERSION, FIELD_MANAGERS, GROUP, VERSION } from '../src/domain/names.ts';
 import { cpuSnapshot, type CpuSnapshot } from './lib/cpu.ts';
+import { inParallel } from './lib/parallel.ts';
 
 const { values } = parseArgs({ options: { instances: { type: 'string', default: '200' }, watchers: { type: 'string', default: '1' } } });
 const N = Number(values.instances);
@@ -32,13 +33,6 @@ const instances = new KubeInstanceApi(kubeConfig);
 const NS = `api-cost-${Date.now().toString(36)}`;
 const PLURAL = 'challengeinstances';
 const CONCURRENCY = 8;
-
-async function pool(count: number, work: (i: number) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (next < count) await work(next++);
-  }));
-}
 
 /** CPU ms of the API server and etcd between two snapshots. */
 function spent(before: CpuSnapshot, after: CpuSnapshot): { apiserver: number; etcd: number } {
@@ -59,7 +53,7 @@ async function measure(label: string, work: (i: number) => Promise<unknown>): Pr
   await new Promise((resolve) => setTimeout(resolve, 2_000));
   const before = cpuSnapshot();
   const began = performance.now();
-  await pool(N, work);
+  await inParallel(N, CONCURRENCY, work);
   await new Promise((resolve) => setTimeout(resolve, 1_000));
   const cost = spent(before, cpuSnapshot());
   const wall = performance.now() - began - 1_000;
@@ -108,7 +102,7 @@ try {
   // No controller runs here to take the finalizers off: left on, they kept the
   // namespace Terminating for good and its controller retrying, which cost the
   // API server ~13 % of a core in every later run on this stack.
-  await pool(N, async (i) => {
+  await inParallel(N, CONCURRENCY, async (i) => {
     const found = await instances.get(NS, name(i)).catch(() => undefined);
     if (found !== undefined) await instances.removeFinalizer(found).catch(() => undefined);
   });

@@ -40,6 +40,7 @@ import { freePort, metric, metricBy, peakRssMb, startProcess, stopProcess, until
 import { auditedWrites, type AuditedWrite } from './lib/apiserver-writes.ts';
 import { cpuSnapshot, cpuUsed, formatCpu, type CpuSnapshot, type CpuUse } from './lib/cpu.ts';
 import { parseNodeCpus, splitCores } from './lib/cores.ts';
+import { inParallel } from './lib/parallel.ts';
 import { loadConnectionConfig, loadRuntimeConfig } from '../src/config/config.ts';
 import type { HardeningProfile } from '../src/domain/hardening.ts';
 import { ENGINE_DEFAULT_NETWORK, NONE_NETWORK_VALUES, type Egress, type NoneNetwork } from '../src/domain/isolation.ts';
@@ -143,18 +144,6 @@ async function createOnce(api: CustomObjectsApi, namespace: string, body: { meta
   }
 }
 
-async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) {
-        const item = items[next++] as T;
-        await work(item);
-      }
-    }),
-  );
-}
-
 /**
  * How the baseline makes its containers with dockerode alone:
  * - `plain`: on Docker's default bridge, limits only (the seeds' design);
@@ -248,8 +237,8 @@ async function baselineRound(kind: BaselineKind): Promise<BaselineResult> {
   let ended: number;
   let cpuAfter: CpuSnapshot;
   try {
-    await pool(
-      Array.from({ length: N }, (_, i) => i),
+    await inParallel(
+      N,
       C,
       async (i) => {
         const t0 = Date.now();
@@ -301,7 +290,8 @@ async function baselineRound(kind: BaselineKind): Promise<BaselineResult> {
   const requested = summarise(sinceRequested, start.wallMs);
   const cpu = cpuUsed(cpuBefore, cpuAfter);
   const removeStart = Date.now();
-  await pool(ids, C, async ({ container, network }) => {
+  await inParallel(ids.length, C, async (i) => {
+    const { container, network } = ids[i] as (typeof ids)[number];
     await docker.getContainer(container).remove({ force: true });
     if (network !== undefined) await docker.getNetwork(network).remove();
   });
@@ -684,7 +674,7 @@ for (let round = 1; round <= R; round += 1) {
   const sides = warm === undefined ? [['fresh', fleet] as const] : [['fresh', fleet] as const, ['pooled', warm] as const];
   console.log(formatTable(['stage (median ms)', ...sides.map(([label]) => label), 'what'], STAGES.map(([from, to, what]) => [`${from} → ${to}`, ...sides.map(([, side]) => fmt(side.stages[`${from}→${to}`] ?? Number.NaN)), what])));
   for (const [label, side] of sides) {
-    console.log(`${label}: the burst's head: every create answered after ${fmt(side.head.lastCreatedMs)} ms, the worker's first job taken after ${fmt(side.head.firstTakenMs)} ms, its ${C}th after ${fmt(side.head.fullTakenMs)} ms`);
+    console.log(`${label}: the burst's head: every create answered after ${fmt(side.head.lastCreatedMs)} ms, the worker's first job taken after ${fmt(side.head.firstTakenMs)} ms, its first ${C} (as many as it runs at once) after ${fmt(side.head.fullTakenMs)} ms`);
     console.log(`${label}: the worker's Docker calls (mean ms × calls per start): ${Object.entries(side.docker).map(([operation, { meanMs, perStart }]) => `${operation} ${fmt(meanMs)} × ${fmt(perStart, 2)}`).join(', ')}`);
     console.log(`${label}: Kubernetes writes per start ${fmt(side.writes.instance, 2)} of the instance (finalizer ${fmt(side.writes.finalizer, 2)}, status ${fmt(side.writes.status, 2)}: controller ${fmt(side.writes.controllerStatus, 2)}, worker ${fmt(side.writes.workerStatus, 2)}) and ${fmt(side.writes.events, 2)} Events${side.claimMeanMs === undefined ? '' : `; claim ${fmt(side.claimMeanMs, 1)} ms mean`}`);
   }

@@ -28,6 +28,7 @@ import { API_VERSION, FIELD_MANAGERS, GROUP, LABELS, VERSION } from '../src/doma
 import type { ContainerDefinition } from '../src/domain/ports.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import { canConnect } from '../src/worker/readiness.ts';
+import { inParallel } from './lib/parallel.ts';
 
 const { values } = parseArgs({ options: { calls: { type: 'string', default: '300' } } });
 const N = Number(values.calls);
@@ -53,22 +54,15 @@ new PerformanceObserver((list) => {
   for (const entry of list.getEntries()) gcMs += entry.duration;
 }).observe({ entryTypes: ['gc'] });
 
-async function pool(count: number, work: (i: number) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (next < count) await work(next++);
-  }));
-}
-
 const rows: { step: string; cpuMs: number; gcMs: number; perStart: number }[] = [];
 /** Runs `work` N times, 16 at once, and records its CPU and GC per call; `perStart`: calls of it a start makes. */
 async function measure(step: string, perStart: number, work: (i: number) => Promise<unknown>, count = N): Promise<void> {
   // A few calls first: V8 compiles the path once, as a long-running worker has.
-  await pool(CONCURRENCY, work);
+  await inParallel(CONCURRENCY, CONCURRENCY, work);
   await new Promise((resolve) => setTimeout(resolve, 200));
   const gcBefore = gcMs;
   const before = process.cpuUsage();
-  await pool(count, work);
+  await inParallel(count, CONCURRENCY, work);
   const used = process.cpuUsage(before);
   const row = { step, cpuMs: (used.user + used.system) / 1000 / count, gcMs: (gcMs - gcBefore) / count, perStart };
   rows.push(row);
