@@ -38,6 +38,7 @@ import { formatTable } from '../src/cli/output.ts';
 import { canConnect, probeDelayMs } from '../src/worker/readiness.ts';
 import { freePort, metric, metricBy, peakRssMb, startProcess, stopProcess, untilReady, untilSwept } from './lib/processes.ts';
 import { auditedWrites, type AuditedWrite } from './lib/apiserver-writes.ts';
+import { applyFinalizerPolicy } from './lib/finalizer-policy.ts';
 import { cpuSnapshot, cpuUsed, formatCpu, type CpuSnapshot, type CpuUse } from './lib/cpu.ts';
 import { parseNodeCpus, splitCores } from './lib/cores.ts';
 import { inParallel } from './lib/parallel.ts';
@@ -50,7 +51,7 @@ import { NodeIsolation } from '../src/worker/node-isolation.ts';
 import { IptablesFirewall } from '../src/adapters/firewall/iptables.ts';
 import { createLogger } from '../src/observability/logger.ts';
 
-const { values } = parseArgs({ options: { instances: { type: 'string', default: '50' }, concurrency: { type: 'string', default: '16' }, repeat: { type: 'string', default: '1' }, pool: { type: 'boolean', default: false }, 'none-network': { type: 'string', default: 'ctfleet' }, 'node-cpus': { type: 'string' }, 'shape-beside-worker': { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { instances: { type: 'string', default: '50' }, concurrency: { type: 'string', default: '16' }, repeat: { type: 'string', default: '1' }, pool: { type: 'boolean', default: false }, 'none-network': { type: 'string', default: 'ctfleet' }, 'node-cpus': { type: 'string' }, 'shape-beside-worker': { type: 'boolean', default: false }, 'finalizer-policy': { type: 'string', default: 'chart' } } });
 const POOLED = values.pool;
 const N = Number(values.instances);
 const C = Number(values.concurrency);
@@ -64,6 +65,14 @@ if (!(NONE_NETWORK_VALUES as readonly string[]).includes(noneNetwork)) throw new
 const NONE_NETWORK = noneNetwork as NoneNetwork;
 /** `--node-cpus`: the CPUs of a simulated dedicated Docker node (bench/lib/cores.ts); none: every process shares every CPU. */
 const NODE_CPUS = values['node-cpus'] === undefined ? undefined : parseNodeCpus(values['node-cpus']);
+/**
+ * `--finalizer-policy chart` (default): ctfleet's rounds run with the chart's
+ * MutatingAdmissionPolicy that adds the finalizer on create, as `helm install` puts it
+ * on a cluster that serves the API (bench/lib/finalizer-policy.ts); `off`: without it,
+ * the controller patches the finalizer in.
+ */
+const FINALIZER_POLICY = values['finalizer-policy'];
+if (FINALIZER_POLICY !== 'chart' && FINALIZER_POLICY !== 'off') throw new Error('--finalizer-policy: must be chart or off');
 const NONE_PLACE = NONE_NETWORK === 'engine-default' ? "the engine's default bridge" : "ctfleet's own bridge";
 const cores = NODE_CPUS === undefined ? undefined : splitCores(NODE_CPUS);
 /** The controller's first-status grace, when the environment sets it (ctfleet's processes inherit the environment). */
@@ -356,6 +365,8 @@ interface FleetResult {
    */
   head: { lastCreatedMs: number; firstTakenMs: number; fullTakenMs: number };
   writes: WritesPerStart;
+  /** The chart's finalizer policy the round ran with (its API version), or `none` (`--finalizer-policy`). */
+  finalizerPolicy: string;
   /** The worker's Docker calls during the start, by operation (pool refills included). */
   docker: Record<string, { meanMs: number; perStart: number }>;
   /** The machine's CPU from the first create to the last instance Running, by process. */
@@ -410,6 +421,8 @@ async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {
   await core.createNamespace({ body: { metadata: { name: ns } } });
   const [controllerPort, workerPort] = [await freePort(), await freePort()];
   const processes: ChildProcess[] = [];
+  const policy = FINALIZER_POLICY === 'chart' ? await applyFinalizerPolicy(`bench-${run}`) : undefined;
+  const finalizerPolicy = policy?.version ?? 'none';
   try {
     if (pooled) {
       await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'flag-key' }, data: { key: randomBytes(48).toString('base64') } } });
@@ -570,7 +583,7 @@ async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {
     const teardownMs = Date.now() - teardownBegan;
     const rssMb = { controller: peakRssMb(controller.pid), worker: peakRssMb(worker.pid) };
     await informer.stop();
-    return { start, teardownMs, rssMb, serving, stages, head, writes, docker: dockerCalls, cpu, ...(claimed === undefined ? {} : { claimed, claimMeanMs }), ...(poolFillMs === undefined ? {} : { poolFillMs }) };
+    return { start, teardownMs, rssMb, serving, stages, head, writes, finalizerPolicy, docker: dockerCalls, cpu, ...(claimed === undefined ? {} : { claimed, claimMeanMs }), ...(poolFillMs === undefined ? {} : { poolFillMs }) };
   } finally {
     for (const child of processes) child.kill('SIGTERM');
     await Promise.all(processes.map((child) => new Promise<void>((resolve) => {
@@ -584,6 +597,7 @@ async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {
     const listed = execFileSync('kubectl', ['get', 'challengeinstances,challenges', '-n', ns, '-o', 'name'], { encoding: 'utf8' }).split('\n').filter((line) => line !== '');
     for (const object of listed) execFileSync('kubectl', ['patch', '-n', ns, object, '--type', 'merge', '-p', '{"metadata":{"finalizers":null}}'], { stdio: 'ignore' });
     await core.deleteNamespace({ name: ns }).catch(() => undefined);
+    await policy?.remove();
     const keys = await redis.keys(`${prefix}:*`);
     if (keys.length > 0) await redis.del(...keys);
     redis.disconnect();
@@ -676,7 +690,7 @@ for (let round = 1; round <= R; round += 1) {
   for (const [label, side] of sides) {
     console.log(`${label}: the burst's head: every create answered after ${fmt(side.head.lastCreatedMs)} ms, the worker's first job taken after ${fmt(side.head.firstTakenMs)} ms, its first ${C} (as many as it runs at once) after ${fmt(side.head.fullTakenMs)} ms`);
     console.log(`${label}: the worker's Docker calls (mean ms × calls per start): ${Object.entries(side.docker).map(([operation, { meanMs, perStart }]) => `${operation} ${fmt(meanMs)} × ${fmt(perStart, 2)}`).join(', ')}`);
-    console.log(`${label}: Kubernetes writes per start ${fmt(side.writes.instance, 2)} of the instance (finalizer ${fmt(side.writes.finalizer, 2)}, status ${fmt(side.writes.status, 2)}: controller ${fmt(side.writes.controllerStatus, 2)}, worker ${fmt(side.writes.workerStatus, 2)}) and ${fmt(side.writes.events, 2)} Events${side.claimMeanMs === undefined ? '' : `; claim ${fmt(side.claimMeanMs, 1)} ms mean`}`);
+    console.log(`${label}: Kubernetes writes per start ${fmt(side.writes.instance, 2)} of the instance (finalizer ${fmt(side.writes.finalizer, 2)}, status ${fmt(side.writes.status, 2)}: controller ${fmt(side.writes.controllerStatus, 2)}, worker ${fmt(side.writes.workerStatus, 2)}) and ${fmt(side.writes.events, 2)} Events, finalizer policy ${side.finalizerPolicy}${side.claimMeanMs === undefined ? '' : `; claim ${fmt(side.claimMeanMs, 1)} ms mean`}`);
   }
   if (warm !== undefined) console.log(`pooled: start throughput ×${fmt(ratios.pooledThroughput ?? Number.NaN, 2)} raw dockerode's; peak RSS controller ${fmt(warm.rssMb.controller ?? Number.NaN, 1)} MB, worker ${fmt(warm.rssMb.worker ?? Number.NaN, 1)} MB`);
 }

@@ -3,6 +3,8 @@
 # kube-apiserver (+ a kube-controller-manager running only the namespace,
 # garbage-collector and service-account controllers), redis-server and a Docker
 # engine, plus kubectl, helm and the test challenge images.
+# The API server serves MutatingAdmissionPolicy (v1beta1, behind a feature gate on
+# Kubernetes 1.35), so the chart's finalizer policy runs here (charts/README.md).
 #
 #   hack/stack.sh up       start whatever is not running (idempotent, reuses what is)
 #   hack/stack.sh up --cluster
@@ -305,10 +307,10 @@ up_apiserver() {
   local bin; bin="$(kube_bin_dir)/kube-apiserver"
   local mode; mode=$(cluster_requested_mode)
   # A running apiserver whose etcd was just restarted needs a moment to reconnect.
-  # One started in the other mode is restarted in this one.
-  # One started in the other mode, or without the audit log, is restarted.
+  # One started in the other mode, without the audit log or without the
+  # MutatingAdmissionPolicy API, is restarted.
   if [ "$(cat "$APISERVER_MODE_FILE" 2>/dev/null || true)" = "$mode" ] && is_running kube-apiserver "$bin" \
-    && grep -q -- "--audit-log-path $AUDIT_LOG " <<<"$(tr '\0' ' ' < "/proc/$(pid_of kube-apiserver)/cmdline")" \
+    && grep -q -- "--audit-log-path $AUDIT_LOG .*--feature-gates MutatingAdmissionPolicy=true " <<<"$(tr '\0' ' ' < "/proc/$(pid_of kube-apiserver)/cmdline")" \
     && becomes_ready 20 apiserver_ready; then
     log "kube-apiserver: running on https://$APISERVER_HOST:$APISERVER_PORT ($mode mode)"; write_kubeconfig; return 0
   fi
@@ -333,6 +335,7 @@ up_apiserver() {
     --allow-privileged=true \
     --audit-policy-file "$AUDIT_DIR/policy.yaml" --audit-log-path "$AUDIT_LOG" \
     --audit-log-format json --audit-log-maxsize 50 --audit-log-maxbackup 1 \
+    --feature-gates MutatingAdmissionPolicy=true --runtime-config admissionregistration.k8s.io/v1beta1=true \
     --cert-dir "$PKI/generated" --v 1 ${CTFLEET_APISERVER_FLAGS:-}
   wait_for "kube-apiserver" 90 kube-apiserver apiserver_ready
   save_ports

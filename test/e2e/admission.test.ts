@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { applyFinalizerPolicy, type FinalizerPolicy } from '../../bench/lib/finalizer-policy.ts';
 import { FINALIZER } from '../../src/domain/names.ts';
 import { installCrd, kubectl, ROOT, type CommandResult } from '../support/ctfleet.ts';
 import { eventually, uniqueSuffix } from '../support/stack.ts';
@@ -249,5 +250,67 @@ describe('tenant namespaces: the chart\'s ValidatingAdmissionPolicy', () => {
     const bad = await helm(['template', release, CHART, '--set', 'admission.tenantNamespaceLabel.key=not a key']);
     assert.notEqual(bad.code, 0);
     assert.match(bad.stderr, /admission\/tenantNamespaceLabel\/key/);
+  });
+});
+
+// The chart's MutatingAdmissionPolicy (templates/instance-finalizer-policy.yaml): which
+// API version it renders for which cluster, and what the stack's API server then does
+// to a ChallengeInstance it creates. instances.test.ts counts a start's writes with it.
+describe('the finalizer on create: the chart\'s MutatingAdmissionPolicy', () => {
+  const suffix = uniqueSuffix();
+  const release = `fin-${suffix}`;
+  const namespace = `e2e-finalizer-${suffix}`;
+  const TEMPLATE = 'templates/instance-finalizer-policy.yaml';
+  const served = (version: string): string[] => ['--api-versions', `admissionregistration.k8s.io/${version}/MutatingAdmissionPolicy`];
+  /** The API versions the template renders with these flags ([] when it renders nothing). */
+  const versions = async (...flags: string[]): Promise<string[]> => {
+    const result = await helm(['template', release, CHART, '--show-only', TEMPLATE, ...flags]);
+    if (result.code !== 0 && /could not find template/.test(result.stderr)) return [];
+    return [...ok(result, `template ${flags.join(' ')}`).matchAll(/^apiVersion: (\S+)\nkind: (\S+)$/gm)].map((match) => `${match[2]} ${match[1]}`);
+  };
+  const both = (version: string): string[] => [`MutatingAdmissionPolicy admissionregistration.k8s.io/${version}`, `MutatingAdmissionPolicyBinding admissionregistration.k8s.io/${version}`];
+  const createWith = async (name: string, finalizers: string[] | undefined): Promise<string[]> => {
+    const body = JSON.parse(manifest(namespace, name, direct('team-1'))) as { metadata: Record<string, unknown> };
+    if (finalizers !== undefined) body.metadata.finalizers = finalizers;
+    const created = ok(await kubectl(['create', '-o', 'jsonpath={.metadata.finalizers}', '-f', '-'], JSON.stringify(body)), `create ${name}`);
+    return created === '' ? [] : (JSON.parse(created) as string[]);
+  };
+  let policy: FinalizerPolicy | undefined;
+
+  before(async () => {
+    await installCrd();
+    ok(await kubectl(['create', 'namespace', namespace]), 'create the namespace');
+  });
+
+  after(async () => {
+    // No controller runs here: the finalizers are taken off by hand.
+    const names = ok(await kubectl(['get', 'chi', '-n', namespace, '-o', 'name']), 'list').split('\n').filter((line) => line !== '');
+    for (const name of names) await kubectl(['patch', name, '-n', namespace, '--type=merge', '-p', '{"metadata":{"finalizers":null}}']);
+    await kubectl(['delete', 'namespace', namespace, '--wait=false']);
+    await policy?.remove();
+  });
+
+  test('auto renders the newest version the cluster serves and nothing when it serves none; v1 and v1beta1 force theirs, off renders nothing, anything else is refused naming the field', async () => {
+    assert.deepEqual(await versions(), [], 'helm template without the API: nothing');
+    assert.deepEqual(await versions(...served('v1beta1')), both('v1beta1'));
+    assert.deepEqual(await versions(...served('v1')), both('v1'));
+    assert.deepEqual(await versions(...served('v1beta1'), ...served('v1')), both('v1'));
+    assert.deepEqual(await versions('--set', 'admission.instanceFinalizer=off', ...served('v1')), []);
+    assert.deepEqual(await versions('--set', 'admission.instanceFinalizer=v1'), both('v1'));
+    assert.deepEqual(await versions('--set', 'admission.instanceFinalizer=v1beta1'), both('v1beta1'));
+    const bad = await helm(['template', release, CHART, '--set', 'admission.instanceFinalizer=on']);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /admission\/instanceFinalizer/);
+  });
+
+  test('on the stack, the API server adds ctfleet\'s finalizer to an instance it creates, after any the creator set, never twice, and only on create', async () => {
+    policy = await applyFinalizerPolicy(release);
+    assert.equal(policy.version, 'v1beta1', 'the stack runs Kubernetes 1.35 with the feature gate (hack/stack.sh)');
+    assert.deepEqual(await createWith('plain', undefined), [FINALIZER]);
+    assert.deepEqual(await createWith('theirs', ['example.org/keep']), ['example.org/keep', FINALIZER]);
+    assert.deepEqual(await createWith('ours', [FINALIZER]), [FINALIZER]);
+    // An update that takes it off (as the controller does once the container is gone) is left alone.
+    ok(await kubectl(['patch', 'chi', 'plain', '-n', namespace, '--type=merge', '-p', '{"metadata":{"finalizers":null}}']), 'take it off');
+    assert.equal(ok(await kubectl(['get', 'chi', 'plain', '-n', namespace, '-o', 'jsonpath={.metadata.finalizers}']), 'get'), '');
   });
 });

@@ -313,6 +313,9 @@ describe('Helm chart and plain manifests', () => {
   test('the plain manifests are the chart rendered (hack/render-manifests.sh), their CRDs are the chart\'s, and kubectl apply -k accepts them', async () => {
     const fresh = ok(await run('bash', [join(ROOT, 'hack/render-manifests.sh'), '--print']), 'render');
     assert.equal(readFileSync(join(ROOT, 'manifests/install/ctfleet.yaml'), 'utf8'), fresh, 'manifests/install/ctfleet.yaml is out of date: run hack/render-manifests.sh');
+    const policy = ok(await run('bash', [join(ROOT, 'hack/render-manifests.sh'), '--print-finalizer-policy']), 'render the finalizer policy');
+    assert.equal(readFileSync(join(ROOT, 'manifests/optional/instance-finalizer-policy.yaml'), 'utf8'), policy, 'manifests/optional/instance-finalizer-policy.yaml is out of date: run hack/render-manifests.sh');
+    assert.match(policy, /^apiVersion: admissionregistration\.k8s\.io\/v1\nkind: MutatingAdmissionPolicy$/m);
     const crds = readdirSync(join(ROOT, 'manifests/crds')).sort();
     assert.deepEqual(crds, ['ctfleet.io_challengeinstances.yaml', 'ctfleet.io_challenges.yaml']);
     assert.deepEqual(readdirSync(join(ROOT, 'charts/ctfleet/crds')).sort(), crds, 'the chart ships every CRD');

@@ -17,7 +17,9 @@ import {
   type Instances,
 } from '../support/ctfleet.ts';
 import { logProblems } from '../support/logs.ts';
-import { auditedWrites, countWrites } from '../../bench/lib/apiserver-writes.ts';
+import { auditedWrites, countWrites, type AuditedWrite } from '../../bench/lib/apiserver-writes.ts';
+import { applyFinalizerPolicy } from '../../bench/lib/finalizer-policy.ts';
+import { FINALIZER } from '../../src/domain/names.ts';
 import { eventually, stackConfig, uniqueSuffix } from '../support/stack.ts';
 
 const suffix = uniqueSuffix();
@@ -122,36 +124,62 @@ describe('ChallengeInstances end to end', () => {
     assert.match(table.stdout, new RegExp(`web-team-1\\s+team-1\\s+web-101\\s+Running\\s+http://127\\.0\\.0\\.1:${endpoint.port}\\s+e2e-node`));
   });
 
-  test('a fresh start costs the API server three writes of the instance (finalizer, the worker\'s Ready, the controller\'s Running) and one Event', async () => {
+  /**
+   * Creates instance `name`, waits until it runs and its Running Event is written,
+   * and returns ctfleet's writes of it (the test's own create checked and left out)
+   * and its Events, from the API server's audit log; then deletes it (the tests
+   * after these count this namespace's containers).
+   */
+  const freshStart = async (name: string, team: string): Promise<{ writes: AuditedWrite[]; events: number; finalizersAtCreate: string[]; described: string }> => {
     // Timed from the instance's creation: ctfleet must be watching already.
     await ctfleet.untilReady();
     const since = Date.now();
-    const created = await kubectl(['create', '-f', '-'], manifest(NS, 'web-writes', webSpec('team-writes')));
+    const created = await kubectl(['create', '-f', '-', '-o', 'json'], manifest(NS, name, webSpec(team)));
     assert.equal(created.code, 0, created.stderr);
-    const running = await instances.waitFor(NS, 'web-writes', 'to run', isRunning);
+    const finalizersAtCreate = (JSON.parse(created.stdout) as { metadata: { finalizers?: string[] } }).metadata.finalizers ?? [];
+    const running = await instances.waitFor(NS, name, 'to run', isRunning);
     // The Running Event is written off the critical path; after Running the
     // instance is settled, so nothing more is on its way.
     await eventually('the Running event', 10_000, async () => {
-      const events = await kubectl(['get', 'events', '-n', NS, '--field-selector', 'involvedObject.name=web-writes', '-o', 'jsonpath={.items[*].reason}']);
+      const events = await kubectl(['get', 'events', '-n', NS, '--field-selector', `involvedObject.name=${name}`, '-o', 'jsonpath={.items[*].reason}']);
       return events.stdout.split(' ').includes('Running') ? true : undefined;
     });
     // The audit log (hack/stack.sh) names each write's object (an Event's name
     // starts with its object's); creates are counted in the window.
     const writes = (await auditedWrites(NS)).filter((write) => write.at >= since - 1_000);
-    const ofInstance = writes.filter((write) => write.resource.startsWith('challengeinstances') && (write.name === 'web-writes' || write.verb === 'create'));
-    const events = writes.filter((write) => write.resource === 'events' && write.name.startsWith('web-writes.'));
+    const ofInstance = writes.filter((write) => write.resource.startsWith('challengeinstances') && (write.name === name || write.verb === 'create'));
+    const events = writes.filter((write) => write.resource === 'events' && write.name.startsWith(`${name}.`));
     const described = JSON.stringify(countWrites([...ofInstance, ...events]));
     assert.deepEqual(ofInstance.filter((write) => write.verb === 'create').length, 1, `the test's own create: ${described}`);
-    const ctfleets = ofInstance.filter((write) => write.verb !== 'create');
-    assert.ok(ctfleets.length <= 3, `at most 3 writes of the instance per fresh start, saw ${ctfleets.length}: ${described}`);
-    assert.deepEqual(countWrites(ctfleets), { 'challengeinstances patch': 1, 'challengeinstances/status patch': 2 }, `the finalizer, then two status applies: ${described}`);
-    assert.equal(events.length, 1, `one Event (Running): ${described}`);
     // The controller's one status write carries the job it queued, found by its id.
     assert.equal(running.status?.lastJob?.id, `${running.metadata.uid}.1.start`);
     assert.equal(running.status.phase, 'Running');
-    // The tests after this one count this namespace's containers.
-    await kubectl(['delete', 'chi', 'web-writes', '-n', NS, '--wait=true', '--timeout=60s']);
-    await instances.waitForGone(NS, 'web-writes');
+    await kubectl(['delete', 'chi', name, '-n', NS, '--wait=true', '--timeout=60s']);
+    await instances.waitForGone(NS, name);
+    return { writes: ofInstance.filter((write) => write.verb !== 'create'), events: events.length, finalizersAtCreate, described };
+  };
+
+  test('a fresh start costs the API server three writes of the instance (finalizer, the worker\'s Ready, the controller\'s Running) and one Event', async () => {
+    const probe = await kubectl(['create', '--dry-run=server', '-o', 'jsonpath={.metadata.finalizers}', '-f', '-'], manifest(NS, 'probe', webSpec('team-probe')));
+    assert.equal(probe.stdout, '', `no admission policy adds ctfleet's finalizer on this stack now (the next test adds the chart's): ${probe.stdout}${probe.stderr}`);
+    const { writes, events, finalizersAtCreate, described } = await freshStart('web-writes', 'team-writes');
+    assert.deepEqual(finalizersAtCreate, []);
+    assert.ok(writes.length <= 3, `at most 3 writes of the instance per fresh start, saw ${writes.length}: ${described}`);
+    assert.deepEqual(countWrites(writes), { 'challengeinstances patch': 1, 'challengeinstances/status patch': 2 }, `the finalizer, then two status applies: ${described}`);
+    assert.equal(events, 1, `one Event (Running): ${described}`);
+  });
+
+  test('with the chart\'s finalizer policy, the API server adds the finalizer as it creates the instance and a fresh start costs two writes (the worker\'s Ready, the controller\'s Running)', async () => {
+    const policy = await applyFinalizerPolicy(`e2e-${suffix}`);
+    assert.ok(policy.version !== undefined, 'the stack\'s API server serves MutatingAdmissionPolicy (hack/stack.sh enables it)');
+    try {
+      const { writes, events, finalizersAtCreate, described } = await freshStart('web-writes-policy', 'team-writes-policy');
+      assert.deepEqual(finalizersAtCreate, [FINALIZER], 'the create\'s answer already carries the finalizer');
+      assert.deepEqual(countWrites(writes), { 'challengeinstances/status patch': 2 }, `two status applies and no finalizer patch: ${described}`);
+      assert.equal(events, 1, `one Event (Running): ${described}`);
+    } finally {
+      await policy.remove();
+    }
   });
 
   test('a spec change replaces the container and the endpoint serves the new spec', async () => {
