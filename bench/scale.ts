@@ -1,10 +1,15 @@
 // ctfleet at scale (issue 15): ten thousand ChallengeInstances held by one
 // controller, as after a long event (most Stopped), and Redis over a churn.
-//   node bench/scale.ts [--instances 10000] [--running 100] [--changes 5] [--churn 3]
+//   node bench/scale.ts [--instances 10000] [--running 100] [--changes 5] [--churn 3] [--finalizer-policy chart|off]
 // Needs the local stack in the environment (hack/bench.sh --scale sets it up).
 //
 // 1. N instances are created in one namespace before ctfleet runs: `--running`
-//    of them Running (containers on the one node), the rest Stopped.
+//    of them Running (containers on the one node), the rest Stopped. With
+//    `--finalizer-policy chart` (the default) the chart's finalizer policy is in
+//    place, as `helm install` puts it where the API server serves it
+//    (bench/lib/finalizer-policy.ts): the instances are created with ctfleet's
+//    finalizer, and the first sync writes only their status. `off`: the controller
+//    patches each finalizer in too.
 // 2. `ctfleet controller` and `ctfleet worker` start from the compiled build. Timed:
 //    /readyz (the initial list), then until every instance has its status (each
 //    needs its finalizer and a status write: the reconcile rate), with /healthz
@@ -23,17 +28,21 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { createDockerClient } from '../src/adapters/docker/docker-client.ts';
+import { identifyAs, makePooledApiClient } from '../src/adapters/kubernetes/api-client.ts';
 import { loadKubeConfig } from '../src/adapters/kubernetes/kube-config.ts';
 import { createRedisConnection } from '../src/adapters/redis/redis-connection.ts';
 import { loadConnectionConfig } from '../src/config/config.ts';
+import { applyFinalizerPolicy, type FinalizerPolicy } from './lib/finalizer-policy.ts';
 import { freePort, metric, metricBy, rssMb, startProcess, stopProcess, untilReady } from './lib/processes.ts';
 
-const { values } = parseArgs({ options: { instances: { type: 'string', default: '10000' }, running: { type: 'string', default: '100' }, changes: { type: 'string', default: '5' }, churn: { type: 'string', default: '3' } } });
+const { values } = parseArgs({ options: { instances: { type: 'string', default: '10000' }, running: { type: 'string', default: '100' }, changes: { type: 'string', default: '5' }, churn: { type: 'string', default: '3' }, 'finalizer-policy': { type: 'string', default: 'chart' } } });
 const N = Number(values.instances);
 const RUNNING = Number(values.running);
 const CHANGES = Number(values.changes);
 const CHURN = Number(values.churn);
 if (!Number.isInteger(N) || N < 1 || N > 20_000) throw new Error('--instances: a whole number from 1 to 20000');
+const FINALIZER_POLICY = values['finalizer-policy'];
+if (FINALIZER_POLICY !== 'chart' && FINALIZER_POLICY !== 'off') throw new Error('--finalizer-policy: must be chart or off');
 if (!Number.isInteger(RUNNING) || RUNNING < 0 || RUNNING + CHANGES > N || RUNNING > 500) throw new Error('--running: a whole number from 0 to 500, leaving --changes Stopped instances');
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -43,8 +52,11 @@ const NS = `scale-${ID}`;
 const PREFIX = `{ctfleet-scale-${ID}}`;
 const config = loadConnectionConfig(process.env);
 const kubeConfig = loadKubeConfig(config.kubeconfigPath);
-const api = kubeConfig.makeApiClient(CustomObjectsApi);
-const core = kubeConfig.makeApiClient(CoreV1Api);
+// The benchmark's own requests over kept connections, as ctfleet's are: a client of
+// its own for each request would make each of the 10,000 creates a TLS handshake.
+const api = makePooledApiClient(kubeConfig, CustomObjectsApi);
+const core = makePooledApiClient(kubeConfig, CoreV1Api);
+identifyAs('benchmark');
 const docker = createDockerClient(config.docker);
 const redis = createRedisConnection({ url: config.redis.url, prefix: PREFIX }, 'command');
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -128,8 +140,11 @@ const env: Record<string, string> = {
 };
 let controller: ChildProcess | undefined;
 let worker: ChildProcess | undefined;
+let policy: FinalizerPolicy | undefined;
 try {
-  console.log(`ctfleet scale benchmark: ${N} instances (${RUNNING} Running, the rest Stopped) in ${NS}, ${new Date().toISOString()}`);
+  policy = FINALIZER_POLICY === 'chart' ? await applyFinalizerPolicy(`scale-${ID}`) : undefined;
+  result.finalizerPolicy = policy?.version ?? 'none';
+  console.log(`ctfleet scale benchmark: ${N} instances (${RUNNING} Running, the rest Stopped) in ${NS}, the chart's finalizer policy: ${policy?.version ?? 'none'}, ${new Date().toISOString()}`);
   await core.createNamespace({ body: { metadata: { name: NS } } });
   const redisBefore = await redisFootprint();
 
@@ -247,6 +262,7 @@ try {
     await api.patchNamespacedCustomObject({ ...GROUP, name: object.split('/')[1] ?? '', body: { metadata: { finalizers: null } } }, MERGE).catch(() => undefined);
   });
   await core.deleteNamespace({ name: NS }).catch(() => undefined);
+  await policy?.remove();
   const keys = await redis.keys(`${PREFIX}*`);
   for (let i = 0; i < keys.length; i += 1000) await redis.del(...keys.slice(i, i + 1000));
   redis.disconnect();
