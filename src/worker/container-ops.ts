@@ -86,7 +86,14 @@ export interface PoolMemberRequest {
 /** Job progress, as `{percent, step}`: recorded in the background (see {@link JobContext}). */
 export type Progress = (percent: number, step: string) => void;
 
-const PORT_LISTING_TTL_MS = 10_000;
+/**
+ * How long one listing of the node's containers serves port allocation. Safe while
+ * below the allocator's commit grace (60 s, port-allocator.ts): a port is reserved
+ * from its allocation until 60 s after its container exists, so a container a
+ * listing missed is covered for as long as the listing is used. Each listing of
+ * 500 containers costs dockerd a few hundred ms of CPU on the node (docs/benchmark.md).
+ */
+const PORT_LISTING_TTL_MS = 30_000;
 /** A container's output quoted in a failure: its last words, leaving room in the message for what happened. */
 const MAX_OUTPUT_BYTES = 768;
 const DEFAULT_REFUSAL_SETTLE_MS = 10_000;
@@ -370,7 +377,7 @@ export class ContainerOperations {
   }
 
   /**
-   * Host ports of this node's ctfleet containers, listed at most every 10 s.
+   * Host ports of this node's ctfleet containers, listed at most every 30 s.
    * Ports of containers created since are covered by the allocator's commit
    * grace period (60 s), so a stale listing never hands out a used port.
    * Concurrent starts share one listing: each made its own once the last one
