@@ -25,7 +25,7 @@ export function auditLogPath(env: NodeJS.ProcessEnv = process.env): string {
 
 /**
  * The successful writes in `namespace` the audit log holds (with its one rotated
- * file), oldest first.
+ * file), oldest first; server-side dry runs are left out.
  */
 export async function auditedWrites(namespace: string, path = auditLogPath()): Promise<AuditedWrite[]> {
   // The rotated file (apiserver-<time>.log) first, then the current one.
@@ -37,6 +37,7 @@ export async function auditedWrites(namespace: string, path = auditLogPath()): P
     if (!line.includes(`"namespace":"${namespace}"`)) continue;
     const event = JSON.parse(line) as {
       verb: string;
+      requestURI?: string;
       userAgent?: string;
       objectRef?: { resource?: string; subresource?: string; namespace?: string; name?: string };
       responseStatus?: { code?: number };
@@ -45,6 +46,8 @@ export async function auditedWrites(namespace: string, path = auditLogPath()): P
     const ref = event.objectRef;
     const code = event.responseStatus?.code ?? 0;
     if (ref?.namespace !== namespace || code < 200 || code >= 300) continue;
+    // A server-side dry run (`kubectl create --dry-run=server`) is audited but stores nothing.
+    if (/[?&]dryRun=/.test(event.requestURI ?? '')) continue;
     writes.push({
       verb: event.verb,
       resource: `${ref.resource ?? ''}${ref.subresource === undefined ? '' : `/${ref.subresource}`}`,
