@@ -33,6 +33,7 @@ import { loadKubeConfig } from '../src/adapters/kubernetes/kube-config.ts';
 import { createRedisConnection } from '../src/adapters/redis/redis-connection.ts';
 import { loadConnectionConfig } from '../src/config/config.ts';
 import { applyFinalizerPolicy, type FinalizerPolicy } from './lib/finalizer-policy.ts';
+import { inParallel } from './lib/parallel.ts';
 import { freePort, metric, metricBy, rssMb, startProcess, stopProcess, untilReady } from './lib/processes.ts';
 
 const { values } = parseArgs({ options: { instances: { type: 'string', default: '10000' }, running: { type: 'string', default: '100' }, changes: { type: 'string', default: '5' }, churn: { type: 'string', default: '3' }, 'finalizer-policy': { type: 'string', default: 'chart' } } });
@@ -65,17 +66,6 @@ const GROUP = { group: 'ctfleet.io', version: 'v1alpha1', namespace: NS, plural:
 const name = (i: number): string => `i-${i}`;
 const fmt = (value: number, digits = 0): string => (Number.isFinite(value) ? value.toFixed(digits) : '-');
 const verdict = (ok: boolean): string => (ok ? 'met' : 'NOT met');
-
-async function inBatches<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: limit }, async () => {
-    while (next < items.length) {
-      const item = items[next] as T;
-      next += 1;
-      await work(item);
-    }
-  }));
-}
 
 /**
  * Polls /healthz every 100 ms until stopped; the slowest answer is the longest
@@ -143,14 +133,15 @@ let worker: ChildProcess | undefined;
 let policy: FinalizerPolicy | undefined;
 try {
   policy = FINALIZER_POLICY === 'chart' ? await applyFinalizerPolicy(`scale-${ID}`) : undefined;
-  result.finalizerPolicy = policy?.version ?? 'none';
-  console.log(`ctfleet scale benchmark: ${N} instances (${RUNNING} Running, the rest Stopped) in ${NS}, the chart's finalizer policy: ${policy?.version ?? 'none'}, ${new Date().toISOString()}`);
+  const finalizerPolicy = policy?.version ?? 'none';
+  result.finalizerPolicy = finalizerPolicy;
+  console.log(`ctfleet scale benchmark: ${N} instances (${RUNNING} Running, the rest Stopped) in ${NS}, the chart's finalizer policy: ${finalizerPolicy}, ${new Date().toISOString()}`);
   await core.createNamespace({ body: { metadata: { name: NS } } });
   const redisBefore = await redisFootprint();
 
   // 1. The instances, before ctfleet runs.
   let began = Date.now();
-  await inBatches(Array.from({ length: N }, (_, i) => i), 32, async (i) => {
+  await inParallel(N, 32, async (i) => {
     await api.createNamespacedCustomObject({ ...GROUP, body: { apiVersion: 'ctfleet.io/v1alpha1', kind: 'ChallengeInstance', metadata: { name: name(i) }, spec: spec(i, i < RUNNING ? 'Running' : 'Stopped') } });
   });
   console.log(`created ${N} instances in ${fmt((Date.now() - began) / 1000, 1)} s`);
@@ -218,11 +209,10 @@ try {
   console.log(`restart: /readyz after ${fmt(readyAgainMs)} ms; queue drained after ${fmt(resyncMs / 1000, 1)} s; longest pause ${fmt(resyncPauseMs)} ms; RSS ${fmt(resyncRssMb, 1)} MB`);
 
   // 6. Redis over a churn: the running instances stopped and started again.
-  const churned = Array.from({ length: RUNNING }, (_, i) => name(i));
   for (let round = 0; round < CHURN; round += 1) {
     for (const desiredState of ['Stopped', 'Running'] as const) {
-      await inBatches(churned, 16, async (target) => {
-        await api.patchNamespacedCustomObject({ ...GROUP, name: target, body: { spec: { desiredState } } }, MERGE);
+      await inParallel(RUNNING, 16, async (i) => {
+        await api.patchNamespacedCustomObject({ ...GROUP, name: name(i), body: { spec: { desiredState } } }, MERGE);
       });
       await untilSettled(controllerPort, desiredState === 'Stopped' ? { Running: CHANGES, Stopped: N - CHANGES } : { Running: RUNNING + CHANGES, Stopped: N - RUNNING - CHANGES }, 600_000);
     }
@@ -234,8 +224,8 @@ try {
   // 7. Everything deleted: what Redis keeps afterwards.
   began = Date.now();
   // One by one (a deletecollection of thousands outlives the request's timeout).
-  await inBatches(Array.from({ length: N }, (_, i) => name(i)), 32, async (target) => {
-    await api.deleteNamespacedCustomObject({ ...GROUP, name: target });
+  await inParallel(N, 32, async (i) => {
+    await api.deleteNamespacedCustomObject({ ...GROUP, name: name(i) });
   });
   for (;;) {
     const left = (await api.listNamespacedCustomObject({ ...GROUP, limit: 1 })) as { items: unknown[] };
@@ -258,8 +248,8 @@ try {
   await Promise.all(left.map((container) => docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined)));
   // Whatever still holds ctfleet's finalizer (a failed run): released, so the namespace goes.
   const listed = execFileSync('kubectl', ['get', 'challengeinstances', '-n', NS, '-o', 'name'], { encoding: 'utf8', maxBuffer: 64 * 2 ** 20 }).split('\n').filter((line) => line !== '');
-  await inBatches(listed, 16, async (object) => {
-    await api.patchNamespacedCustomObject({ ...GROUP, name: object.split('/')[1] ?? '', body: { metadata: { finalizers: null } } }, MERGE).catch(() => undefined);
+  await inParallel(listed.length, 16, async (i) => {
+    await api.patchNamespacedCustomObject({ ...GROUP, name: listed[i]?.split('/')[1] ?? '', body: { metadata: { finalizers: null } } }, MERGE).catch(() => undefined);
   });
   await core.deleteNamespace({ name: NS }).catch(() => undefined);
   await policy?.remove();

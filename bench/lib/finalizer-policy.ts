@@ -2,22 +2,13 @@
 // as the API server creates it (charts/ctfleet/templates/instance-finalizer-policy.yaml),
 // put on the stack as `helm install` would: the benchmark runs ctfleet as the chart
 // installs it, and the tests count a start's writes with and without it.
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { FINALIZER } from '../../src/domain/names.ts';
+import { run } from '../../test/support/cluster.ts';
+import { kubectl, ROOT } from '../../test/support/ctfleet.ts';
 
-const ROOT = new URL('../..', import.meta.url).pathname;
 const TEMPLATE = 'templates/instance-finalizer-policy.yaml';
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-function run(command: string, args: string[], stdin?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = execFile(command, args, { timeout: 60_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr });
-    });
-    if (stdin !== undefined) child.stdin?.end(stdin);
-  });
-}
 
 export interface FinalizerPolicy {
   /** The API version rendered (`v1`, `v1beta1`), or undefined: the API server serves neither, nothing was applied. */
@@ -34,15 +25,15 @@ export interface FinalizerPolicy {
  * not take effect within 60 s.
  */
 export async function applyFinalizerPolicy(release: string): Promise<FinalizerPolicy> {
-  const rendered = await run('helm', ['template', release, join(ROOT, 'charts/ctfleet'), '--validate', '--show-only', TEMPLATE]);
+  const rendered = await run('helm', ['template', release, join(ROOT, 'charts/ctfleet'), '--validate', '--show-only', TEMPLATE], { timeoutMs: 60_000 });
   // helm refuses --show-only of a template that renders nothing.
   if (rendered.code !== 0 && /could not find template/.test(rendered.stderr)) return { version: undefined, remove: () => Promise.resolve() };
   if (rendered.code !== 0) throw new Error(`helm template ${TEMPLATE}: ${rendered.stderr}`);
   const version = /^apiVersion: admissionregistration\.k8s\.io\/(\S+)$/m.exec(rendered.stdout)?.[1];
-  const applied = await run('kubectl', ['apply', '-f', '-'], rendered.stdout);
+  const applied = await kubectl(['apply', '-f', '-'], rendered.stdout);
   if (applied.code !== 0) throw new Error(`kubectl apply the finalizer policy: ${applied.stderr}`);
   const remove = async (): Promise<void> => {
-    const deleted = await run('kubectl', ['delete', '--ignore-not-found', '-f', '-'], rendered.stdout);
+    const deleted = await kubectl(['delete', '--ignore-not-found', '-f', '-'], rendered.stdout);
     if (deleted.code !== 0) throw new Error(`kubectl delete the finalizer policy: ${deleted.stderr}`);
   };
   // A policy takes effect once the API server's informers have it and its binding.
@@ -54,7 +45,7 @@ export async function applyFinalizerPolicy(release: string): Promise<FinalizerPo
   });
   const began = Date.now();
   for (;;) {
-    const dry = await run('kubectl', ['create', '--dry-run=server', '-o', 'jsonpath={.metadata.finalizers}', '-f', '-'], probe);
+    const dry = await kubectl(['create', '--dry-run=server', '-o', 'jsonpath={.metadata.finalizers}', '-f', '-'], probe);
     if (dry.code === 0 && dry.stdout.includes(FINALIZER)) return { version, remove };
     if (Date.now() - began > 60_000) {
       await remove();
