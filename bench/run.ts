@@ -51,7 +51,7 @@ import { NodeIsolation } from '../src/worker/node-isolation.ts';
 import { IptablesFirewall } from '../src/adapters/firewall/iptables.ts';
 import { createLogger } from '../src/observability/logger.ts';
 
-const { values } = parseArgs({ options: { instances: { type: 'string', default: '50' }, concurrency: { type: 'string', default: '16' }, repeat: { type: 'string', default: '1' }, pool: { type: 'boolean', default: false }, 'none-network': { type: 'string', default: 'ctfleet' }, 'node-cpus': { type: 'string' }, 'shape-beside-worker': { type: 'boolean', default: false }, 'finalizer-policy': { type: 'string', default: 'chart' } } });
+const { values } = parseArgs({ options: { instances: { type: 'string', default: '50' }, concurrency: { type: 'string', default: '16' }, repeat: { type: 'string', default: '1' }, pool: { type: 'boolean', default: false }, 'none-network': { type: 'string', default: 'ctfleet' }, 'node-cpus': { type: 'string' }, 'shape-beside-worker': { type: 'boolean', default: false }, 'finalizer-policy': { type: 'string', default: 'chart' }, 'cpu-profile': { type: 'boolean', default: false }, 'raw-client': { type: 'string', default: 'node' } } });
 const POOLED = values.pool;
 const N = Number(values.instances);
 const C = Number(values.concurrency);
@@ -73,6 +73,17 @@ const NODE_CPUS = values['node-cpus'] === undefined ? undefined : parseNodeCpus(
  */
 const FINALIZER_POLICY = values['finalizer-policy'];
 if (FINALIZER_POLICY !== 'chart' && FINALIZER_POLICY !== 'off') throw new Error('--finalizer-policy: must be chart or off');
+/**
+ * `--raw-client node` (default): with `--node-cpus`, the dockerode sides' own process
+ * (creating, probing and removing the containers) runs on the node's CPUs, as
+ * ctfleet's worker does the same work there: like for like. `platform`: it stays on
+ * the control plane's CPUs with the rest of the benchmark, so raw dockerode's client
+ * costs the node nothing (the benchmark's placement before 2026-11-30).
+ */
+const RAW_CLIENT = values['raw-client'];
+if (RAW_CLIENT !== 'node' && RAW_CLIENT !== 'platform') throw new Error('--raw-client: must be node or platform');
+/** `--cpu-profile`: V8 CPU profiles of ctfleet's controller and worker, from launch to exit, under bench/results/profiles/<round>/ (bench/profile-top.ts reads them). */
+const PROFILE = values['cpu-profile'];
 const NONE_PLACE = NONE_NETWORK === 'engine-default' ? "the engine's default bridge" : "ctfleet's own bridge";
 const cores = NODE_CPUS === undefined ? undefined : splitCores(NODE_CPUS);
 /** The controller's first-status grace, when the environment sets it (ctfleet's processes inherit the environment). */
@@ -232,15 +243,25 @@ async function besideWorker(): Promise<ChildProcess> {
 }
 
 async function baselineRound(kind: BaselineKind): Promise<BaselineResult> {
+  const shape = kind === 'ctfleet-shape' ? await workerShape() : undefined;
+  const roles = new Map([[process.pid, 'benchmark']]);
+  const beside = kind === 'ctfleet-shape' && SHAPE_BESIDE_WORKER ? await besideWorker() : undefined;
+  if (beside !== undefined) roles.set(beside.pid ?? -1, 'ctfleet worker (idle, beside)');
+  // Like ctfleet's worker, raw dockerode's client runs on the node (`--raw-client`), its teardown included.
+  if (RAW_CLIENT === 'node') cores?.pinNode(process.pid);
+  try {
+    return await timedBaseline(kind, shape, roles, beside);
+  } finally {
+    if (RAW_CLIENT === 'node') cores?.pinRest(process.pid);
+  }
+}
+
+async function timedBaseline(kind: BaselineKind, shape: Awaited<ReturnType<typeof workerShape>> | undefined, roles: Map<number, string>, beside: ChildProcess | undefined): Promise<BaselineResult> {
   const ids: { container: string; network?: string }[] = [];
   const latencies: number[] = [];
   const sinceRequested: number[] = [];
   const tag = { plain: 'base', 'network-per-container': 'net', 'ctfleet-shape': 'shape' }[kind];
-  const shape = kind === 'ctfleet-shape' ? await workerShape() : undefined;
   const runtime = new DockerRuntime(docker);
-  const roles = new Map([[process.pid, 'benchmark']]);
-  const beside = kind === 'ctfleet-shape' && SHAPE_BESIDE_WORKER ? await besideWorker() : undefined;
-  if (beside !== undefined) roles.set(beside.pid ?? -1, 'ctfleet worker (idle, beside)');
   const cpuBefore = cpuSnapshot(roles);
   const began = Date.now();
   let ended: number;
@@ -435,8 +456,9 @@ async function ctfleet(mode: 'fresh' | 'pooled'): Promise<FleetResult> {
       });
     }
     const launched = Date.now();
-    const controller = startProcess('controller', env, controllerPort);
-    const worker = startProcess('worker', env, workerPort);
+    const profileDir = PROFILE ? join(ROOT, 'bench/results/profiles', run) : undefined;
+    const controller = startProcess('controller', env, controllerPort, profileDir);
+    const worker = startProcess('worker', env, workerPort, profileDir);
     cores?.pinRest(controller.pid);
     cores?.pinNode(worker.pid);
     processes.push(controller, worker);
@@ -633,7 +655,7 @@ interface Round {
   };
 }
 
-console.log(`ctfleet benchmark: ${N} instances of ${IMAGE}, concurrency ${C}, ${R} round(s)${POOLED ? ', with a warm pool' : ''}, None instances on ${NONE_PLACE} (CTFLEET_NONE_NETWORK=${NONE_NETWORK})${cores === undefined ? '' : `, a dedicated Docker node: dockerd, its containers and the worker on CPU ${cores.node}, the control plane, the controller and the benchmark on CPU ${cores.rest}`}${GRACE === undefined ? '' : `, CTFLEET_FIRST_STATUS_GRACE_SECONDS=${GRACE}`}, ${new Date().toISOString()}`);
+console.log(`ctfleet benchmark: ${N} instances of ${IMAGE}, concurrency ${C}, ${R} round(s)${POOLED ? ', with a warm pool' : ''}, None instances on ${NONE_PLACE} (CTFLEET_NONE_NETWORK=${NONE_NETWORK})${cores === undefined ? '' : `, a dedicated Docker node: dockerd, its containers, the worker${RAW_CLIENT === 'node' ? " and raw dockerode's client" : ''} on CPU ${cores.node}, the control plane, the controller and the benchmark${RAW_CLIENT === 'node' ? ' (as the platform)' : " (raw dockerode's client included)"} on CPU ${cores.rest}`}${GRACE === undefined ? '' : `, CTFLEET_FIRST_STATUS_GRACE_SECONDS=${GRACE}`}, ${new Date().toISOString()}`);
 const rounds: Round[] = [];
 for (let round = 1; round <= R; round += 1) {
   run = `${Date.now().toString(36)}r${round}`;
@@ -776,7 +798,7 @@ if (NONE_NETWORK === 'engine-default') {
   console.log("the engine's default bridge handed back: the default settings' instance networks and rules in place");
 }
 const file = join(ROOT, 'bench/results', `start-teardown-${POOLED ? 'pool-' : ''}${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-writeFileSync(file, `${JSON.stringify({ instances: N, concurrency: C, image: IMAGE, pooled: POOLED, noneNetwork: NONE_NETWORK, ...(cores === undefined ? {} : { nodeCpus: cores.node, controlPlaneCpus: cores.rest }), ...(GRACE === undefined ? {} : { firstStatusGraceSeconds: GRACE }), rounds, summary }, null, 2)}\n`);
+writeFileSync(file, `${JSON.stringify({ instances: N, concurrency: C, image: IMAGE, pooled: POOLED, noneNetwork: NONE_NETWORK, ...(cores === undefined ? {} : { nodeCpus: cores.node, controlPlaneCpus: cores.rest, rawClient: RAW_CLIENT }), ...(GRACE === undefined ? {} : { firstStatusGraceSeconds: GRACE }), rounds, summary }, null, 2)}\n`);
 console.log(`\nwrote ${file}`);
 // Docker's keep-alive agent would hold the process open; exiting gives every CPU back (--node-cpus).
 process.exit(0);

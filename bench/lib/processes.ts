@@ -11,10 +11,15 @@ export { freePort } from '../../test/support/stack.ts';
 const ROOT = new URL('../..', import.meta.url).pathname;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Runs the compiled build with the V8 flags the bin and the image use, as deployed; `port` serves its /readyz. */
-export function startProcess(role: 'controller' | 'worker', env: Record<string, string>, port: number): ChildProcess {
+/**
+ * Runs the compiled build with the V8 flags the bin and the image use, as deployed; `port` serves its /readyz.
+ * `profileDir`: V8 writes a CPU profile of the process there when it exits (`--cpu-prof`), under a folder named for its role, to open in
+ * Chrome's DevTools or read with bench/profile-top.ts.
+ */
+export function startProcess(role: 'controller' | 'worker', env: Record<string, string>, port: number, profileDir?: string): ChildProcess {
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-  return spawn(process.execPath, [...PRODUCTION_NODE_FLAGS, join(ROOT, 'dist/main.js'), role], { env: { ...process.env, ...env, CTFLEET_HTTP_PORT: String(port) }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const profiling = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(profileDir, role)}`];
+  return spawn(process.execPath, [...PRODUCTION_NODE_FLAGS, ...profiling, join(ROOT, 'dist/main.js'), role], { env: { ...process.env, ...env, CTFLEET_HTTP_PORT: String(port) }, stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
 /**
