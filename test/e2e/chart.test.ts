@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { run } from '../support/cluster.ts';
 import { ROOT } from '../support/ctfleet.ts';
 import { uniqueSuffix } from '../support/stack.ts';
 
@@ -17,17 +17,10 @@ interface Result {
   stderr: string;
 }
 
-function run(command: string, args: string[], stdin?: string): Promise<Result> {
-  return new Promise((resolve) => {
-    const child = execFile(command, args, { timeout: 180_000, maxBuffer: 32 * 1024 * 1024 }, (error, stdout, stderr) => {
-      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr });
-    });
-    if (stdin !== undefined) child.stdin?.end(stdin);
-  });
-}
-
-const helm = (...args: string[]): Promise<Result> => run('helm', args);
-const kubectl = (args: string[], stdin?: string): Promise<Result> => run('kubectl', args, stdin);
+/** A chart install may wait on its hooks: 180 s, where the shared runner's default is 120. */
+const TIMEOUT_MS = 180_000;
+const helm = (...args: string[]): Promise<Result> => run('helm', args, { timeoutMs: TIMEOUT_MS });
+const kubectl = (args: string[], stdin?: string): Promise<Result> => run('kubectl', args, { timeoutMs: TIMEOUT_MS, ...(stdin === undefined ? {} : { stdin }) });
 const ok = (result: Result, what: string): string => {
   assert.equal(result.code, 0, `${what}: ${result.stderr}${result.stdout.slice(0, 2000)}`);
   return result.stdout;
@@ -311,9 +304,9 @@ describe('Helm chart and plain manifests', () => {
   });
 
   test('the plain manifests are the chart rendered (hack/render-manifests.sh), their CRDs are the chart\'s, and kubectl apply -k accepts them', async () => {
-    const fresh = ok(await run('bash', [join(ROOT, 'hack/render-manifests.sh'), '--print']), 'render');
+    const fresh = ok(await run('bash', [join(ROOT, 'hack/render-manifests.sh'), '--print'], { timeoutMs: TIMEOUT_MS }), 'render');
     assert.equal(readFileSync(join(ROOT, 'manifests/install/ctfleet.yaml'), 'utf8'), fresh, 'manifests/install/ctfleet.yaml is out of date: run hack/render-manifests.sh');
-    const policy = ok(await run('bash', [join(ROOT, 'hack/render-manifests.sh'), '--print-finalizer-policy']), 'render the finalizer policy');
+    const policy = ok(await run('bash', [join(ROOT, 'hack/render-manifests.sh'), '--print-finalizer-policy'], { timeoutMs: TIMEOUT_MS }), 'render the finalizer policy');
     assert.equal(readFileSync(join(ROOT, 'manifests/optional/instance-finalizer-policy.yaml'), 'utf8'), policy, 'manifests/optional/instance-finalizer-policy.yaml is out of date: run hack/render-manifests.sh');
     assert.match(policy, /^apiVersion: admissionregistration\.k8s\.io\/v1\nkind: MutatingAdmissionPolicy$/m);
     const crds = readdirSync(join(ROOT, 'manifests/crds')).sort();

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import type Docker from 'dockerode';
 import { createDockerClient } from '../../src/adapters/docker/docker-client.ts';
+import { run } from '../support/cluster.ts';
 import { challengeInstanceManifest, challengeManifest, containersOf, CtfleetProcess, deleteInstancesAndChallenges, type Instances, isRunning, kubectl, manifest, prepareNamespace, ROOT, webSpec } from '../support/ctfleet.ts';
 import { logProblems } from '../support/logs.ts';
 import { eventually, stackConfig, uniqueSuffix } from '../support/stack.ts';
@@ -21,15 +21,6 @@ interface Verdict {
   message: string;
 }
 
-function run(command: string, args: string[], stdin?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = execFile(command, args, { timeout: 300_000 }, (error, stdout, stderr) => {
-      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr });
-    });
-    if (stdin !== undefined) child.stdin?.end(stdin);
-  });
-}
-
 describe('GitOps status (kstatus) and kubectl wait', () => {
   let docker: Docker;
   let instances: Instances;
@@ -44,7 +35,7 @@ describe('GitOps status (kstatus) and kubectl wait', () => {
       assert.equal(got.code, 0, got.stderr);
       object = got.stdout;
     }
-    const computed = await run(kstatusBin, [], object);
+    const computed = await run(kstatusBin, [], { stdin: object, timeoutMs: 300_000 });
     assert.equal(computed.code, 0, computed.stderr);
     return JSON.parse(computed.stdout) as Verdict;
   }
@@ -66,7 +57,7 @@ describe('GitOps status (kstatus) and kubectl wait', () => {
   }
 
   before(async () => {
-    const built = await run('bash', [`${ROOT}/hack/build-tools.sh`, 'kstatus-path']);
+    const built = await run('bash', [`${ROOT}/hack/build-tools.sh`, 'kstatus-path'], { timeoutMs: 300_000 });
     assert.equal(built.code, 0, built.stderr);
     kstatusBin = built.stdout.trim();
     docker = createDockerClient(stackConfig().docker);

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Docker from 'dockerode';
 import { PRODUCTION_NODE_FLAGS } from '../../src/app/node-flags.ts';
+import { run } from '../support/cluster.ts';
 import { ARTIFACTS, containersOf, fetchText, isRunning, kubectl, manifest, ROOT, webSpec } from '../support/ctfleet.ts';
 import { logProblems } from '../support/logs.ts';
 import { Scenario } from '../support/scenario.ts';
@@ -17,14 +17,6 @@ import { eventually, freePort, stackConfig } from '../support/stack.ts';
 // instance end to end.
 const TAG = 'ctfleet:e2e';
 const SOCKET = '/var/run/docker.sock';
-
-function run(command: string, args: string[], timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(command, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr });
-    });
-  });
-}
 
 function demultiplex(raw: Buffer): string {
   let text = '';
@@ -82,7 +74,7 @@ describe('ctfleet from its container image', () => {
   });
 
   test('hack/image.sh builds the image from the Dockerfile: non-root, entrypoint ctfleet, production dependencies only', async () => {
-    const built = await run('bash', [join(ROOT, 'hack/image.sh'), TAG], 20 * 60_000);
+    const built = await run('bash', [join(ROOT, 'hack/image.sh'), TAG], { timeoutMs: 20 * 60_000 });
     assert.equal(built.code, 0, `${built.stdout}\n${built.stderr}`);
     assert.equal(built.stdout.trim().split('\n').at(-1), TAG);
     const image = await docker.getImage(TAG).inspect();
@@ -95,12 +87,12 @@ describe('ctfleet from its container image', () => {
     const probe = await run('docker', ['run', '--rm', '--entrypoint', 'node', TAG, '-e', [
       "const r = (m) => { try { require.resolve(m, { paths: ['/app'] }); return 'yes'; } catch { return 'no'; } };",
       "console.log(process.versions.node.split('.')[0], process.getuid(), r('bullmq'), r('typescript'), r('playwright-core'))",
-    ].join(' ')], 60_000);
+    ].join(' ')], { timeoutMs: 60_000 });
     assert.equal(probe.code, 0, probe.stderr);
     assert.equal(probe.stdout.trim(), '24 65532 yes no no', 'Node 24, uid 65532, bullmq present, dev dependencies absent');
-    const iptables = await run('docker', ['run', '--rm', '--entrypoint', 'iptables', TAG, '--version'], 60_000);
+    const iptables = await run('docker', ['run', '--rm', '--entrypoint', 'iptables', TAG, '--version'], { timeoutMs: 60_000 });
     assert.match(iptables.stdout, /nf_tables/, `the worker's firewall tool, on the nft backend Docker uses: ${iptables.stderr}`);
-    const usage = await run('docker', ['run', '--rm', TAG, 'no-such-role'], 60_000);
+    const usage = await run('docker', ['run', '--rm', TAG, 'no-such-role'], { timeoutMs: 60_000 });
     assert.equal(usage.code, 2, 'an unknown role exits 2');
     assert.match(usage.stderr + usage.stdout, /controller|worker|api|all/);
   });
