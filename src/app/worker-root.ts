@@ -16,6 +16,7 @@ import { DANGEROUS_CAPABILITIES } from '../domain/hardening.ts';
 import type { Logger } from '../observability/logger.ts';
 import { ContainerOperations } from '../worker/container-ops.ts';
 import { NodeReconciler } from '../worker/node-reconciler.ts';
+import { NodeListing } from '../worker/node-listing.ts';
 import { NodeIsolation } from '../worker/node-isolation.ts';
 import { StatusReporter } from '../worker/status-reporter.ts';
 import { SYSTEM_CLOCK } from '../domain/ports.ts';
@@ -80,8 +81,11 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
   const claims = new ClaimBook(new RedisPoolClaimStore(command, config.redis.prefix), settings.node);
   await loadClaims(claims, logger);
   const poolFiles = new LocalPoolFiles(settings.poolFilesDir, settings.node);
+  // One listing of the node's containers at a time: the sweep's serves ports and the heartbeat.
+  const listing = new NodeListing(runtime, clock);
   const ops = new ContainerOperations({
     runtime,
+    listing,
     ports: new PortAllocator(settings.portRange),
     networks: isolation,
     settings: {
@@ -125,6 +129,7 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
     api,
     runtime,
     ops,
+    listing,
     isolation,
     pool: pools,
     claims,
@@ -158,18 +163,15 @@ export async function startWorker(config: RuntimeConfig, logger: Logger, metrics
   pool.consume(nodeQueue(settings.node), settings.concurrency, handler);
   await pool.waitUntilReady();
   const startedAt = new Date().toISOString();
-  // The heartbeat's count of running containers: listed at every beat while a
-  // listing is cheap, and at most 1 % of the engine's time once it is not (Docker
-  // walks every container to list them: ~0.5 s at 500, every 5 s was 10 % of it),
-  // yet at least every 30 s: a listing that fails fails the beat, which is how an
-  // engine that went away shows in the node's liveness.
-  let counted = { at: Number.NEGATIVE_INFINITY, tookMs: 0, running: 0 };
+  // The heartbeat's count of running containers, from the node's listing: a fresh
+  // one at every beat while a listing is cheap, and one at most 1 % of the engine's
+  // time old once it is not (Docker walks every container to list them: ~0.5 s at
+  // 500 in a burst, every 5 s was 10 % of it), usually the last sweep's, yet never
+  // older than 30 s: a listing that fails fails the beat, which is how an engine
+  // that went away shows in the node's liveness.
   const runningHere = async (): Promise<number> => {
-    const began = clock.now();
-    if (began - counted.at < Math.min(counted.tookMs * 100, HEARTBEAT_LISTING_MAX_AGE_MS)) return counted.running;
-    const running = (await runtime.listManaged()).filter((container) => container.running && container.labels[POOL_LABEL] === undefined && (container.labels[LABELS.node] ?? settings.node) === settings.node).length;
-    counted = { at: began, tookMs: clock.now() - began, running };
-    return running;
+    const containers = await listing.within(Math.min(listing.lastTookMs() * 100, HEARTBEAT_LISTING_MAX_AGE_MS));
+    return containers.filter((container) => container.running && container.labels[POOL_LABEL] === undefined && (container.labels[LABELS.node] ?? settings.node) === settings.node).length;
   };
   const heartbeat = new Heartbeat(
     heartbeats,

@@ -17,6 +17,7 @@ import { containerDefinition, poolContainerDefinition, probeHost } from './conta
 import type { ClaimBook } from './claim-book.ts';
 import { oomKilledPhrase } from './node-plan.ts';
 import type { PortAllocator } from './port-allocator.ts';
+import { NodeListing } from './node-listing.ts';
 import { canConnect, probeDelayMs } from './readiness.ts';
 
 export interface ContainerSettings {
@@ -87,11 +88,12 @@ export interface PoolMemberRequest {
 export type Progress = (percent: number, step: string) => void;
 
 /**
- * How long one listing of the node's containers serves port allocation. Safe while
- * below the allocator's commit grace (60 s, port-allocator.ts): a port is reserved
- * from its allocation until 60 s after its container exists, so a container a
- * listing missed is covered for as long as the listing is used. Each listing of
- * 500 containers costs dockerd a few hundred ms of CPU on the node (docs/benchmark.md).
+ * How old a listing of the node's containers may be to serve port allocation. Safe
+ * while below the allocator's commit grace (60 s, port-allocator.ts): a port is
+ * reserved from its allocation until 60 s after its container exists, so a container
+ * a listing missed is covered for as long as the listing is used. Each listing of 500
+ * containers costs dockerd 84 ms of CPU on the node (docs/benchmark.md): the sweep's,
+ * every 30 s, usually serves.
  */
 const PORT_LISTING_TTL_MS = 30_000;
 /** A container's output quoted in a failure: its last words, leaving room in the message for what happened. */
@@ -114,13 +116,14 @@ export class ContainerOperations {
   private readonly networks: InstanceNetworks;
   private readonly claims: ClaimBook | undefined;
   private readonly poolFiles: PoolFiles | undefined;
-  /** The last listing of host ports in use (`at`: when it began), shared by every caller while it runs. */
-  private portListing: { at: number; ports: Promise<Set<number>> } | undefined;
+  /** The node's containers as last listed, shared with the sweep and the heartbeat. */
+  private readonly listing: NodeListing;
   /** Containers the engine refused to start, and when it first refused. */
   private readonly refusedStarts = new Map<string, number>();
 
-  constructor(deps: { runtime: ContainerRuntime; ports: PortAllocator; networks: InstanceNetworks; settings: ContainerSettings; clock: Clock; claims?: ClaimBook; poolFiles?: PoolFiles }) {
+  constructor(deps: { runtime: ContainerRuntime; ports: PortAllocator; networks: InstanceNetworks; settings: ContainerSettings; clock: Clock; claims?: ClaimBook; poolFiles?: PoolFiles; listing?: NodeListing }) {
     this.runtime = deps.runtime;
+    this.listing = deps.listing ?? new NodeListing(deps.runtime, deps.clock);
     this.claims = deps.claims;
     this.poolFiles = deps.poolFiles;
     this.networks = deps.networks;
@@ -344,7 +347,7 @@ export class ContainerOperations {
       // Its own ports, from a container that is gone: out of the allocator's
       // recent-use grace, and listed afresh so the listing no longer counts them.
       this.ports.release(preferred);
-      this.portListing = undefined;
+      this.listing.invalidate();
     }
     const egress = egressOf(spec, this.settings);
     const network = await this.networks.networkFor(egress);
@@ -377,24 +380,15 @@ export class ContainerOperations {
   }
 
   /**
-   * Host ports of this node's ctfleet containers, listed at most every 30 s.
-   * Ports of containers created since are covered by the allocator's commit
-   * grace period (60 s), so a stale listing never hands out a used port.
-   * Concurrent starts share one listing: each made its own once the last one
-   * aged out, 0.68 listings per start in a burst of 500, each ~0.5 s of
-   * dockerd's time with 500 containers (docs/benchmark.md).
+   * Host ports of this node's ctfleet containers, from a listing at most 30 s old
+   * (usually the last sweep's). Ports of containers created since are covered by
+   * the allocator's commit grace period (60 s), so a stale listing never hands out
+   * a used port. Concurrent starts share one listing: each made its own once the
+   * last one aged out, 0.68 listings per start in a burst of 500 (docs/benchmark.md).
    */
   private async portsInUse(): Promise<Set<number>> {
-    const now = this.clock.now();
-    if (this.portListing === undefined || now - this.portListing.at > PORT_LISTING_TTL_MS) {
-      const listing = { at: now, ports: this.runtime.listManaged().then((containers) => new Set(containers.flatMap((container) => container.hostPorts))) };
-      // A failed listing is not kept: the next start lists again.
-      listing.ports.catch(() => {
-        if (this.portListing === listing) this.portListing = undefined;
-      });
-      this.portListing = listing;
-    }
-    return new Set(await this.portListing.ports);
+    const containers = await this.listing.within(PORT_LISTING_TTL_MS);
+    return new Set(containers.flatMap((container) => container.hostPorts));
   }
 
   /**

@@ -16,6 +16,7 @@ import { hasPoolName, POOL_LABEL, type ClaimRecord } from '../domain/pool.ts';
 import type { ContainerOperations } from './container-ops.ts';
 import { endpointsOf } from './container-shape.ts';
 import { ENGINE_DISRUPTION_MS, EngineEvents } from './engine-events.ts';
+import { NodeListing } from './node-listing.ts';
 import { isOwnContainer, planDrift, planNode, type ExitNote, type JobVerdict, type NodePlan } from './node-plan.ts';
 import { RestartPolicy, type RestartPolicyOptions } from './restart-policy.ts';
 import type { StatusReporter } from './status-reporter.ts';
@@ -116,6 +117,7 @@ export class NodeReconciler {
   private readonly api: InstanceApi;
   private readonly runtime: ContainerRuntime;
   private readonly ops: ContainerOperations;
+  private readonly listing: NodeListing;
   private readonly reporter: StatusReporter;
   private readonly settings: NodeSettings;
   private readonly clock: Clock;
@@ -161,7 +163,10 @@ export class NodeReconciler {
     pool?: PoolKeeper;
     /** Claims of pool containers, which make them instances' containers. */
     claims?: ClaimBook;
+    /** The node's listing, shared with port allocation and the heartbeat: each sweep lists afresh. */
+    listing?: NodeListing;
   }) {
+    this.listing = deps.listing ?? new NodeListing(deps.runtime, deps.clock);
     this.flags = deps.flags;
     this.pool = deps.pool;
     this.claims = deps.claims;
@@ -245,7 +250,7 @@ export class NodeReconciler {
       this.logger.error({ err: error }, 'Repairing the node\'s instance networks or firewall rules failed; the next sweep retries');
     });
     try {
-      const [listed, placed] = await Promise.all([this.runtime.listManaged(), this.instancesPlacedHere()]);
+      const [listed, placed] = await Promise.all([this.listing.fresh(), this.instancesPlacedHere()]);
       const containers = await this.instanceContainers(listed, placed);
       const instances = await this.withOwners(placed, containers);
       const now = this.clock.now();
