@@ -383,8 +383,8 @@ export class ContainerOperations {
    * Host ports of this node's ctfleet containers, from a listing at most 30 s old
    * (usually the last sweep's). Ports of containers created since are covered by
    * the allocator's commit grace period (60 s), so a stale listing never hands out
-   * a used port. Concurrent starts share one listing: each made its own once the
-   * last one aged out, 0.68 listings per start in a burst of 500 (docs/benchmark.md).
+   * a used port. Concurrent starts share one listing (when each made its own, a
+   * burst of 500 made 0.68 listings per start, docs/benchmark.md).
    */
   private async portsInUse(): Promise<Set<number>> {
     const containers = await this.listing.within(PORT_LISTING_TTL_MS);

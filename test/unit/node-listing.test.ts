@@ -20,23 +20,28 @@ function fakeRuntime() {
 
 const names = (containers: ContainerInfo[]): string[] => containers.map((container) => container.name);
 
-test('callers within the age share one listing, under way or answered; an older one lists again', async () => {
-  let now = 1_000;
+/** A listing over a fake runtime, at a clock the test moves (`clock.ms`). */
+function fixture(startMs = 5_000) {
+  const clock = { ms: startMs, now: () => clock.ms };
   const runtime = fakeRuntime();
-  const listing = new NodeListing(runtime, { now: () => now });
+  return { clock, runtime, listing: new NodeListing(runtime, clock) };
+}
+
+test('callers within the age share one listing, under way or answered; an older one lists again', async () => {
+  const { clock, runtime, listing } = fixture(1_000);
   const sweep = listing.fresh();
-  now += 10;
+  clock.ms += 10;
   const ports = listing.within(30_000);
   assert.equal(runtime.calls(), 1, 'the port allocation joins the sweep\'s listing under way');
-  now += 40;
+  clock.ms += 40;
   runtime.answer(0, ['a', 'b']);
   assert.deepEqual(names(await sweep), ['a', 'b']);
   assert.deepEqual(names(await ports), ['a', 'b']);
   assert.equal(listing.lastTookMs(), 50);
-  now += 29_950;
+  clock.ms += 29_950;
   assert.deepEqual(names(await listing.within(30_000)), ['a', 'b'], '30 s after it began: still served');
   assert.equal(runtime.calls(), 1);
-  now += 1;
+  clock.ms += 1;
   const later = listing.within(30_000);
   assert.equal(runtime.calls(), 2, 'older than 30 s: a new listing');
   runtime.answer(1, ['a']);
@@ -44,9 +49,7 @@ test('callers within the age share one listing, under way or answered; an older 
 });
 
 test('the sweep always lists afresh, and what it lists serves the next callers', async () => {
-  const now = 5_000;
-  const runtime = fakeRuntime();
-  const listing = new NodeListing(runtime, { now: () => now });
+  const { runtime, listing } = fixture();
   const first = listing.within(30_000);
   runtime.answer(0, ['a']);
   await first;
@@ -59,9 +62,7 @@ test('the sweep always lists afresh, and what it lists serves the next callers',
 });
 
 test('a failed listing reaches everyone waiting on it and is not kept', async () => {
-  const now = 5_000;
-  const runtime = fakeRuntime();
-  const listing = new NodeListing(runtime, { now: () => now });
+  const { runtime, listing } = fixture();
   const sweep = listing.fresh();
   const beat = listing.within(30_000);
   runtime.fail(0);
@@ -74,9 +75,7 @@ test('a failed listing reaches everyone waiting on it and is not kept', async ()
 });
 
 test('after invalidate the next caller lists afresh, even within the age', async () => {
-  const now = 5_000;
-  const runtime = fakeRuntime();
-  const listing = new NodeListing(runtime, { now: () => now });
+  const { runtime, listing } = fixture();
   const first = listing.within(30_000);
   runtime.answer(0, ['gone']);
   await first;
@@ -88,13 +87,11 @@ test('after invalidate the next caller lists afresh, even within the age', async
 });
 
 test('an age of 0 lists at every call (a cheap engine: the heartbeat counts afresh each beat)', async () => {
-  let now = 5_000;
-  const runtime = fakeRuntime();
-  const listing = new NodeListing(runtime, { now: () => now });
+  const { clock, runtime, listing } = fixture();
   const first = listing.within(0);
   runtime.answer(0, ['a']);
   await first;
-  now += 1;
+  clock.ms += 1;
   void listing.within(0);
   assert.equal(runtime.calls(), 2);
 });
